@@ -1,0 +1,168 @@
+"""Model files: export a training checkpoint to safetensors + JSON metadata, and load either.
+
+An exported model file is one ``.safetensors`` file: the network weights, and under the
+header metadata key ``sitewatch`` a JSON document with everything inference needs (network
+settings, input bands and order, normalisation, pixel size in metres, threshold, classes,
+training data summary, code version). Loading it runs no pickle. Lightning ``.ckpt`` files are
+read with ``torch.load(weights_only=True)`` only, so a checkpoint carrying code is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from sitewatch.errors import SitewatchError
+from sitewatch.model import build_network
+from sitewatch.raster import atomic_path
+
+MODEL_FORMAT = "sitewatch-model/1"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference and the metadata it was trained with."""
+
+    network: nn.Module
+    metadata: dict[str, Any]
+    path: Path
+    sha256: str
+
+    @property
+    def gsd_m(self) -> float:
+        return float(self.metadata["gsd_m"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"])
+
+    @property
+    def bands(self) -> list[str]:
+        return list(self.metadata["bands"])
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a Lightning checkpoint with ``weights_only=True``; a clear error for anything else."""
+    if not path.is_file():
+        raise SitewatchError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - pickle with code, truncation, not a zip...
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise SitewatchError(
+            f"{path}: refused or unreadable checkpoint (only weights-only files load): {reason}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise SitewatchError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    if "sitewatch" not in checkpoint:
+        raise SitewatchError(f"{path}: checkpoint has no sitewatch metadata (not a sitewatch model)")
+    return checkpoint
+
+
+def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's tensors from a Lightning checkpoint (``model.`` prefix removed)."""
+    return {
+        key.removeprefix("model."): tensor.contiguous()
+        for key, tensor in checkpoint["state_dict"].items()
+        if key.startswith("model.")
+    }
+
+
+def export_model(checkpoint_path: Path, out_path: Path) -> str:
+    """Write the compact inference file for a checkpoint; return its SHA-256.
+
+    Weights are stored in float32; the file is written to a temporary name and renamed.
+    """
+    checkpoint = read_checkpoint(Path(checkpoint_path))
+    metadata = dict(checkpoint["sitewatch"])
+    metadata.pop("saved_at", None)
+    metadata["format"] = MODEL_FORMAT
+    state = {k: v.float() if v.is_floating_point() else v for k, v in network_state(checkpoint).items()}
+    with atomic_path(out_path) as tmp:
+        save_file(state, str(tmp), metadata={"sitewatch": json.dumps(metadata, sort_keys=True)})
+    return file_sha256(Path(out_path))
+
+
+def read_model_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of an exported model file."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise SitewatchError(f"{path}: not a readable model file ({error})") from None
+    if "sitewatch" not in header:
+        raise SitewatchError(f"{path}: safetensors file without sitewatch metadata")
+    try:
+        metadata = json.loads(header["sitewatch"])
+    except json.JSONDecodeError as error:
+        raise SitewatchError(f"{path}: broken model metadata ({error})") from None
+    if metadata.get("format") != MODEL_FORMAT:
+        raise SitewatchError(f"{path}: unsupported model format {metadata.get('format')!r}")
+    return metadata
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expected_sha256: str | None = None,
+) -> LoadedModel:
+    """Load an exported ``.safetensors`` model (or a ``.ckpt``, weights-only) for inference.
+
+    Args:
+        path: model file.
+        device: where to put the network (weights are read with ``map_location`` CPU first).
+        expected_sha256: if given, the file must have this checksum.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SitewatchError(f"{path}: model file not found")
+    sha = file_sha256(path)
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise SitewatchError(f"{path}: checksum {sha[:12]}… does not match the recorded {expected_sha256[:12]}…")
+    if path.suffix == ".safetensors":
+        metadata = read_model_metadata(path)
+        try:
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as error:
+            raise SitewatchError(f"{path}: cannot read weights ({error})") from None
+    elif path.suffix == ".ckpt":
+        checkpoint = read_checkpoint(path)
+        metadata = checkpoint["sitewatch"]
+        state = network_state(checkpoint)
+    else:
+        raise SitewatchError(f"{path}: model files are .safetensors (exported) or .ckpt")
+    settings = metadata.get("network")
+    if not isinstance(settings, dict):
+        raise SitewatchError(f"{path}: metadata lacks the network settings")
+    network = build_network(**settings)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise SitewatchError(f"{path}: weights do not fit the {settings.get('arch')} / "
+                             f"{settings.get('encoder')} network ({first})") from None
+    network.eval().to(device)
+    return LoadedModel(network=network, metadata=metadata, path=path, sha256=sha)

@@ -1,0 +1,1 @@
+"""Public building datasets: readers, chip cache, transforms and the Lightning data module."""

@@ -1,0 +1,295 @@
+"""The U-Net and its Lightning training task.
+
+``build_network`` makes a segmentation-models-pytorch network from plain settings (the same
+settings the exported model file carries), so training and inference build the same thing.
+``SegmentationTask`` follows torchgeo's trainer layout: ``configure_models``,
+``configure_losses``, ``configure_metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import lightning as L
+import segmentation_models_pytorch as smp
+import timm
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+)
+
+from sitewatch import __version__
+from sitewatch.errors import SitewatchError
+from sitewatch.pretrained import load_encoder_weights
+from sitewatch.raster import IGNORE
+
+Architecture = Literal["Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus"]
+LossName = Literal["dice+bce", "dice", "bce", "focal+dice", "lovasz"]
+_ARCHITECTURES = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN,
+                  "DeepLabV3Plus": smp.DeepLabV3Plus}
+
+
+def check_encoder_name(encoder: str) -> None:
+    """Raise a one-line error unless smp (or timm, for ``tu-`` names) knows ``encoder``."""
+    if encoder.startswith("tu-"):
+        if not timm.is_model(encoder[3:]):
+            raise SitewatchError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
+        return
+    if encoder not in smp.encoders.get_encoder_names():
+        raise SitewatchError(
+            f"unknown encoder '{encoder}' (examples: resnet18, resnet34, mobilenet_v2, "
+            "efficientnet-b0, tu-tf_efficientnet_lite0)"
+        )
+
+
+def build_network(
+    arch: str = "Unet",
+    encoder: str = "tu-tf_efficientnet_lite0",
+    in_channels: int = 3,
+    classes: int = 1,
+    encoder_depth: int = 5,
+    decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+    encoder_weights: str | None = None,
+) -> nn.Module:
+    """Build an smp segmentation network with local weights only.
+
+    Args:
+        arch: smp architecture name.
+        encoder: smp encoder name (``tu-`` prefix for timm encoders).
+        in_channels: input bands.
+        classes: output channels (1: building logit).
+        encoder_depth, decoder_channels: U-Net shape (``len(decoder_channels) == depth``).
+        encoder_weights: None, ``"package"`` or a local file (see :mod:`sitewatch.pretrained`).
+    """
+    if arch not in _ARCHITECTURES:
+        raise SitewatchError(f"unknown architecture '{arch}' (known: {', '.join(_ARCHITECTURES)})")
+    check_encoder_name(encoder)
+    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None,
+                              "in_channels": in_channels, "classes": classes,
+                              "encoder_depth": encoder_depth}
+    if arch in {"Unet", "UnetPlusPlus"}:
+        if len(decoder_channels) != encoder_depth:
+            raise SitewatchError(
+                f"decoder_channels has {len(decoder_channels)} entries, encoder_depth is "
+                f"{encoder_depth}"
+            )
+        kwargs["decoder_channels"] = list(decoder_channels)
+    try:
+        network = _ARCHITECTURES[arch](**kwargs)
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise SitewatchError(f"cannot build {arch} with encoder '{encoder}': {error}") from None
+    if encoder_weights is not None:
+        if in_channels != 3:
+            raise SitewatchError("pretrained encoder weights need in_channels=3")
+        load_encoder_weights(network.encoder, encoder, encoder_weights)
+    return network
+
+
+class BinarySegmentationLoss(nn.Module):
+    """Sum of the named losses on building logits, ignoring label value 255."""
+
+    def __init__(self, name: LossName = "dice+bce") -> None:
+        super().__init__()
+        parts: dict[str, nn.Module] = {}
+        for part in name.split("+"):
+            if part == "dice":
+                parts[part] = smp.losses.DiceLoss("binary", from_logits=True, ignore_index=IGNORE)
+            elif part == "bce":
+                parts[part] = smp.losses.SoftBCEWithLogitsLoss(ignore_index=IGNORE)
+            elif part == "focal":
+                parts[part] = smp.losses.FocalLoss("binary", ignore_index=IGNORE)
+            elif part == "lovasz":
+                parts[part] = smp.losses.LovaszLoss("binary", ignore_index=IGNORE)
+            else:
+                raise SitewatchError(f"unknown loss '{part}' in '{name}'")
+        self.parts = nn.ModuleDict(parts)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.unsqueeze(1)
+        total = logits.new_zeros(())
+        for name, loss in self.parts.items():
+            total = total + loss(logits, target.float() if name == "bce" else target)
+        return total
+
+
+def _metrics(threshold: float) -> MetricCollection:
+    common = {"threshold": threshold, "ignore_index": IGNORE}
+    return MetricCollection({
+        "iou": BinaryJaccardIndex(**common),
+        "f1": BinaryF1Score(**common),
+        "precision": BinaryPrecision(**common),
+        "recall": BinaryRecall(**common),
+    })
+
+
+class SegmentationTask(L.LightningModule):
+    """Binary building segmentation.
+
+    Args:
+        arch: smp architecture.
+        encoder: encoder name (smp, or ``tu-`` + timm model name).
+        encoder_weights: None, ``"package"`` or a local weights file; never a hub download.
+        encoder_depth, decoder_channels: network shape.
+        loss: ``"dice+bce"`` (default), ``"dice"``, ``"bce"``, ``"focal+dice"``, ``"lovasz"``.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before cosine decay to ``lr × 0.01``.
+        threshold: probability above which a pixel is building (stored for inference).
+        channels_last: use channels-last memory format (faster on CPU and tensor cores).
+    """
+
+    def __init__(
+        self,
+        arch: Architecture = "Unet",
+        encoder: str = "tu-tf_efficientnet_lite0",
+        encoder_weights: str | None = None,
+        encoder_depth: int = 5,
+        decoder_channels: list[int] | None = None,
+        loss: LossName = "dice+bce",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 50,
+        threshold: float = 0.5,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_info: dict[str, Any] = {}
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # -- torchgeo-style configuration -------------------------------------------------------
+    def network_settings(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {
+            "arch": hp.arch, "encoder": hp.encoder, "in_channels": 3, "classes": 1,
+            "encoder_depth": hp.encoder_depth,
+            "decoder_channels": list(hp.decoder_channels or (256, 128, 64, 32, 16)[: hp.encoder_depth]),
+        }
+
+    def configure_models(self) -> None:
+        self.model = build_network(**self.network_settings(),
+                                   encoder_weights=self.hparams.encoder_weights)
+        if self.hparams.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def configure_losses(self) -> None:
+        self.criterion = BinarySegmentationLoss(self.hparams.loss)
+
+    def configure_metrics(
+        self, source_names: list[str] | None = None, val_sources: list[str] | None = None
+    ) -> None:
+        """Overall validation metrics, and one set per validation source.
+
+        Args:
+            source_names: all source names, in the order of the batches' ``source`` index.
+            val_sources: the sources present in the validation split (same on every rank).
+        """
+        self.val_metrics = _metrics(self.hparams.threshold).clone(prefix="val/")
+        self.source_names = list(source_names or [])
+        self.source_metrics = nn.ModuleDict({
+            name: _metrics(self.hparams.threshold).clone(prefix=f"val/{name}/")
+            for name in (val_sources or [])
+        })
+
+    # -- data information carried into checkpoints ----------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and hasattr(datamodule, "describe"):
+            datamodule.setup(stage)
+            self.data_info = datamodule.describe()
+            self.data_info.update(bands=list(datamodule.bands), mean=list(datamodule.mean),
+                                  std=list(datamodule.std))
+            self.configure_metrics(list(datamodule.sources), datamodule.val_sources())
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything inference needs, as plain JSON-able values."""
+        info = self.data_info
+        return {
+            "format": "sitewatch-model/1",
+            "network": self.network_settings(),
+            "bands": info.get("bands", ["red", "green", "blue"]),
+            "mean": info.get("mean", [0.485, 0.456, 0.406]),
+            "std": info.get("std", [0.229, 0.224, 0.225]),
+            "input_scale": 255.0,
+            "gsd_m": info.get("gsd_m"),
+            "tile_size": info.get("patch_size", 256),
+            "threshold": self.hparams.threshold,
+            "classes": ["background", "building"],
+            "training": {
+                "data": info,
+                "loss": self.hparams.loss,
+                "encoder_weights": self.hparams.encoder_weights,
+                "lr": self.hparams.lr,
+                "global_step": int(self.global_step),
+                "epoch": int(self.current_epoch),
+                "best_val_iou": getattr(self, "_best_val_iou", None),
+            },
+            "code_version": __version__,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sitewatch"] = self.metadata()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("sitewatch", {})
+        self.data_info = dict(meta.get("training", {}).get("data", {}))
+        for key in ("bands", "mean", "std"):
+            if key in meta:
+                self.data_info[key] = meta[key]
+
+    # -- steps ---------------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return self.model(image)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        self.log("val/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
+        probability = torch.sigmoid(logits[:, 0])
+        self.val_metrics.update(probability, batch["mask"])
+        for index in batch["source"].unique().tolist():
+            name = self.source_names[index] if index < len(self.source_names) else None
+            if name in self.source_metrics:
+                chosen = batch["source"] == index
+                self.source_metrics[name].update(probability[chosen], batch["mask"][chosen])
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.log_dict(values, prog_bar=True, sync_dist=True)
+        iou = float(values["val/iou"])
+        self._best_val_iou = max(iou, getattr(self, "_best_val_iou", None) or 0.0)
+        self.val_metrics.reset()
+        for collection in self.source_metrics.values():
+            self.log_dict(collection.compute(), sync_dist=True)
+            collection.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(self.hparams.warmup_steps, max(total // 10, 1))
+        scheduler = torch.optim.lr_scheduler.SequentialLR(
+            optimizer,
+            [torch.optim.lr_scheduler.LinearLR(optimizer, 0.01, 1.0, total_iters=warmup),
+             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(total - warmup, 1),
+                                                        eta_min=self.hparams.lr * 0.01)],
+            milestones=[warmup],
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

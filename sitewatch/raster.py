@@ -1,0 +1,107 @@
+"""Raster helpers: ground pixel size, resampling and atomic file writes.
+
+Pixel sizes are *ground* metres per pixel, measured geodesically (WGS84 ellipsoid) at the
+raster centre, so a Web-Mercator (EPSG:3857) or geographic (EPSG:4326) raster gets its true
+size on the ground, not its nominal CRS unit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
+
+from sitewatch.errors import SitewatchError
+
+_GEOD = Geod(ellps="WGS84")
+
+#: Label value for pixels that carry no label (outside the image, unlabelled class).
+IGNORE = 255
+
+
+def ground_pixel_size_m(crs: CRS | str | int, transform: Affine, width: int, height: int) -> float:
+    """Mean ground size of one pixel in metres, measured at the raster centre.
+
+    Args:
+        crs: the raster's coordinate reference system (any: projected, geographic, 3857).
+        transform: pixel → CRS affine transform.
+        width, height: raster size in pixels.
+
+    Returns:
+        The geometric mean of the pixel's east-west and north-south ground extents (m).
+    """
+    crs = CRS.from_user_input(crs)
+    to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    col, row = width / 2.0, height / 2.0
+    points = [transform * (col, row), transform * (col + 1, row), transform * (col, row + 1)]
+    lon, lat = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
+    if not np.all(np.isfinite(lon)) or not np.all(np.isfinite(lat)):
+        raise SitewatchError(f"cannot place the raster centre on the globe in CRS {crs.to_string()}")
+    _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
+    if dx <= 0 or dy <= 0:
+        raise SitewatchError("degenerate geotransform: a pixel has zero size on the ground")
+    return float(np.sqrt(dx * dy))
+
+
+def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize an ``H×W[×C]`` image by ``scale`` (new = round(old × scale)).
+
+    Downsampling averages (area interpolation), upsampling is bilinear.
+    """
+    if abs(scale - 1.0) < 1e-6:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out = cv2.resize(image, size, interpolation=interpolation)
+    if image.ndim == 3 and out.ndim == 2:
+        out = out[..., None]
+    return out
+
+
+def resample_label(label: np.ndarray, scale: float) -> np.ndarray:
+    """Resize a 0/1 label with :data:`IGNORE` pixels by ``scale``.
+
+    The building share of each output pixel is averaged over valid input pixels and thresholded
+    at 0.5; an output pixel is ignored when more than half of what it covers was ignored.
+    """
+    if abs(scale - 1.0) < 1e-6:
+        return label
+    valid = (label != IGNORE).astype(np.float32)
+    building = (label == 1).astype(np.float32)
+    valid_r = resample_image(valid, scale)
+    building_r = resample_image(building, scale)
+    out = np.zeros(valid_r.shape, np.uint8)
+    share = np.divide(building_r, valid_r, out=np.zeros_like(building_r), where=valid_r > 0)
+    out[share >= 0.5] = 1
+    out[valid_r < 0.5] = IGNORE
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
+
+    A failure or interruption leaves no partial ``target`` and removes the temporary file.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or (target.suffix + ".part"), dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,63 @@
+"""Training entry point: LightningCLI over :class:`SegmentationTask` and the data module.
+
+``python train.py fit --config configs/cpu_smoke.yaml`` (or ``sitewatch train fit ...``).
+After fitting, the best checkpoint is exported to ``model.safetensors`` in the log folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+from sitewatch.checkpoint import export_model
+from sitewatch.data.datamodule import BuildingDataModule
+from sitewatch.errors import SitewatchError
+from sitewatch.model import SegmentationTask
+
+
+class ExportInferenceModel(L.Callback):
+    """At the end of ``fit``, export the best (else last) checkpoint to an inference file.
+
+    Args:
+        filename: name of the exported file, written in the trainer's log folder.
+    """
+
+    def __init__(self, filename: str = "model.safetensors") -> None:
+        self.filename = filename
+        self.exported: Path | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        callback = trainer.checkpoint_callback
+        source = None
+        if callback is not None:
+            source = callback.best_model_path or getattr(callback, "last_model_path", "")
+        if not source:
+            return
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        self.exported = folder / self.filename
+        sha = export_model(Path(source), self.exported)
+        print(f"exported {source} -> {self.exported} (sha256 {sha})")
+
+
+class SitewatchCLI(LightningCLI):
+    """LightningCLI with sitewatch's defaults: seed 42, config saved beside the logs."""
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the training CLI; user errors print one line and exit with code 2."""
+    try:
+        SitewatchCLI(
+            SegmentationTask,
+            BuildingDataModule,
+            args=args,
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+        )
+    except SitewatchError as error:
+        print(f"sitewatch: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
