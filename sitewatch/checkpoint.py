@@ -139,7 +139,9 @@ def load_model(
         raise SitewatchError(f"{path}: model file not found")
     sha = file_sha256(path)
     if expected_sha256 is not None and sha != expected_sha256:
-        raise SitewatchError(f"{path}: checksum {sha[:12]}… does not match the recorded {expected_sha256[:12]}…")
+        raise SitewatchError(
+            f"{path}: checksum {sha[:12]}… does not match the recorded {expected_sha256[:12]}…"
+        )
     if path.suffix == ".safetensors":
         metadata = read_model_metadata(path)
         try:

@@ -9,6 +9,7 @@ settings the exported model file carries), so training and inference build the s
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -28,6 +29,10 @@ from sitewatch import __version__
 from sitewatch.errors import SitewatchError
 from sitewatch.pretrained import load_encoder_weights
 from sitewatch.raster import IGNORE
+
+# Per-source metrics are computed on every rank each epoch (so DDP ranks stay in step), also
+# for a source that a short sanity check did not reach: that case is expected, not a warning.
+warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric", category=UserWarning)
 
 Architecture = Literal["Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus"]
 LossName = Literal["dice+bce", "dice", "bce", "focal+dice", "lovasz"]

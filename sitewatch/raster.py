@@ -40,7 +40,7 @@ def ground_pixel_size_m(crs: CRS | str | int, transform: Affine, width: int, hei
     crs = CRS.from_user_input(crs)
     to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     col, row = width / 2.0, height / 2.0
-    points = [transform * (col, row), transform * (col + 1, row), transform * (col, row + 1)]
+    points = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
     lon, lat = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
     if not np.all(np.isfinite(lon)) or not np.all(np.isfinite(lat)):
         raise SitewatchError(f"cannot place the raster centre on the globe in CRS {crs.to_string()}")

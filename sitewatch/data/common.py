@@ -102,10 +102,10 @@ def read_binary_mask(path: Path) -> np.ndarray:
     """Read a 0/255 (or 0/1) building mask, single- or multi-channel, as 0/1 uint8."""
     array = read_picture(path)[..., 0]
     values = np.unique(array)
-    if values.size > 2 and not np.all(np.isin(values, [0, 1, 255])):
-        # JPEG-like noise around 0/255 is tolerated; a real multi-class mask is not.
-        if np.mean((array > 30) & (array < 225)) > 0.01:
-            raise SitewatchError(f"{path}: not a binary mask (values {values[:6].tolist()}...)")
+    # JPEG-like noise around 0/255 is tolerated; a real multi-class mask is not.
+    noisy = values.size > 2 and not np.all(np.isin(values, [0, 1, 255]))
+    if noisy and np.mean((array > 30) & (array < 225)) > 0.01:
+        raise SitewatchError(f"{path}: not a binary mask (values {values[:6].tolist()}...)")
     return (array > 127).astype(np.uint8) if values.max() > 1 else array.astype(np.uint8)
 
 

@@ -101,7 +101,7 @@ def tile_clusters(tiles: list[tuple[int, int, Path]]) -> list[list[tuple[int, in
     grid[ys - ys.min(), xs - xs.min()] = True
     labels, count = ndimage.label(grid, structure=np.ones((3, 3), bool))
     ids = labels[ys - ys.min(), xs - xs.min()]
-    return [[t for t, i in zip(tiles, ids) if i == k] for k in range(1, count + 1)]
+    return [[t for t, i in zip(tiles, ids, strict=True) if i == k] for k in range(1, count + 1)]
 
 
 def _mosaic_sample(

@@ -1,0 +1,123 @@
+"""Every reader on the real sample files: aligned pairs, plausible labels, polygon counts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from sitewatch.data.common import IGNORE
+from sitewatch.data.masks import colour_mask_to_label
+from sitewatch.data.sources import SOURCES, available_sources, read_source
+from sitewatch.data.xbd import read_idabd, read_xbd_json
+from sitewatch.errors import SitewatchError
+
+# (source, expected images in data/samples, (min, max) building share, (min, max) gsd in m)
+EXPECTED = {
+    "fair_ramp": (4, (0.05, 0.5), (0.25, 0.30)),
+    "fair_banepa": (1, (0.3, 0.8), (0.12, 0.14)),
+    "dubai": (1, (0.001, 0.3), (0.6, 0.6)),
+    "xbd": (1, (0.05, 0.5), (0.6, 0.6)),
+    "joplin": (1, (0.05, 0.4), (0.35, 0.6)),
+    "benchmark_samples": (4, (0.01, 0.7), (0.3, 0.6)),
+    "inria_austin": (2, (0.1, 0.6), (0.3, 0.3)),
+    "shanghai": (1, (0.05, 0.5), (0.8, 0.9)),
+    "open_cities": (1, (0.1, 0.9), (0.01, 0.03)),
+}
+
+
+def test_every_source_present_in_samples(samples: Path) -> None:
+    assert set(available_sources(samples)) >= set(EXPECTED)
+    assert set(EXPECTED) | {"idabd"} == set(SOURCES)
+
+
+@pytest.mark.parametrize("source", sorted(EXPECTED))
+def test_reader_returns_aligned_pairs(samples: Path, source: str) -> None:
+    count, (share_lo, share_hi), (gsd_lo, gsd_hi) = EXPECTED[source]
+    images = list(read_source(samples, source))
+    assert len(images) == count
+    for item in images:
+        assert item.image.dtype == np.uint8 and item.image.shape[2] == 3
+        assert item.image.shape[:2] == item.label.shape
+        assert set(np.unique(item.label)) <= {0, 1, IGNORE}
+        assert share_lo <= item.building_share <= share_hi, (item.name, item.building_share)
+        assert gsd_lo - 1e-3 <= item.gsd_m <= gsd_hi + 1e-3, (item.name, item.gsd_m)
+        assert item.source == source and item.group
+        # buildings are brighter-edged objects, not noise: labels form compact blobs
+        _, blobs = ndimage.label(item.label == 1)
+        assert blobs >= 1
+
+
+def test_banepa_polygon_count_matches_label_file(samples: Path) -> None:
+    label_file = next((samples / "fair_banepa" / "osm").glob("*.geojson"))
+    features = json.loads(label_file.read_text())["features"]
+    (mosaic,) = read_source(samples, "fair_banepa")
+    assert mosaic.n_polygons == len(features) == 242
+    assert mosaic.crs == "EPSG:3857"
+    assert mosaic.image.shape[:2] == (1024, 1024)  # 2 × 2 tiles of 512 px stitched
+
+
+def test_joplin_polygons_match_json_and_measure_pixel_size(samples: Path) -> None:
+    label_file = samples / "xbd/joplin/labels/joplin-tornado_00000000_pre_disaster.json"
+    pixel, lonlat, metadata = read_xbd_json(label_file)
+    (item,) = read_source(samples, "joplin")
+    assert item.n_polygons == len(pixel) == len(lonlat) == 185
+    # burned pixels equal the polygons' pixel area within rasterization error (±10 %)
+    area = sum(p.area for p in pixel)
+    assert abs(int((item.label == 1).sum()) - area) / area < 0.1
+    # measured pixel size lies between the pan and multispectral GSD of the sensor
+    assert metadata["pan_resolution"] * 0.6 < item.gsd_m < metadata["gsd"]
+    assert not item.gsd_estimated
+
+
+def test_fair_ramp_mosaics_are_per_area_cluster(samples: Path) -> None:
+    items = list(read_source(samples, "fair_ramp"))
+    assert {i.group for i in items} == {"fair_ramp/area3", "fair_ramp/area4"}
+    features = {a: len(json.loads((samples / "fair_ramp" / a / "labels.geojson").read_text())
+                       ["features"]) for a in ("area3", "area4")}
+    for item in items:
+        assert 0 < item.n_polygons <= features[item.group.split("/")[1]]
+        assert item.extra["zoom"] == 19
+
+
+def test_shanghai_footprints_come_from_heights(samples: Path) -> None:
+    import rasterio
+
+    (item,) = read_source(samples, "shanghai")
+    with rasterio.open(samples / "shanghai/height_0_10.tif") as dataset:
+        heights = dataset.read(1)
+    assert np.array_equal(item.label == 1, heights != 65535)
+
+
+def test_dubai_colour_classes() -> None:
+    rgb = np.array([[[60, 16, 152], [132, 41, 246]], [[155, 155, 155], [110, 193, 228]]], np.uint8)
+    assert colour_mask_to_label(rgb).tolist() == [[1, 0], [IGNORE, 0]]
+
+
+def test_idabd_layout_reader(samples: Path, tmp_path: Path) -> None:
+    target = tmp_path / "xbd" / "idabd"
+    shutil.copytree(samples / "xbd" / "xbd", target)
+    for path in target.rglob("hurricane-harvey_*"):
+        path.rename(path.with_name(path.name.replace("hurricane-harvey_00000001", "AOI2-tile_1-1")))
+    (item,) = read_idabd(tmp_path)
+    assert item.group == "idabd/AOI2" and item.source == "idabd"
+
+
+def test_size_mismatch_is_a_clear_error(samples: Path, tmp_path: Path) -> None:
+    shutil.copytree(samples / "inria_austin", tmp_path / "inria_austin")
+    label = tmp_path / "inria_austin/label/austin3_00294_332_293.png"
+    Image.open(label).resize((300, 300), Image.NEAREST).save(label)
+    with pytest.raises(SitewatchError, match=r"austin3_00294_332_293.*512×512.*300×300"):
+        list(read_source(tmp_path, "inria_austin"))
+
+
+def test_unknown_source_and_missing_folder(samples: Path, tmp_path: Path) -> None:
+    with pytest.raises(SitewatchError, match="unknown data source"):
+        read_source(samples, "nowhere")
+    with pytest.raises(SitewatchError, match="not found"):
+        read_source(tmp_path, "dubai")

@@ -1,0 +1,179 @@
+"""Training end to end on CPU: the real CLI, overfitting real tiles, export round trip, errors."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, assert_one_line_error, run_cli
+
+from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint
+from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
+from sitewatch.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
+from sitewatch.errors import SitewatchError
+from sitewatch.model import SegmentationTask, build_network
+from sitewatch.pretrained import load_encoder_weights
+
+SMOKE = "configs/cpu_smoke.yaml"
+
+
+def _overrides(tmp: Path) -> list[str]:
+    return [f"--data.cache_dir={tmp / 'cache'}", f"--trainer.default_root_dir={tmp}",
+            f"--trainer.logger.init_args.save_dir={tmp}"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CPU smoke recipe run once, as a user would run it."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    result = run_cli("train.py", "fit", "--config", SMOKE, *_overrides(tmp))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (version,) = (tmp / "logs").glob("version_*")
+    return version
+
+
+def test_cli_fast_dev_run(tmp_path: Path) -> None:
+    result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                     *_overrides(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_smoke_fit_logs_iou_and_writes_checkpoint_and_model(smoke_run: Path) -> None:
+    rows = list(csv.DictReader((smoke_run / "metrics.csv").open()))
+    ious = [float(r["val/iou"]) for r in rows if r.get("val/iou")]
+    assert len(ious) == 3 and all(0.0 <= v <= 1.0 for v in ious)
+    per_source = {k for r in rows for k, v in r.items() if v and k.endswith("/iou")}
+    assert {"val/fair_ramp/iou", "val/inria_austin/iou"} <= per_source
+    assert list((smoke_run / "checkpoints").glob("best-*.ckpt"))
+    assert (smoke_run / "checkpoints" / "last.ckpt").is_file()
+    assert (smoke_run / "model.safetensors").is_file()
+
+
+def test_checkpoint_carries_inference_metadata(smoke_run: Path) -> None:
+    checkpoint = read_checkpoint(smoke_run / "checkpoints" / "last.ckpt")
+    meta = checkpoint["sitewatch"]
+    assert meta["network"]["arch"] == "Unet"
+    assert meta["network"]["encoder"] == "tu-tf_efficientnet_lite0"
+    assert meta["bands"] == ["red", "green", "blue"]
+    assert meta["mean"] == list(IMAGENET_MEAN) and meta["std"] == list(IMAGENET_STD)
+    assert meta["gsd_m"] == 0.5 and meta["threshold"] == 0.5
+    assert meta["classes"] == ["background", "building"]
+    assert meta["training"]["data"]["train"]["xbd"]["chips"] > 0
+    assert meta["code_version"]
+
+
+def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path: Path) -> None:
+    best = next((smoke_run / "checkpoints").glob("best-*.ckpt"))
+    out = tmp_path / "model.safetensors"
+    result = run_cli("-m", "sitewatch.cli", "export", str(best), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    # deterministic: the CLI export equals the file the training callback wrote
+    assert file_sha256(out) == file_sha256(smoke_run / "model.safetensors")
+    from_ckpt = load_model(best)
+    from_file = load_model(out)
+    tile = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(from_ckpt.network(tile), from_file.network(tile))
+    assert from_file.metadata["network"] == from_ckpt.metadata["network"]
+    assert from_file.gsd_m == 0.5
+
+
+def test_overfitting_real_tiles_raises_iou(samples: Path, tmp_path: Path) -> None:
+    """A handful of real chips, trained on themselves: IoU far above the first epoch's."""
+    torch.manual_seed(0)
+    settings = ChipSettings(root=str(samples), sources=("inria_austin",), gsd_m=0.6, chip_size=128)
+    cache = ChipCache(prepare_chips(settings, tmp_path))
+    chosen = [i for i in range(len(cache)) if 0.1 < (cache.labels[i] == 1).mean() < 0.6][:4]
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    images = torch.from_numpy(((cache.images[chosen] / 255.0 - mean) / std).astype(np.float32))
+    images = images.permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(cache.labels[chosen].astype(np.int64))
+    task = SegmentationTask(encoder="tu-tf_efficientnet_lite0", encoder_weights="package",
+                            decoder_channels=[64, 32, 24, 16, 8])
+    optimizer = torch.optim.AdamW(task.parameters(), lr=3e-3)
+
+    def epoch_then_iou() -> float:
+        task.train()
+        loss = task.criterion(task(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        task.eval()
+        with torch.no_grad():
+            predicted = task(images)[:, 0] > 0
+        truth = labels == 1
+        return float((predicted & truth).sum() / (predicted | truth).sum())
+
+    first = epoch_then_iou()
+    for _ in range(28):
+        last = epoch_then_iou()
+    assert last > 0.75, (first, last)
+    assert last > first + 0.2, (first, last)
+
+
+def test_packaged_imagenet_weights_fill_every_encoder_tensor() -> None:
+    network = build_network(encoder="tu-tf_efficientnet_lite0")
+    assert load_encoder_weights(network.encoder, "tu-tf_efficientnet_lite0", "package") == len(
+        network.encoder.state_dict()) == 288
+
+
+def test_hub_weights_are_refused_without_network() -> None:
+    with pytest.raises(SitewatchError, match="offline"):
+        build_network(encoder="resnet18", encoder_weights="imagenet")
+
+
+def test_pickle_checkpoint_with_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.ckpt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"state_dict": {}, "sitewatch": Payload()}, handle)
+    with pytest.raises(SitewatchError, match="refused or unreadable"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_truncated_model_file_is_refused(smoke_run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes((smoke_run / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(SitewatchError, match="broken.safetensors"):
+        load_model(broken)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        (["--data.root=/nonexistent/sitewatch-data"], "dataset folder not found"),
+        (["--model.encoder=resnet9000"], "unknown encoder 'resnet9000'"),
+        (["--model.encoder=resnet18", "--model.encoder_weights=imagenet"], "offline"),
+        (["--data.sources=[atlantis]"], "unknown data source"),
+    ],
+)
+def test_bad_training_input_gives_one_line_error(override, needle, tmp_path: Path) -> None:
+    result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                     *_overrides(tmp_path), *override)
+    assert_one_line_error(result, needle)
+
+
+def test_empty_dataset_folder_gives_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                     *_overrides(tmp_path), f"--data.root={empty}", "--data.sources=null")
+    assert_one_line_error(result, "holds no known source")
+
+
+def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
+    result = run_cli("-m", "sitewatch.cli", "export", str(tmp_path / "none.ckpt"),
+                     "--out", str(tmp_path / "m.safetensors"))
+    assert_one_line_error(result, "checkpoint not found")
+    assert not (tmp_path / "m.safetensors").exists()
+    assert REPO.is_dir()
