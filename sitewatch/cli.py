@@ -60,6 +60,78 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors or
                           indent=2))
 
 
+def _parse_bands(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SitewatchError(f"--bands takes 1-based band numbers like 1,2,3, got '{text}'") from None
+
+
+def _load_model_for_inference(model: Path | None, device: str):
+    from sitewatch.checkpoint import load_model
+    from sitewatch.paths import default_model_path, recorded_checksum
+
+    path = model or default_model_path()
+    return load_model(path, device="cpu", expected_sha256=recorded_checksum(path))
+
+
+@app.command()
+def segment(
+    rasters: Annotated[list[Path], typer.Argument(help="Input rasters (GeoTIFF or any GDAL format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per raster.")],
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx (ONNX Runtime on CPU).")] = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
+    bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 3,2,1.")] = None,
+    gsd: Annotated[float | None, typer.Option(help="Pixel size in metres of a raster without georeferencing.")] = None,
+    tile_size: Annotated[int, typer.Option(help="Tile side in model pixels.")] = 512,
+    overlap: Annotated[int | None, typer.Option(help="Tile overlap in model pixels (default: tile/4).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold (default: the model's).")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Segment buildings: DIR/<stem>/probability.tif and mask.tif on each input's own grid."""
+    from tqdm import tqdm
+
+    from sitewatch.predict import Predictor, segment_raster
+    from sitewatch.raster import open_raster
+
+    band_list = _parse_bands(bands)
+    for raster in rasters:  # fail before any work on a path that cannot be read
+        open_raster(raster).close()
+    stems = [r.stem for r in rasters]
+    if len(set(stems)) != len(stems):
+        raise SitewatchError("two input rasters have the same file name; their outputs would collide")
+    if any(out.resolve() == r.parent.resolve() / r.stem for r in rasters):
+        raise SitewatchError(f"{out}: output folder would overwrite an input")
+    loaded = _load_model_for_inference(model, device)
+    predictor = Predictor(loaded, device=device, backend=backend, tta=tta, compile=compile)
+    typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
+    for raster in rasters:
+        bar = tqdm(total=None, unit="tile", desc=raster.name, disable=True if quiet else None, leave=False)
+
+        def progress(done: int, total: int, bar=bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            result = segment_raster(raster, out / raster.stem, predictor, tile_size=tile_size,
+                                    overlap=overlap, batch_size=batch_size, gsd_m=gsd,
+                                    bands=band_list, threshold=threshold, progress=progress)
+        finally:
+            bar.close()
+        typer.echo(
+            f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
+            f"{result.windows} tiles, {result.seconds:.1f} s on {result.device}, "
+            f"buildings {100 * result.building_share:.1f}% -> {result.out_dir}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors and meaningful exit codes."""
     try:

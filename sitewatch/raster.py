@@ -10,13 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import rasterio
+import rasterio.shutil
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from sitewatch.errors import SitewatchError
 
@@ -105,3 +109,73 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# --- reading rasters given by users ------------------------------------------------------------
+
+def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster for reading; a one-line error for a missing, empty or unreadable file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SitewatchError(f"{path}: is a directory, not a raster file")
+    if not path.exists():
+        raise SitewatchError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise SitewatchError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(path)
+    except RasterioIOError as error:
+        raise SitewatchError(f"{path}: not a readable raster ({_first_line(error)})") from None
+    if dataset.width < 1 or dataset.height < 1 or dataset.count < 1:
+        dataset.close()
+        raise SitewatchError(f"{path}: raster has no pixels")
+    return dataset
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def is_georeferenced(dataset: rasterio.DatasetReader) -> bool:
+    """True if the raster has a CRS and a non-identity geotransform."""
+    return dataset.crs is not None and dataset.transform != Affine.identity()
+
+
+def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None) -> tuple[float, float]:
+    """Ground size of one pixel along x and y in metres.
+
+    Measured geodesically at the raster centre for any CRS (a geographic raster's x and y
+    differ by cos(latitude)). A raster without georeferencing needs ``gsd_m``.
+    """
+    if gsd_m is not None:
+        if gsd_m <= 0:
+            raise SitewatchError(f"--gsd must be positive, got {gsd_m}")
+        return float(gsd_m), float(gsd_m)
+    if not is_georeferenced(dataset):
+        raise SitewatchError(
+            f"{dataset.name}: raster has no georeferencing; give its pixel size with --gsd METRES"
+        )
+    crs = CRS.from_user_input(dataset.crs)
+    to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    col, row = dataset.width / 2.0, dataset.height / 2.0
+    t = dataset.transform
+    points = [t @ (col, row), t @ (col + 1, row), t @ (col, row + 1)]
+    lon, lat = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise SitewatchError(f"{dataset.name}: cannot place the raster on the globe")
+    dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])[2]
+    dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])[2]
+    if dx <= 0 or dy <= 0:
+        raise SitewatchError(f"{dataset.name}: degenerate geotransform")
+    return float(dx), float(dy)
+
+
+def write_cog(source: Path, target: Path, overview_resampling: str = "average") -> None:
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF (deflate, 512 px blocks, overviews)."""
+    rasterio.shutil.copy(
+        str(source), str(target), driver="COG", compress="DEFLATE", blocksize=512,
+        overview_resampling=overview_resampling, BIGTIFF="IF_SAFER",
+    )

@@ -1,0 +1,545 @@
+"""Tiled whole-raster prediction: probabilities and a building mask on the input's own grid.
+
+The raster is cut into overlapping windows in its own pixel grid; each window is resampled on
+read to the model's pixel size (``gsd_m`` metres), predicted in batches, resampled back and
+blended with a raised-cosine weight, so tiles leave no seams. Results are accumulated and
+written strip by strip: memory grows with the raster's width, never with its area. Windows are
+read by background threads while the model runs.
+
+Outputs (same CRS, transform and size as the input): ``probability.tif`` (uint8, building
+probability × 255, internal nodata mask) and ``mask.tif`` (uint8 0/1, nodata 255), both
+Cloud-Optimized GeoTIFFs with overviews.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.windows import Window
+
+from sitewatch.checkpoint import LoadedModel
+from sitewatch.errors import SitewatchError
+from sitewatch.raster import open_raster, pixel_size_xy_m, write_cog
+
+Backend = Literal["auto", "torch", "onnx"]
+MASK_NODATA = 255
+
+
+# --- device and backends -------------------------------------------------------------------------
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA if present, else Apple MPS, else CPU. Asking for a missing one is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SitewatchError("--device cuda: no CUDA GPU is available on this machine")
+        return torch.device(name)
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise SitewatchError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise SitewatchError(f"unknown device '{name}' (auto, cuda, cuda:N, mps, cpu)")
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported ONNX graphs are kept (``$SITEWATCH_CACHE`` or ``~/.cache/sitewatch``)."""
+    return Path(os.environ.get("SITEWATCH_CACHE", Path.home() / ".cache" / "sitewatch")) / "onnx"
+
+
+def export_onnx(model: LoadedModel, target: Path | None = None) -> Path:
+    """Export the network to ONNX (dynamic batch and size), cached by the model's checksum."""
+    target = target or onnx_cache_dir() / f"{model.sha256[:32]}.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    network = model.network.to("cpu").eval()
+    example = torch.zeros(1, len(model.bands), 256, 256)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                network, example, tmp, input_names=["image"], output_names=["logits"],
+                dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class Predictor:
+    """Turns normalised ``N×C×H×W`` float32 batches into building probabilities ``N×H×W``.
+
+    Args:
+        model: a loaded model file.
+        device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
+        backend: ``torch``, ``onnx`` (ONNX Runtime, CPU) or ``auto`` (ONNX Runtime on CPU when
+            installed, PyTorch otherwise: see docs/BENCHMARKS.md for the measured speeds).
+        tta: average over the 4 flips (4× the work).
+        compile: ``torch.compile`` the network (CUDA only).
+    """
+
+    def __init__(self, model: LoadedModel, device: str = "auto", backend: Backend = "auto",
+                 tta: bool = False, compile: bool = False) -> None:
+        self.model = model
+        self.device = choose_device(device)
+        self.tta = tta
+        if backend == "auto":
+            backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
+        if backend == "onnx":
+            if self.device.type != "cpu":
+                raise SitewatchError("--backend onnx runs on the CPU; use --device cpu")
+            if not _has_onnxruntime():
+                raise SitewatchError("--backend onnx needs the onnxruntime package")
+        self.backend = backend
+        self.session = None
+        self.network = model.network
+        if backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = ort.InferenceSession(str(export_onnx(model)), options,
+                                                providers=["CPUExecutionProvider"])
+        else:
+            self.network = model.network.to(self.device).eval()
+            self.network = self.network.to(memory_format=torch.channels_last)
+            if compile and self.device.type == "cuda":
+                self.network = torch.compile(self.network)
+        self.amp_dtype = None
+        if self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    @property
+    def description(self) -> str:
+        amp = f", autocast {str(self.amp_dtype).removeprefix('torch.')}" if self.amp_dtype else ""
+        return f"{self.device.type} ({'ONNX Runtime' if self.backend == 'onnx' else 'PyTorch'}{amp})"
+
+    def _logits(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(None, {"image": batch})[0][:, 0]
+        tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                             enabled=self.amp_dtype is not None):
+            logits = self.network(tensor)
+        return logits[:, 0].float().cpu().numpy()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.tta:
+            return _sigmoid(self._logits(batch))
+        total = np.zeros((batch.shape[0], *batch.shape[2:]), np.float32)
+        for axes in ((), (3,), (2,), (2, 3)):
+            flipped = np.flip(batch, axes) if axes else batch
+            probability = _sigmoid(self._logits(np.ascontiguousarray(flipped)))
+            total += np.flip(probability, tuple(a - 1 for a in axes)) if axes else probability
+        return total / 4
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
+
+
+# --- windows and blending ------------------------------------------------------------------------
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets covering ``size`` with ``window``-long pieces; the last ends at the edge."""
+    if size <= window:
+        return [0]
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+def cosine_weight(height: int, width: int, floor: float = 1e-3) -> np.ndarray:
+    """Raised-cosine blending weight of a tile: ~0 at the edges, 1 at the centre."""
+
+    def ramp(n: int) -> np.ndarray:
+        x = (np.arange(n) + 0.5) / n
+        return np.maximum(np.sin(np.pi * x) ** 2, floor)
+
+    return np.outer(ramp(height), ramp(width)).astype(np.float32)
+
+
+# --- radiometry and bands ------------------------------------------------------------------------
+
+@dataclass
+class InputPlan:
+    """How one raster is read: band indexes (1-based), value stretch and window geometry."""
+
+    bands: list[int]
+    low: np.ndarray
+    high: np.ndarray
+    pixel_size_m: tuple[float, float]
+    window_px: tuple[int, int]  # (height, width) of a tile window in input pixels
+    stride_px: tuple[int, int]
+    tile_size: int
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
+    """1-based band indexes feeding the model's bands (``red, green, blue``)."""
+    count = dataset.count
+    if override:
+        if any(b < 1 or b > count for b in override):
+            raise SitewatchError(f"{dataset.name}: --bands {override} outside 1..{count}")
+        if len(override) == 1:
+            return override * len(wanted)
+        if len(override) != len(wanted):
+            raise SitewatchError(f"--bands needs {len(wanted)} band numbers ({', '.join(wanted)})")
+        return list(override)
+    interp = {ci: i + 1 for i, ci in enumerate(dataset.colorinterp)}
+    by_name = {"red": ColorInterp.red, "green": ColorInterp.green, "blue": ColorInterp.blue}
+    if all(by_name.get(w) in interp for w in wanted):
+        return [interp[by_name[w]] for w in wanted]
+    if count == 1:
+        return [1] * len(wanted)  # panchromatic: grey into every band
+    if count >= len(wanted):
+        return list(range(1, len(wanted) + 1))
+    raise SitewatchError(
+        f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
+        "choose them with --bands"
+    )
+
+
+def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-band (low, high) raw values mapped to 0 and 1 before normalisation.
+
+    uint8 → 0..255 as trained. Other types: float data already in 0..1 keeps it; anything else
+    gets a 2-98 % percentile stretch measured on a decimated read of the valid pixels.
+    """
+    dtype = np.dtype(dataset.dtypes[bands[0] - 1])
+    if dtype == np.uint8:
+        return np.zeros(len(bands)), np.full(len(bands), 255.0), "uint8 0-255"
+    scale = max(1, max(dataset.width, dataset.height) // 1024)
+    shape = (max(1, dataset.height // scale), max(1, dataset.width // scale))
+    sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
+                          masked=True).astype(np.float64)
+    valid = ~np.ma.getmaskarray(sample).any(axis=0) & np.all(np.isfinite(sample.filled(np.nan)), axis=0)
+    if not valid.any():
+        raise SitewatchError(f"{dataset.name}: every pixel is nodata or not a number")
+    values = sample.filled(np.nan)[:, valid]
+    if np.issubdtype(dtype, np.floating) and values.min() >= 0 and values.max() <= 1.0:
+        return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
+    low = np.percentile(values, 2, axis=1)
+    high = np.percentile(values, 98, axis=1)
+    high = np.where(high > low, high, low + 1)
+    return low, high, f"{dtype.name} 2-98% stretch"
+
+
+def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int, overlap: int,
+               gsd_m: float | None, bands: list[int] | None) -> InputPlan:
+    """Work out bands, stretch and window sizes; errors for rasters that cannot be segmented."""
+    if tile_size % 32 or tile_size < 64:
+        raise SitewatchError(f"--tile-size must be a multiple of 32 and at least 64, got {tile_size}")
+    if not 0 <= overlap < tile_size // 2:
+        raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
+    dx, dy = pixel_size_xy_m(dataset, gsd_m)
+    model_gsd = model.gsd_m
+    window_h = max(1, round(tile_size * model_gsd / dy))
+    window_w = max(1, round(tile_size * model_gsd / dx))
+    if dataset.height < window_h or dataset.width < window_w:
+        raise SitewatchError(
+            f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
+            f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
+            f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
+            "use a larger extent or a smaller --tile-size"
+        )
+    stride_h = max(1, round((tile_size - overlap) * model_gsd / dy))
+    stride_w = max(1, round((tile_size - overlap) * model_gsd / dx))
+    chosen = choose_bands(dataset, model.bands, bands)
+    low, high, note = value_stretch(dataset, chosen)
+    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy),
+                     window_px=(window_h, window_w), stride_px=(stride_h, stride_w),
+                     tile_size=tile_size, notes=[note])
+
+
+# --- the tiled run -------------------------------------------------------------------------------
+
+@dataclass
+class SegmentResult:
+    """What one raster's segmentation produced."""
+
+    source: Path
+    out_dir: Path
+    width: int
+    height: int
+    area_km2: float
+    seconds: float
+    device: str
+    building_share: float
+    windows: int
+    pixel_size_m: tuple[float, float]
+    notes: list[str]
+
+    @property
+    def probability_path(self) -> Path:
+        return self.out_dir / "probability.tif"
+
+    @property
+    def mask_path(self) -> Path:
+        return self.out_dir / "mask.tif"
+
+
+class _WindowReader:
+    """Reads and normalises tile windows on background threads (one dataset handle each)."""
+
+    def __init__(self, path: Path, plan: InputPlan, mean: np.ndarray, std: np.ndarray) -> None:
+        self.path, self.plan = path, plan
+        self.mean = mean.reshape(-1, 1, 1).astype(np.float32)
+        self.std = std.reshape(-1, 1, 1).astype(np.float32)
+        self.local = threading.local()
+        self.handles: list[rasterio.DatasetReader] = []
+        self.lock = threading.Lock()
+
+    def _dataset(self) -> rasterio.DatasetReader:
+        if not hasattr(self.local, "dataset"):
+            self.local.dataset = open_raster(self.path)
+            with self.lock:
+                self.handles.append(self.local.dataset)
+        return self.local.dataset
+
+    def read(self, window: Window) -> np.ndarray:
+        dataset, plan, size = self._dataset(), self.plan, self.plan.tile_size
+        pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), size, size),
+                              resampling=Resampling.bilinear, masked=True)
+        values = pixels.astype(np.float32).filled(np.nan)
+        low = plan.low.reshape(-1, 1, 1).astype(np.float32)
+        high = plan.high.reshape(-1, 1, 1).astype(np.float32)
+        scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
+        scaled = np.where(np.isfinite(scaled), scaled, self.mean)  # nodata → band mean
+        return (scaled - self.mean) / self.std
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+
+def _prefetched(items: list[Window], read: Callable[[Window], np.ndarray], workers: int,
+                depth: int) -> Iterator[tuple[Window, np.ndarray]]:
+    """Yield ``(window, pixels)`` in order while up to ``depth`` reads run ahead on threads."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque[tuple[Window, Future]] = deque()
+        iterator = iter(items)
+        for window in iterator:
+            pending.append((window, pool.submit(read, window)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            window, future = pending.popleft()
+            next_window = next(iterator, None)
+            if next_window is not None:
+                pending.append((next_window, pool.submit(read, next_window)))
+            yield window, future.result()
+
+
+def _tmp_profile(dataset: rasterio.DatasetReader, nodata: int | None) -> dict:
+    profile = {
+        "driver": "GTiff", "width": dataset.width, "height": dataset.height, "count": 1,
+        "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "compress": "deflate", "BIGTIFF": "IF_SAFER",
+    }
+    if dataset.crs is not None:
+        profile["crs"] = dataset.crs
+    if dataset.transform is not None and not dataset.transform.is_identity:
+        profile["transform"] = dataset.transform
+    if nodata is not None:
+        profile["nodata"] = nodata
+    return profile
+
+
+def segment_raster(
+    path: Path,
+    out_dir: Path,
+    predictor: Predictor,
+    *,
+    tile_size: int = 512,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    gsd_m: float | None = None,
+    bands: list[int] | None = None,
+    threshold: float | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> SegmentResult:
+    """Segment one raster into ``out_dir`` (``probability.tif``, ``mask.tif``).
+
+    The folder appears only when complete: results are written under a temporary sibling and
+    renamed at the end; on any error nothing is left behind.
+
+    Args:
+        path: input raster (any GDAL format, any CRS, 1+ bands, uint8/uint16/float).
+        out_dir: the folder to create (replaced if it exists).
+        predictor: model + device + backend.
+        tile_size, overlap: model-grid tile side and overlap in model pixels (default a quarter
+            of the tile).
+        batch_size: windows per forward pass.
+        gsd_m: pixel size (m) of a raster without georeferencing.
+        bands: 1-based input bands for the model's bands (default: colour interpretation).
+        threshold: building probability threshold (default: the model's).
+        workers: background reader threads.
+        progress: called with (windows done, windows total).
+    """
+    started = time.perf_counter()
+    model = predictor.model
+    threshold = model.threshold if threshold is None else threshold
+    dataset = open_raster(path)
+    staging: Path | None = None
+    reader: _WindowReader | None = None
+    try:
+        overlap = tile_size // 4 if overlap is None else overlap
+        plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands)
+        _check_not_all_nodata(dataset)
+        height, width = dataset.height, dataset.width
+        (win_h, win_w), (stride_h, stride_w) = plan.window_px, plan.stride_px
+        rows, cols = window_starts(height, win_h, stride_h), window_starts(width, win_w, stride_w)
+        windows = [Window(c, r, win_w, win_h) for r in rows for c in cols]
+        weight = cosine_weight(win_h, win_w)
+
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        probability_tmp, mask_tmp = staging / "probability.strips.tif", staging / "mask.strips.tif"
+        reader = _WindowReader(Path(path), plan, np.array(model.metadata["mean"]),
+                               np.array(model.metadata["std"]))
+
+        building_px = valid_px = 0
+        with rasterio.open(probability_tmp, "w", **_tmp_profile(dataset, None)) as prob_out, \
+                rasterio.open(mask_tmp, "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
+            buffer_top = rows[0]
+            acc = np.zeros((win_h, width), np.float32)
+            acc_w = np.zeros((win_h, width), np.float32)
+            batch: list[tuple[Window, np.ndarray]] = []
+            done = 0
+
+            def flush_batch() -> None:
+                nonlocal done
+                probabilities = predictor(np.stack([pixels for _, pixels in batch]))
+                for (window, _), probability in zip(batch, probabilities, strict=True):
+                    back = cv2.resize(probability, (win_w, win_h), interpolation=cv2.INTER_LINEAR)
+                    r0 = window.row_off - buffer_top
+                    acc[r0 : r0 + win_h, window.col_off : window.col_off + win_w] += back * weight
+                    acc_w[r0 : r0 + win_h, window.col_off : window.col_off + win_w] += weight
+                done += len(batch)
+                batch.clear()
+                if progress:
+                    progress(done, len(windows))
+
+            def write_rows(upto: int) -> None:
+                """Write finished rows [buffer_top, upto) and shift the buffer."""
+                nonlocal buffer_top, building_px, valid_px
+                n = upto - buffer_top
+                strip = Window(0, buffer_top, width, n)
+                probability = np.divide(acc[:n], acc_w[:n], out=np.zeros_like(acc[:n]),
+                                        where=acc_w[:n] > 0)
+                valid = dataset.dataset_mask(window=strip) > 0
+                prob_u8 = np.rint(probability * 255).astype(np.uint8)
+                mask = (probability > threshold).astype(np.uint8)
+                prob_u8[~valid] = 0
+                mask[~valid] = MASK_NODATA
+                prob_out.write(prob_u8, 1, window=strip)
+                prob_out.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=strip)
+                mask_out.write(mask, 1, window=strip)
+                building_px += int((mask == 1).sum())
+                valid_px += int(valid.sum())
+                for array in (acc, acc_w):  # rows below the written strip move to the top
+                    array[: win_h - n] = array[n:].copy()
+                    array[win_h - n :] = 0
+                buffer_top = upto
+
+            row_index = 0
+            for window, pixels in _prefetched(windows, reader.read, workers, depth=batch_size * 3):
+                if window.row_off != rows[row_index]:  # a new tile row: the old one is complete
+                    if batch:
+                        flush_batch()
+                    write_rows(window.row_off)
+                    row_index += 1
+                batch.append((window, pixels))
+                if len(batch) == batch_size:
+                    flush_batch()
+            if batch:
+                flush_batch()
+            write_rows(height)
+
+        write_cog(probability_tmp, staging / "probability.tif")
+        write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
+        probability_tmp.unlink()
+        mask_tmp.unlink()
+        _replace_dir(staging, out_dir)
+        staging = None
+        dx, dy = plan.pixel_size_m
+        return SegmentResult(
+            source=Path(path), out_dir=out_dir, width=width, height=height,
+            area_km2=width * height * dx * dy / 1e6, seconds=time.perf_counter() - started,
+            device=predictor.description, building_share=building_px / max(valid_px, 1),
+            windows=len(windows), pixel_size_m=plan.pixel_size_m, notes=plan.notes,
+        )
+    except rasterio.errors.RasterioIOError as error:
+        raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({error})") from None
+    finally:
+        if reader is not None:
+            reader.close()
+        dataset.close()
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_not_all_nodata(dataset: rasterio.DatasetReader) -> None:
+    scale = max(1, max(dataset.width, dataset.height) // 512)
+    shape = (max(1, dataset.height // scale), max(1, dataset.width // scale))
+    mask = dataset.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
+    if not mask.any():
+        raise SitewatchError(f"{dataset.name}: every pixel is nodata")
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished folder onto ``target``, replacing an older one as one rename."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{hashlib.sha1(os.urandom(8)).hexdigest()[:8]}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

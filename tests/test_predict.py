@@ -1,0 +1,245 @@
+"""Tiled inference on real sample rasters: seams, georeferencing, nodata, bands, CRS, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import assert_one_line_error, run_cli
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from sitewatch.checkpoint import LoadedModel, load_model
+from sitewatch.data.common import read_rgb
+from sitewatch.errors import SitewatchError
+from sitewatch.paths import default_model_path
+from sitewatch.predict import Predictor, choose_device, cosine_weight, segment_raster, window_starts
+
+HARVEY = "xbd/xbd/images/hurricane-harvey_00000001_pre_disaster.png"
+SHANGHAI = "shanghai/google_0_10.tif"
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    return load_model(default_model_path())
+
+
+@pytest.fixture(scope="module")
+def torch_predictor(model: LoadedModel) -> Predictor:
+    return Predictor(model, device="cpu", backend="torch")
+
+
+def _read(path: Path, band: int = 1) -> np.ndarray:
+    with rasterio.open(path) as dataset:
+        return dataset.read(band)
+
+
+def _write(path: Path, array: np.ndarray, **profile) -> Path:
+    count = 1 if array.ndim == 2 else array.shape[0]
+    base = {"driver": "GTiff", "width": array.shape[-1], "height": array.shape[-2], "count": count,
+            "dtype": array.dtype.name}
+    with rasterio.open(path, "w", **{**base, **profile}) as out:
+        out.write(array if array.ndim == 3 else array[None])
+    return path
+
+
+def test_window_starts_cover_and_end_at_the_edge() -> None:
+    assert window_starts(1000, 300, 250) == [0, 250, 500, 700]
+    assert window_starts(300, 300, 250) == [0]
+    weight = cosine_weight(64, 64)
+    assert weight.min() > 0 and weight[32, 32] > 0.99 and weight[0, 0] < 0.01
+
+
+def test_tiled_output_matches_whole_image_inference(samples: Path, tmp_path: Path,
+                                                    model: LoadedModel,
+                                                    torch_predictor: Predictor) -> None:
+    image = read_rgb(samples / HARVEY)  # 1024² at 0.5 m: no resampling, one forward pass
+    # the default tiling (512 px tiles, 128 px overlap): 4 × 4 windows over 1024²
+    result = segment_raster(samples / HARVEY, tmp_path / "tiled", torch_predictor, gsd_m=model.gsd_m)
+    mean, std = np.array(model.metadata["mean"]), np.array(model.metadata["std"])
+    whole = ((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)[None]
+    with torch.no_grad():
+        reference = torch.sigmoid(model.network(torch.from_numpy(whole)))[0, 0].numpy()
+    tiled = _read(result.mask_path)
+    reference_mask = (reference > model.threshold).astype(np.uint8)
+    assert tiled.shape == reference_mask.shape == (1024, 1024)
+    disagreement = np.mean(tiled != reference_mask)
+    assert disagreement <= 0.001, disagreement
+    # no seam lines: along tile borders the probabilities agree as well as anywhere else
+    probability = _read(result.probability_path) / 255.0
+    starts = window_starts(1024, 512, 384)
+    seams = starts[1:] + [s + 511 for s in starts[:-1]]
+    seam_error = np.abs(probability[:, seams] - reference[:, seams]).mean()
+    assert seam_error < 0.01, seam_error
+    assert result.windows == 9
+
+
+def test_outputs_keep_crs_transform_and_are_cogs(samples: Path, tmp_path: Path,
+                                                 torch_predictor: Predictor) -> None:
+    result = segment_raster(samples / SHANGHAI, tmp_path / "sh", torch_predictor, tile_size=256)
+    with rasterio.open(samples / SHANGHAI) as source:
+        for path in (result.probability_path, result.mask_path):
+            with rasterio.open(path) as out:
+                assert out.crs == source.crs
+                assert out.transform == source.transform
+                assert (out.width, out.height) == (source.width, source.height)
+                assert out.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+                assert out.dtypes[0] == "uint8"
+    assert set(np.unique(_read(result.mask_path))) <= {0, 1}
+    assert 0.02 < result.building_share < 0.6
+
+
+def test_nodata_stays_nodata(samples: Path, tmp_path: Path, torch_predictor: Predictor) -> None:
+    with rasterio.open(samples / SHANGHAI) as source:
+        pixels, profile = source.read([1, 2, 3]), source.profile
+    pixels[:, :100, :] = 0
+    pixels[pixels == 0] = 1  # keep real pixels off the nodata value
+    pixels[:, :100, :] = 0
+    path = _write(tmp_path / "holes.tif", pixels, crs=profile["crs"], transform=profile["transform"],
+                  nodata=0)
+    result = segment_raster(path, tmp_path / "out", torch_predictor, tile_size=256)
+    mask = _read(result.mask_path)
+    assert np.all(mask[:100] == 255) and np.all(mask[100:] != 255)
+    with rasterio.open(result.probability_path) as out:
+        assert np.all(out.dataset_mask()[:100] == 0) and np.all(out.dataset_mask()[100:] == 255)
+
+
+def test_sixteen_bit_single_band_and_four_band_inputs(samples: Path, tmp_path: Path,
+                                                      torch_predictor: Predictor) -> None:
+    with rasterio.open(samples / SHANGHAI) as source:
+        rgb, profile = source.read([1, 2, 3]), source.profile
+    geo = {"crs": profile["crs"], "transform": profile["transform"]}
+    reference = segment_raster(_write(tmp_path / "rgb.tif", rgb, **geo), tmp_path / "rgb",
+                               torch_predictor, tile_size=256)
+    # 4 bands without colour interpretation (e.g. R, G, B, NIR): the first three feed the model
+    nir = rgb.mean(axis=0, keepdims=True).astype(np.uint8)
+    four = segment_raster(_write(tmp_path / "rgbn.tif", np.concatenate([rgb, nir]), **geo,
+                                 photometric="MINISBLACK"), tmp_path / "rgbn", torch_predictor,
+                          tile_size=256)
+    assert np.array_equal(_read(four.mask_path), _read(reference.mask_path))
+    # 16-bit panchromatic (11-bit range, like many satellite sensors): stretched, grey into RGB
+    pan = (rgb.astype(np.float32).mean(axis=0) * 8 + 100).astype(np.uint16)
+    single = segment_raster(_write(tmp_path / "pan16.tif", pan, **geo), tmp_path / "pan16",
+                            torch_predictor, tile_size=256)
+    assert "uint16 2-98% stretch" in single.notes
+    assert 0.01 < single.building_share < 0.6
+    with rasterio.open(single.mask_path) as out:
+        assert out.crs == profile["crs"]
+
+
+def test_geographic_crs_is_resampled_to_true_metres(samples: Path, tmp_path: Path,
+                                                    torch_predictor: Predictor) -> None:
+    projected = samples / SHANGHAI
+    with rasterio.open(projected) as source:
+        transform, width, height = calculate_default_transform(
+            source.crs, "EPSG:4326", source.width, source.height, *source.bounds)
+        pixels = np.zeros((3, height, width), np.uint8)
+        for band in range(3):
+            reproject(source.read(band + 1), pixels[band], src_transform=source.transform,
+                      src_crs=source.crs, dst_transform=transform, dst_crs="EPSG:4326",
+                      resampling=Resampling.bilinear)
+        grid = (source.crs, source.transform, source.width, source.height)
+    geographic = _write(tmp_path / "geo.tif", pixels, crs="EPSG:4326", transform=transform)
+    on_projected = segment_raster(projected, tmp_path / "p", torch_predictor, tile_size=256)
+    on_geographic = segment_raster(geographic, tmp_path / "g", torch_predictor, tile_size=256)
+    # pixel sizes in metres, not degrees: x and y differ by cos(latitude) in degrees, not metres
+    dx, dy = on_geographic.pixel_size_m
+    assert 0.7 < dx < 1.0 and 0.7 < dy < 1.0
+    assert abs(on_geographic.area_km2 - on_projected.area_km2) / on_projected.area_km2 < 0.05
+    back = np.zeros((grid[3], grid[2]), np.uint8)
+    reproject(_read(on_geographic.mask_path), back, src_transform=transform, src_crs="EPSG:4326",
+              dst_transform=grid[1], dst_crs=grid[0], resampling=Resampling.nearest)
+    a, b = back[8:-8, 8:-8] == 1, _read(on_projected.mask_path)[8:-8, 8:-8] == 1
+    assert (a & b).sum() / (a | b).sum() > 0.8
+
+
+def test_onnx_runtime_matches_pytorch(model: LoadedModel, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITEWATCH_CACHE", str(tmp_path))
+    onnx = Predictor(model, device="cpu", backend="onnx")
+    eager = Predictor(model, device="cpu", backend="torch")
+    batch = np.random.default_rng(0).normal(size=(2, 3, 256, 256)).astype(np.float32)
+    assert np.abs(onnx(batch) - eager(batch)).max() < 1e-3
+    assert onnx.description == "cpu (ONNX Runtime)"
+
+
+def test_tta_averages_flips(model: LoadedModel, torch_predictor: Predictor) -> None:
+    batch = np.random.default_rng(1).normal(size=(1, 3, 128, 128)).astype(np.float32)
+    tta = Predictor(model, device="cpu", backend="torch", tta=True)(batch)
+    assert tta.shape == (1, 128, 128) and np.all((tta >= 0) & (tta <= 1))
+    assert not np.allclose(tta, torch_predictor(batch))
+
+
+def test_device_selection() -> None:
+    assert choose_device("auto").type in {"cuda", "mps", "cpu"}
+    if not torch.cuda.is_available():
+        with pytest.raises(SitewatchError, match="no CUDA GPU"):
+            choose_device("cuda")
+
+
+# --- the command line, bad input -----------------------------------------------------------------
+
+def _no_leftovers(folder: Path) -> None:
+    assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
+
+
+def test_segment_cli_writes_outputs_and_summary(samples: Path, tmp_path: Path) -> None:
+    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path),
+                     "--tile-size", "256")
+    assert result.returncode == 0, result.stderr
+    assert "km²" in result.stdout and "on cpu" in result.stdout
+    assert "on cpu" in result.stderr  # says which device it picked
+    assert {p.name for p in (tmp_path / "google_0_10").iterdir()} == {"probability.tif", "mask.tif"}
+
+
+@pytest.mark.parametrize("case", ["corrupt", "truncated", "zero", "small", "nodata", "nogeo", "dir"])
+def test_bad_rasters_give_one_line_errors_and_no_output(case: str, samples: Path, tmp_path: Path) -> None:
+    bad = tmp_path / f"{case}.tif"
+    needle = case
+    if case == "corrupt":
+        bad.write_bytes(b"II*\x00" + bytes(range(256)) * 40)
+        needle = "not a readable raster"
+    elif case == "truncated":
+        bad.write_bytes((samples / SHANGHAI).read_bytes()[:20000])
+        needle = "truncated"
+    elif case == "zero":
+        bad.touch()
+        needle = "empty file"
+    elif case == "small":
+        with rasterio.open(samples / SHANGHAI) as source:
+            _write(bad, source.read([1, 2, 3], window=((0, 40), (0, 40))), crs=source.crs,
+                   transform=source.transform)
+        needle = "smaller than one model tile"
+    elif case == "nodata":
+        with rasterio.open(samples / SHANGHAI) as source:
+            _write(bad, np.zeros((3, 320, 320), np.uint8), crs=source.crs,
+                   transform=source.transform, nodata=0)
+        needle = "every pixel is nodata"
+    elif case == "nogeo":
+        bad = samples / HARVEY
+        needle = "--gsd"
+    elif case == "dir":
+        bad = tmp_path / "folder.tif"
+        bad.mkdir()
+        needle = "is a directory"
+    out = tmp_path / "out"
+    result = run_cli("infer.py", "segment", str(bad), "--out", str(out), "--tile-size", "256")
+    assert_one_line_error(result, needle)
+    _no_leftovers(out)
+
+
+def test_missing_model_file_is_a_clear_error(samples: Path, tmp_path: Path) -> None:
+    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
+                     "--model", str(tmp_path / "nope.safetensors"))
+    assert_one_line_error(result, "model file not found")
+    _no_leftovers(tmp_path / "o")
+
+
+def test_cuda_requested_without_gpu(samples: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the error path exists only without a GPU
+    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
+                     "--device", "cuda")
+    assert_one_line_error(result, "no CUDA GPU")
