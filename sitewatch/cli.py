@@ -92,9 +92,10 @@ def segment(
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold.")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA).")] = False,
+    footprints: Annotated[bool, typer.Option(help="Also write footprints.gpkg / .geojson.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Segment buildings: DIR/<stem>/probability.tif and mask.tif on each input's own grid."""
+    """Segment buildings: DIR/<stem>/probability.tif, mask.tif and footprints on each input's grid."""
     from tqdm import tqdm
 
     from sitewatch.predict import Predictor, segment_raster
@@ -119,17 +120,76 @@ def segment(
             bar.n = done
             bar.refresh()
 
+        finish = _footprint_writer(gsd, threshold if threshold is not None else loaded.threshold,
+                                   counts := {}) if footprints else None
         try:
             result = segment_raster(raster, out / raster.stem, predictor, tile_size=tile_size,
                                     overlap=overlap, batch_size=batch_size, gsd_m=gsd,
-                                    bands=band_list, threshold=threshold, progress=progress)
+                                    bands=band_list, threshold=threshold, progress=progress,
+                                    finish=finish)
         finally:
             bar.close()
         typer.echo(
             f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
             f"{result.windows} tiles, {result.seconds:.1f} s on {result.device}, "
-            f"buildings {100 * result.building_share:.1f}% -> {result.out_dir}"
+            f"buildings {100 * result.building_share:.1f}%"
+            + (f", {counts['footprints']} footprints" if footprints else "")
+            + f" -> {result.out_dir}"
         )
+
+
+def _footprint_writer(gsd: float | None, threshold: float, counts: dict):
+    """A ``finish`` step for segment: vectorize the staged mask into footprint layers."""
+    from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+
+    def finish(folder: Path) -> None:
+        frame = vectorize_raster(folder / "mask.tif", folder / "probability.tif",
+                                 FootprintOptions(threshold=threshold), gsd_m=gsd)
+        write_footprints(frame, folder / "footprints.gpkg",
+                         folder / "footprints.geojson" if frame.crs is not None else None)
+        counts["footprints"] = len(frame)
+
+    return finish
+
+
+@app.command()
+def vectorize(
+    raster: Annotated[Path, typer.Argument(help="A mask (0/1, nodata 255) or probability raster.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: beside the raster).")] = None,
+    probability: Annotated[Path | None, typer.Option(help="Probability raster for splitting.")] = None,
+    min_area: Annotated[float, typer.Option(help="Drop buildings below this area (m²).")] = 10.0,
+    simplify: Annotated[float, typer.Option(help="Simplification tolerance (m).")] = 0.5,
+    regularize: Annotated[bool, typer.Option(help="Square rectilinear buildings.")] = True,
+    split: Annotated[bool, typer.Option(help="Split touching buildings (watershed).")] = True,
+    threshold: Annotated[float, typer.Option(help="Threshold for a probability raster.")] = 0.5,
+    gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
+) -> None:
+    """Turn a mask or probability raster into footprints.gpkg (its CRS) and footprints.geojson."""
+    from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+
+    options = FootprintOptions(min_area_m2=min_area, simplify_m=simplify, regularize=regularize,
+                               split_touching=split, threshold=threshold)
+    frame = vectorize_raster(raster, probability, options, gsd_m=gsd)
+    folder = out or raster.parent
+    write_footprints(frame, folder / "footprints.gpkg",
+                     folder / "footprints.geojson" if frame.crs is not None else None)
+    typer.echo(f"{raster.name}: {len(frame)} footprints, {frame['area_m2'].sum():.0f} m² "
+               f"-> {folder / 'footprints.gpkg'}")
+
+
+@app.command()
+def evaluate(
+    predicted: Annotated[Path, typer.Argument(help="Predicted mask (.tif/.png) or footprints (.gpkg/.geojson).")],
+    reference: Annotated[Path, typer.Argument(help="Reference mask or polygons, same kind or a mask.")],
+    out: Annotated[Path | None, typer.Option(help="Write scores.json and per-building IoU here.")] = None,
+    iou: Annotated[float, typer.Option(help="Object match IoU threshold.")] = 0.5,
+    gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of masks without a CRS.")] = None,
+) -> None:
+    """Pixel IoU/F1/precision/recall (mask vs mask) and SpaceNet object F1 (polygons)."""
+    from sitewatch.evaluate import evaluate_paths
+
+    report = evaluate_paths(predicted, reference, out=out, iou_threshold=iou, gsd_m=gsd)
+    typer.echo(json.dumps(report, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:

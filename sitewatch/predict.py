@@ -400,6 +400,7 @@ def segment_raster(
     threshold: float | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    finish: Callable[[Path], None] | None = None,
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (``probability.tif``, ``mask.tif``).
 
@@ -418,6 +419,8 @@ def segment_raster(
         threshold: building probability threshold (default: the model's).
         workers: background reader threads.
         progress: called with (windows done, windows total).
+        finish: called with the staging folder (holding both rasters) before it is renamed,
+            for later stages that add outputs (footprints) to the same atomic folder.
     """
     started = time.perf_counter()
     model = predictor.model
@@ -458,10 +461,13 @@ def segment_raster(
                 nonlocal done
                 probabilities = predictor(np.stack([pixels for _, pixels in batch]))
                 for (window, _), probability in zip(batch, probabilities, strict=True):
-                    back = cv2.resize(probability, (win_w, win_h), interpolation=cv2.INTER_LINEAR)
-                    r0 = window.row_off - buffer_top
-                    acc[r0 : r0 + win_h, window.col_off : window.col_off + win_w] += back * weight
-                    acc_w[r0 : r0 + win_h, window.col_off : window.col_off + win_w] += weight
+                    if probability.shape != (win_h, win_w):
+                        probability = cv2.resize(probability, (win_w, win_h),
+                                                 interpolation=cv2.INTER_LINEAR)
+                    r0, c0 = window.row_off - buffer_top, window.col_off
+                    probability *= weight
+                    acc[r0 : r0 + win_h, c0 : c0 + win_w] += probability
+                    acc_w[r0 : r0 + win_h, c0 : c0 + win_w] += weight
                 done += len(batch)
                 batch.clear()
                 if progress:
@@ -507,6 +513,8 @@ def segment_raster(
         write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
         probability_tmp.unlink()
         mask_tmp.unlink()
+        if finish is not None:
+            finish(staging)
         _replace_dir(staging, out_dir)
         staging = None
         dx, dy = plan.pixel_size_m

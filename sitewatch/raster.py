@@ -99,7 +99,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or (target.suffix + ".part"), dir=target.parent
+        prefix=f".{target.name}.", suffix=suffix or (".part" + target.suffix), dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)

@@ -1,0 +1,217 @@
+"""Accuracy measures written once and shared by training reports, ``evaluate`` and benchmarks.
+
+* pixel scores of a predicted mask against a reference mask (nodata ignored);
+* SpaceNet-style object scores: predicted and reference polygons matched one to one, best
+  IoU first, a match counting when IoU ≥ 0.5;
+* change scores (pixel change F1 against a LEVIR-style change mask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from sitewatch.errors import SitewatchError
+
+
+@dataclass
+class PixelScores:
+    """Pixel counts and scores (0-1) of a binary prediction against a reference."""
+
+    true_positive: int
+    false_positive: int
+    false_negative: int
+    true_negative: int
+
+    @property
+    def iou(self) -> float:
+        union = self.true_positive + self.false_positive + self.false_negative
+        return self.true_positive / union if union else 1.0
+
+    @property
+    def precision(self) -> float:
+        predicted = self.true_positive + self.false_positive
+        return self.true_positive / predicted if predicted else 1.0
+
+    @property
+    def recall(self) -> float:
+        actual = self.true_positive + self.false_negative
+        return self.true_positive / actual if actual else 1.0
+
+    @property
+    def f1(self) -> float:
+        total = 2 * self.true_positive + self.false_positive + self.false_negative
+        return 2 * self.true_positive / total if total else 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "iou": self.iou, "f1": self.f1, "precision": self.precision,
+                "recall": self.recall}
+
+
+def pixel_scores(predicted: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> PixelScores:
+    """Compare two binary masks of the same shape; pixels outside ``valid`` are ignored."""
+    if predicted.shape != reference.shape:
+        raise SitewatchError(f"mask sizes differ: {predicted.shape[::-1]} vs {reference.shape[::-1]}")
+    p, r = predicted.astype(bool), reference.astype(bool)
+    if valid is not None:
+        p, r = p[valid], r[valid]
+    return PixelScores(int(np.sum(p & r)), int(np.sum(p & ~r)), int(np.sum(~p & r)), int(np.sum(~p & ~r)))
+
+
+@dataclass
+class ObjectScores:
+    """SpaceNet object scores and the per-reference-building IoU of its match (0 if none)."""
+
+    true_positive: int
+    false_positive: int
+    false_negative: int
+    iou_threshold: float
+    reference_iou: np.ndarray
+    predicted_iou: np.ndarray
+    matches: list[tuple[int, int, float]]
+
+    @property
+    def precision(self) -> float:
+        n = self.true_positive + self.false_positive
+        return self.true_positive / n if n else 1.0
+
+    @property
+    def recall(self) -> float:
+        n = self.true_positive + self.false_negative
+        return self.true_positive / n if n else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"true_positive": self.true_positive, "false_positive": self.false_positive,
+                "false_negative": self.false_negative, "iou_threshold": self.iou_threshold,
+                "precision": self.precision, "recall": self.recall, "f1": self.f1}
+
+
+def match_polygons(predicted: list, reference: list, iou_threshold: float = 0.5) -> ObjectScores:
+    """One-to-one matching of polygons (same CRS): highest IoU pairs first, IoU ≥ threshold.
+
+    Args:
+        predicted, reference: shapely polygons.
+        iou_threshold: the SpaceNet criterion (0.5).
+    """
+    predicted_arr = np.asarray(predicted, dtype=object)
+    reference_arr = np.asarray(reference, dtype=object)
+    pred_iou = np.zeros(len(predicted_arr))
+    ref_iou = np.zeros(len(reference_arr))
+    matches: list[tuple[int, int, float]] = []
+    if len(predicted_arr) and len(reference_arr):
+        tree = shapely.STRtree(reference_arr)
+        p_idx, r_idx = tree.query(predicted_arr, predicate="intersects")
+        if p_idx.size:
+            inter = shapely.area(shapely.intersection(predicted_arr[p_idx], reference_arr[r_idx]))
+            union = shapely.area(shapely.union(predicted_arr[p_idx], reference_arr[r_idx]))
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            used_p: set[int] = set()
+            used_r: set[int] = set()
+            for k in np.argsort(-iou, kind="stable"):
+                if iou[k] < iou_threshold:
+                    break
+                a, b = int(p_idx[k]), int(r_idx[k])
+                if a in used_p or b in used_r:
+                    continue
+                used_p.add(a)
+                used_r.add(b)
+                matches.append((a, b, float(iou[k])))
+                pred_iou[a] = ref_iou[b] = iou[k]
+    tp = len(matches)
+    return ObjectScores(tp, len(predicted_arr) - tp, len(reference_arr) - tp, iou_threshold,
+                        ref_iou, pred_iou, matches)
+
+
+def object_scores(predicted: gpd.GeoDataFrame, reference: gpd.GeoDataFrame,
+                  iou_threshold: float = 0.5) -> ObjectScores:
+    """SpaceNet object scores of two footprint layers (reprojected to the reference's CRS)."""
+    if predicted.crs is not None and reference.crs is not None and predicted.crs != reference.crs:
+        predicted = predicted.to_crs(reference.crs)
+    return match_polygons(list(predicted.geometry.values), list(reference.geometry.values), iou_threshold)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
+
+
+def read_binary_raster(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(building, valid)`` of a mask file: 0/1 with nodata, or 0/255 (any band count)."""
+    from sitewatch.raster import open_raster
+
+    with open_raster(path) as dataset:
+        values = dataset.read(1)
+        valid = np.ones(values.shape, bool) if dataset.nodata is None else values != dataset.nodata
+    if values[valid].size and values[valid].max() > 1:
+        return values > 127, valid
+    return values == 1, valid
+
+
+def read_polygons(path) -> gpd.GeoDataFrame:
+    """Read polygons from any OGR vector file; a one-line error otherwise."""
+    from pathlib import Path
+
+    from pyogrio.errors import DataSourceError
+
+    if not Path(path).is_file():
+        raise SitewatchError(f"{path}: file not found")
+    try:
+        frame = gpd.read_file(path)
+    except (DataSourceError, ValueError, OSError) as error:
+        raise SitewatchError(f"{path}: not a readable vector file ({error})") from None
+    return frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+
+
+def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
+                   gsd_m: float | None = None) -> dict:
+    """Score predicted against reference files; masks give pixel scores, all give object scores.
+
+    Writes ``scores.json`` and ``buildings.gpkg`` (reference buildings with the IoU of their
+    match, 0 when unmatched) to ``out`` when given.
+    """
+    import json
+    from pathlib import Path
+
+    from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+    from sitewatch.raster import atomic_path
+
+    predicted, reference = Path(predicted), Path(reference)
+    kinds = []
+    for path in (predicted, reference):
+        suffix = path.suffix.lower()
+        if suffix in RASTER_SUFFIXES:
+            kinds.append("raster")
+        elif suffix in VECTOR_SUFFIXES:
+            kinds.append("vector")
+        else:
+            raise SitewatchError(f"{path}: give a mask (.tif/.png) or polygons (.gpkg/.geojson)")
+    report: dict = {"predicted": str(predicted), "reference": str(reference)}
+    if kinds == ["raster", "raster"]:
+        p, p_valid = read_binary_raster(predicted)
+        r, r_valid = read_binary_raster(reference)
+        report["pixel"] = pixel_scores(p, r, p_valid & r_valid if p.shape == r.shape else None).as_dict()
+    options = FootprintOptions(regularize=False, simplify_m=0.0, min_area_m2=0.0)
+    layers = [vectorize_raster(path, options=options, gsd_m=gsd_m) if kind == "raster" else read_polygons(path)
+              for path, kind in zip((predicted, reference), kinds, strict=True)]
+    scores = object_scores(layers[0], layers[1], iou_threshold)
+    report["object"] = scores.as_dict()
+    report["buildings"] = {"predicted": len(layers[0]), "reference": len(layers[1])}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        per_building = layers[1][["geometry"]].copy()
+        per_building["iou"] = np.round(scores.reference_iou, 4)
+        per_building["matched"] = scores.reference_iou >= iou_threshold
+        write_footprints(per_building, out / "buildings.gpkg", None, layer="reference_buildings")
+        with atomic_path(out / "scores.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    return report

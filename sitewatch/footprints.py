@@ -1,0 +1,483 @@
+"""Masks to clean, georeferenced building footprints with metric attributes.
+
+The mask is read in strips of rows. In each strip, touching buildings are split by a
+watershed on the distance transform (weighted by the probability where given) and every
+region is traced exactly with ``rasterio.features.shapes``. Regions cut by a strip border are
+merged again (an R-tree over the border-touching polygons, union of connected components), so
+no building is split at a seam. Then, in the local UTM zone (metres, whatever the input CRS):
+specks below ``min_area_m2`` are dropped, holes below ``max_hole_m2`` filled, outlines
+simplified (``simplify_m``) and rectilinear buildings regularized to right angles along their
+dominant orientation, unless that departs from the traced shape (IoU below
+``regularize_min_iou``). Attributes are measured in the same UTM zone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from pyproj import CRS
+from rasterio.features import shapes
+from rasterio.windows import Window
+from scipy import ndimage
+from shapely.geometry import Polygon
+from skimage.morphology import reconstruction
+from skimage.segmentation import watershed
+
+from sitewatch.errors import SitewatchError
+from sitewatch.raster import atomic_path, open_raster
+
+MASK_NODATA = 255
+
+#: The footprint layer's attribute columns, in order (all float64 but ``building_id``).
+ATTRIBUTES = ["building_id", "area_m2", "perimeter_m", "length_m", "width_m", "orientation_deg",
+              "elongation", "rectangularity", "mean_probability", "regularized"]
+
+
+@dataclass(frozen=True)
+class FootprintOptions:
+    """Post-processing settings; lengths in metres, areas in square metres."""
+
+    min_area_m2: float = 10.0
+    max_hole_m2: float = 10.0
+    simplify_m: float = 0.5
+    split_touching: bool = True
+    split_depth_m: float = 1.0
+    regularize: bool = True
+    regularize_min_iou: float = 0.85
+    threshold: float = 0.5
+    strip_rows: int = 2048
+
+
+# --- per-strip tracing ---------------------------------------------------------------------------
+
+def split_regions(mask: np.ndarray, probability: np.ndarray | None, pixel_m: float,
+                  split_depth_m: float, min_split_area_m2: float = 40.0,
+                  max_solidity: float = 0.97, relative_depth: float = 0.4) -> np.ndarray:
+    """Label image of building regions; touching buildings separated by a watershed.
+
+    Only regions that could hold two buildings are examined: at least ``min_split_area_m2``
+    and not convex (pixel area / convex hull area below ``max_solidity``). Their markers are
+    the distance-transform maxima standing ``split_depth_m`` (and ``relative_depth`` of the
+    region's largest inner distance) above the saddle between them: a neck clearly narrower
+    than the buildings either side. The watershed floods the negative distance, weighted by
+    the probability when given.
+    """
+    components, count = ndimage.label(mask)
+    components = components.astype(np.int32)
+    if count == 0:
+        return components
+    pixel_area = pixel_m * pixel_m
+    next_label = count + 1
+    for index, window in enumerate(ndimage.find_objects(components), start=1):
+        region = components[window] == index
+        area = int(region.sum())
+        if area * pixel_area < min_split_area_m2 or area / _convex_area(region) > max_solidity:
+            continue
+        distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1] * pixel_m
+        # a neck must be markedly narrower than the region's widest part to count as a split
+        depth = max(split_depth_m, pixel_m, relative_depth * float(distance.max()))
+        markers, found = significant_maxima(distance, depth)
+        if found < 2:
+            continue
+        elevation = -distance
+        if probability is not None:
+            elevation = -(distance * np.clip(probability[window], 0.05, 1.0))
+        parts = watershed(elevation, markers, mask=region)
+        view = components[window]
+        view[region] = np.where(parts[region] == 1, index, parts[region] + next_label - 2)
+        next_label += found - 1
+    return components
+
+
+def significant_maxima(height: np.ndarray, depth: float) -> tuple[np.ndarray, int]:
+    """Label the maxima that stand at least ``depth`` above the saddle to any higher ground.
+
+    Uses the h-dome transform (``height`` minus its reconstruction by dilation from
+    ``height - depth``): each dome is one connected region however flat or rippled its top,
+    so a pixelated ridge with several equal highest pixels still gives one marker.
+    """
+    dome = height - reconstruction(height - depth, height, method="dilation")
+    labels, count = ndimage.label(dome > 1e-6)
+    if count == 0:
+        return labels, 0
+    peaks = ndimage.maximum(dome, labels, np.arange(1, count + 1))
+    keep = np.concatenate([[False], np.asarray(peaks) >= depth * (1 - 1e-6)])
+    kept = np.where(keep[labels], labels, 0)
+    return ndimage.label(kept > 0)
+
+
+def _convex_area(region: np.ndarray) -> float:
+    """Area in pixels of the convex hull of a binary region (pixel squares included)."""
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    points = np.vstack(contours).reshape(-1, 2)
+    hull = cv2.convexHull(points)
+    # contour runs through pixel centres: add half a pixel around the hull (perimeter / 2 + 1)
+    return max(float(cv2.contourArea(hull) + cv2.arcLength(hull, True) / 2 + 1), 1.0)
+
+
+@dataclass
+class _Piece:
+    geometry: Polygon
+    probability_sum: float
+    pixels: int
+    touches_top: bool
+    touches_bottom: bool
+
+
+def _trace_strip(labels: np.ndarray, probability: np.ndarray | None, transform: Affine,
+                 first: bool, last: bool) -> list[_Piece]:
+    """Exact polygons of a label strip (pixel edges), with probability sums per region."""
+    if labels.max() == 0:
+        return []
+    ids = np.arange(1, labels.max() + 1)
+    pixels = ndimage.sum_labels(np.ones_like(labels), labels, ids)
+    sums = ndimage.sum_labels(probability, labels, ids) if probability is not None else pixels
+    top = set(np.unique(labels[0])) if not first else set()
+    bottom = set(np.unique(labels[-1])) if not last else set()
+    pieces: dict[int, list[Polygon]] = {}
+    for geometry, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
+        pieces.setdefault(int(value), []).append(shapely.geometry.shape(geometry))
+    out = []
+    for value, parts in pieces.items():
+        geometry = parts[0] if len(parts) == 1 else shapely.unary_union(parts)
+        out.append(_Piece(geometry, float(sums[value - 1]), int(pixels[value - 1]),
+                          value in top, value in bottom))
+    return out
+
+
+def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
+    """Union the border-touching pieces that share an edge across a strip seam."""
+    seam = [i for i, p in enumerate(pieces) if p.touches_top or p.touches_bottom]
+    if len(seam) < 2:
+        return pieces
+    geometries = [pieces[i].geometry for i in seam]
+    tree = shapely.STRtree(geometries)
+    left, right = tree.query(geometries, predicate="intersects")
+    parent = list(range(len(seam)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        if a != b and shapely.length(shapely.intersection(geometries[a], geometries[b])) > 0:
+            parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(seam)):
+        groups.setdefault(find(i), []).append(i)
+    merged = [p for i, p in enumerate(pieces) if i not in set(seam)]
+    for members in groups.values():
+        chosen = [pieces[seam[m]] for m in members]
+        geometry = chosen[0].geometry if len(chosen) == 1 else shapely.unary_union(
+            [c.geometry for c in chosen])
+        merged.append(_Piece(geometry, sum(c.probability_sum for c in chosen),
+                             sum(c.pixels for c in chosen), False, False))
+    return merged
+
+
+# --- clean-up in metres ------------------------------------------------------------------------------
+
+def fill_small_holes(polygon: Polygon, max_hole_m2: float) -> Polygon:
+    """Drop interior rings smaller than ``max_hole_m2`` (polygon in a metric CRS)."""
+    if not polygon.interiors:
+        return polygon
+    kept = [ring for ring in polygon.interiors if Polygon(ring).area >= max_hole_m2]
+    return Polygon(polygon.exterior, kept)
+
+
+def dominant_orientation(polygon: Polygon) -> float:
+    """Dominant edge direction in radians (0..π/2), length-weighted over the outline."""
+    coords = np.asarray(polygon.exterior.coords)
+    edges = np.diff(coords, axis=0)
+    lengths = np.hypot(edges[:, 0], edges[:, 1])
+    angles = np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2)
+    # circular mean on the 90°-periodic angle
+    vector = np.sum(lengths * np.exp(4j * angles))
+    return float(np.mod(np.angle(vector) / 4, np.pi / 2))
+
+
+def orthogonalize(polygon: Polygon, angle: float) -> Polygon | None:
+    """Rectilinear version of a (simplified) polygon whose edges follow ``angle`` and angle+90°.
+
+    Edges are classed horizontal or vertical in the rotated frame; runs of one class collapse
+    to their length-weighted mean line; corners are the crossings of consecutive lines.
+    Returns None if the outline does not alternate into a valid polygon.
+    """
+    cos, sin = math.cos(-angle), math.sin(-angle)
+    coords = np.asarray(polygon.exterior.coords)[:-1]
+    rotated = coords @ np.array([[cos, sin], [-sin, cos]])
+    edges = np.roll(rotated, -1, axis=0) - rotated
+    horizontal = np.abs(edges[:, 0]) >= np.abs(edges[:, 1])
+    lengths = np.hypot(edges[:, 0], edges[:, 1])
+    mid = (rotated + np.roll(rotated, -1, axis=0)) / 2
+    # rotate the edge list so that it starts at a class change
+    changes = np.nonzero(horizontal != np.roll(horizontal, 1))[0]
+    if changes.size < 4:
+        return None
+    order = np.roll(np.arange(len(edges)), -changes[0])
+    runs: list[tuple[bool, float]] = []
+    current, weight, total = None, 0.0, 0.0
+    for i in order:
+        value = mid[i, 1] if horizontal[i] else mid[i, 0]
+        if current is None or horizontal[i] != current:
+            if current is not None:
+                runs.append((current, total / max(weight, 1e-9)))
+            current, weight, total = bool(horizontal[i]), 0.0, 0.0
+        weight += lengths[i]
+        total += lengths[i] * value
+    runs.append((current, total / max(weight, 1e-9)))
+    if len(runs) % 2 or len(runs) < 4:
+        return None
+    corners = []
+    for k in range(len(runs)):
+        a, b = runs[k], runs[(k + 1) % len(runs)]
+        corners.append((b[1], a[1]) if a[0] else (a[1], b[1]))
+    corners = np.asarray(corners)
+    back = corners @ np.array([[cos, -sin], [sin, cos]])
+    result = Polygon(back)
+    if not result.is_valid or result.area <= 0:
+        return None
+    return result
+
+
+def regularize(polygon: Polygon, min_iou: float, tolerance: float) -> tuple[Polygon, bool]:
+    """Right-angled outline along the dominant orientation, if it stays close to ``polygon``.
+
+    Tries the rectilinear outline, then the minimum rotated rectangle; keeps whichever first
+    reaches ``min_iou`` with the traced shape, else the traced shape itself.
+    """
+    angle = dominant_orientation(polygon)
+    simplified = polygon.simplify(tolerance * 2, preserve_topology=True)
+    candidates = []
+    if isinstance(simplified, Polygon) and not simplified.is_empty:
+        rectilinear = orthogonalize(Polygon(simplified.exterior), angle)
+        if rectilinear is not None:
+            candidates.append(rectilinear)
+    candidates.append(shapely.oriented_envelope(polygon))
+    for candidate in candidates:
+        union = shapely.union(candidate, polygon).area
+        if union > 0 and shapely.intersection(candidate, polygon).area / union >= min_iou:
+            if polygon.interiors:  # keep real courtyards
+                holes = [r for r in polygon.interiors if candidate.contains(Polygon(r))]
+                candidate = Polygon(candidate.exterior, holes)
+            return candidate, True
+    return polygon, False
+
+
+def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
+    """Metric attributes of polygons in a metric CRS (areas m², lengths m, angles ° from north)."""
+    geoms = geometries.values
+    envelope = shapely.oriented_envelope(geoms)
+    coords = [np.asarray(e.exterior.coords) if isinstance(e, Polygon) else np.zeros((5, 2))
+              for e in envelope]
+    side_a = np.array([np.hypot(*(c[1] - c[0])) for c in coords])
+    side_b = np.array([np.hypot(*(c[2] - c[1])) for c in coords])
+    length = np.maximum(side_a, side_b)
+    width = np.minimum(side_a, side_b)
+    long_vec = [c[1] - c[0] if a >= b else c[2] - c[1] for c, a, b in zip(coords, side_a, side_b, strict=True)]
+    orientation = np.array([math.degrees(math.atan2(v[0], v[1])) % 180 for v in long_vec])
+    area = shapely.area(geoms)
+    return {
+        "area_m2": area,
+        "perimeter_m": shapely.length(geoms),
+        "length_m": length,
+        "width_m": width,
+        "orientation_deg": orientation,
+        "elongation": np.divide(length, width, out=np.zeros_like(length), where=width > 0),
+        "rectangularity": np.divide(area, length * width, out=np.zeros_like(area), where=length * width > 0),
+    }
+
+
+def empty_footprints(crs: CRS | None) -> gpd.GeoDataFrame:
+    """A footprint layer with the full schema and no rows."""
+    columns = {name: np.array([], dtype=np.int64 if name == "building_id" else
+                              bool if name == "regularized" else np.float64) for name in ATTRIBUTES}
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def _metric_crs(crs: CRS | None, bounds: tuple[float, float, float, float]) -> CRS | None:
+    if crs is None:
+        return None
+    frame = gpd.GeoSeries([shapely.box(*bounds)], crs=crs)
+    return frame.estimate_utm_crs()
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+def _strips(height: int, rows: int) -> Iterator[tuple[int, int]]:
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
+                     options: FootprintOptions = FootprintOptions(),
+                     gsd_m: float | None = None) -> gpd.GeoDataFrame:
+    """Footprints of a mask (0/1, nodata 255) or probability raster (uint8 0-255 or float 0-1).
+
+    Args:
+        mask_path: a mask, or a probability raster (thresholded at ``options.threshold``).
+        probability_path: probabilities for splitting and ``mean_probability`` (optional).
+        options: post-processing settings.
+        gsd_m: pixel size (m) of a raster without CRS.
+
+    Returns:
+        Polygons in the raster's CRS with the :data:`ATTRIBUTES` columns (measured in UTM).
+    """
+    dataset = open_raster(mask_path)
+    prob_dataset = open_raster(probability_path) if probability_path else None
+    try:
+        crs = CRS.from_user_input(dataset.crs) if dataset.crs else None
+        if crs is None and gsd_m is None:
+            raise SitewatchError(f"{mask_path}: mask has no CRS; give its pixel size with --gsd")
+        transform = dataset.transform if crs is not None else Affine.scale(gsd_m, -gsd_m)
+        from sitewatch.raster import pixel_size_xy_m
+
+        dx, dy = pixel_size_xy_m(dataset, gsd_m)
+        pixel_m = math.sqrt(dx * dy)
+        is_probability = _looks_like_probability(dataset)
+        pieces: list[_Piece] = []
+        for top, bottom in _strips(dataset.height, options.strip_rows):
+            window = Window(0, top, dataset.width, bottom - top)
+            values = dataset.read(1, window=window)
+            if is_probability:
+                probability = _as_probability(values, dataset.dtypes[0])
+                binary = probability > options.threshold
+                valid = dataset.read_masks(1, window=window) > 0
+            else:
+                valid = values != MASK_NODATA
+                if dataset.nodata is not None:
+                    valid &= values != dataset.nodata
+                probability = None
+                binary = (values == 1) & valid
+            binary &= valid
+            binary = drop_specks(binary, options.min_area_m2 / (pixel_m * pixel_m),
+                                 keep_edges=(top > 0, bottom < dataset.height))
+            if prob_dataset is not None:
+                probability = _as_probability(prob_dataset.read(1, window=window), prob_dataset.dtypes[0])
+            labels = (split_regions(binary, probability, pixel_m, options.split_depth_m)
+                      if options.split_touching else ndimage.label(binary)[0].astype(np.int32))
+            strip_transform = transform @ Affine.translation(0, top)
+            pieces += _trace_strip(labels, probability, strip_transform, top == 0,
+                                   bottom == dataset.height)
+        pieces = _merge_across_seams(pieces)
+    except rasterio.errors.RasterioIOError as error:
+        raise SitewatchError(f"{mask_path}: read failed, file corrupt or truncated ({error})") from None
+    finally:
+        dataset.close()
+        if prob_dataset is not None:
+            prob_dataset.close()
+    return clean_footprints(pieces, crs, options, have_probability=is_probability or prob_dataset is not None)
+
+
+def drop_specks(binary: np.ndarray, min_pixels: float, keep_edges: tuple[bool, bool]) -> np.ndarray:
+    """Remove connected regions smaller than ``min_pixels``, except those touching a strip
+    seam (top/bottom flags), which may be part of a larger building in the next strip."""
+    labels, count = ndimage.label(binary)
+    if count == 0 or min_pixels <= 1:
+        return binary
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    small = sizes < min_pixels
+    small[0] = False
+    for on_edge, row in zip(keep_edges, (labels[0], labels[-1]), strict=True):
+        if on_edge:
+            small[np.unique(row)] = False
+    return binary & ~small[labels]
+
+
+def _looks_like_probability(dataset: rasterio.DatasetReader) -> bool:
+    """A mask holds 0/1 (+ nodata 255); anything else is read as a probability raster."""
+    dtype = np.dtype(dataset.dtypes[0])
+    if np.issubdtype(dtype, np.floating):
+        return True
+    if dtype != np.uint8:
+        raise SitewatchError(f"{dataset.name}: expected a uint8 mask or a probability raster, got {dtype}")
+    scale = max(1, max(dataset.width, dataset.height) // 1024)
+    sample = dataset.read(1, out_shape=(max(1, dataset.height // scale), max(1, dataset.width // scale)))
+    values = np.unique(sample)
+    if np.all(np.isin(values, [0, 1, MASK_NODATA])):
+        return False
+    if dataset.nodata == MASK_NODATA and values.max() > 1:
+        raise SitewatchError(f"{dataset.name}: not a binary mask (values {values[:8].tolist()}...)")
+    return True
+
+
+def _as_probability(values: np.ndarray, dtype: str) -> np.ndarray:
+    if np.dtype(dtype) == np.uint8:
+        return values.astype(np.float32) / 255.0
+    values = values.astype(np.float32)
+    if np.nanmax(values) > 1.0 or np.nanmin(values) < 0.0:
+        raise SitewatchError("probability raster values must lie in 0..1 (float) or 0..255 (uint8)")
+    return np.nan_to_num(values)
+
+
+def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOptions,
+                     have_probability: bool = True) -> gpd.GeoDataFrame:
+    """Filter, fill, simplify, regularize and measure traced pieces; return the layer."""
+    if not pieces:
+        return empty_footprints(crs)
+    frame = gpd.GeoDataFrame(
+        {"mean_probability": [p.probability_sum / max(p.pixels, 1) for p in pieces]},
+        geometry=[p.geometry for p in pieces], crs=crs)
+    if not have_probability:
+        frame["mean_probability"] = np.nan
+    metric_crs = _metric_crs(crs, tuple(frame.total_bounds))
+    metric = frame.to_crs(metric_crs) if metric_crs is not None else frame
+    metric = metric[metric.geometry.area >= options.min_area_m2]
+    if metric.empty:
+        return empty_footprints(crs)
+    cleaned, regular = [], []
+    for geometry in metric.geometry.values:
+        parts = [geometry] if isinstance(geometry, Polygon) else list(geometry.geoms)
+        polygon = max(parts, key=lambda g: g.area)
+        polygon = fill_small_holes(polygon, options.max_hole_m2)
+        is_regular = False
+        if options.regularize:
+            polygon, is_regular = regularize(polygon, options.regularize_min_iou, options.simplify_m)
+        if not is_regular and options.simplify_m > 0:
+            polygon = polygon.simplify(options.simplify_m, preserve_topology=True)
+        cleaned.append(polygon)
+        regular.append(is_regular)
+    metric = metric.set_geometry(gpd.GeoSeries(cleaned, index=metric.index, crs=metric_crs))
+    metric["regularized"] = regular
+    metric = metric[metric.geometry.is_valid & ~metric.geometry.is_empty]
+    attributes = measure(metric.geometry)
+    order = np.lexsort((metric.geometry.centroid.x.values, -metric.geometry.centroid.y.values))
+    out = gpd.GeoDataFrame(
+        {"building_id": np.arange(1, len(metric) + 1),
+         **{k: np.round(v[order], 3) for k, v in attributes.items()},
+         "mean_probability": np.round(metric["mean_probability"].values[order], 4),
+         "regularized": metric["regularized"].values[order]},
+        geometry=metric.geometry.values[order], crs=metric_crs)
+    return out.to_crs(crs) if metric_crs is not None else out
+
+
+def write_footprints(frame: gpd.GeoDataFrame, gpkg: Path | None, geojson: Path | None,
+                     layer: str = "footprints") -> None:
+    """Write the layer as GeoPackage (its own CRS) and/or RFC 7946 GeoJSON (EPSG:4326).
+
+    Each file is written under a temporary name and renamed when complete.
+    """
+    import pyogrio
+
+    if gpkg is not None:
+        with atomic_path(gpkg) as tmp:
+            pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG",
+                                    geometry_type="Polygon" if frame.empty else None)
+    if geojson is not None:
+        if frame.crs is None:
+            raise SitewatchError("footprints without a CRS cannot be written as GeoJSON (EPSG:4326)")
+        with atomic_path(geojson) as tmp:
+            pyogrio.write_dataframe(frame.to_crs(4326), tmp, driver="GeoJSON",
+                                    layer_options={"RFC7946": "YES", "WRITE_NAME": "NO"},
+                                    geometry_type="Polygon" if frame.empty else None)

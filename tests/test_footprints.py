@@ -1,0 +1,215 @@
+"""Footprints from real labels and constructed masks; evaluation on hand-checked cases."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from conftest import assert_one_line_error, run_cli
+from rasterio.features import rasterize
+from shapely.geometry import Polygon, box
+
+from sitewatch.data.slippy import read_fair_banepa, read_label_polygons
+from sitewatch.errors import SitewatchError
+from sitewatch.evaluate import match_polygons, object_scores, pixel_scores
+from sitewatch.footprints import (
+    ATTRIBUTES,
+    FootprintOptions,
+    orthogonalize,
+    vectorize_raster,
+    write_footprints,
+)
+
+
+def _write_mask(path: Path, mask: np.ndarray, crs, transform: Affine, nodata=255) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1,
+                       dtype="uint8", crs=crs, transform=transform, nodata=nodata) as out:
+        out.write(mask.astype(np.uint8)[None])
+    return path
+
+
+def _separated(polygons: gpd.GeoDataFrame, gap: float) -> gpd.GeoDataFrame:
+    """Buildings farther than ``gap`` (CRS units) from every other one."""
+    grown = polygons.buffer(gap / 2)
+    left, right = shapely.STRtree(grown.values).query(grown.values, predicate="intersects")
+    return polygons.drop(index=list(set(left[left != right].tolist()))).reset_index(drop=True)
+
+
+def _banepa(samples: Path):
+    """Real OSM buildings of the dense Banepa sample (0.13 m pixels, EPSG:3857)."""
+    (mosaic,) = read_fair_banepa(samples)
+    label_file = next((samples / "fair_banepa" / "osm").glob("*.geojson"))
+    polygons = read_label_polygons(label_file).to_crs(3857)
+    grid = box(*rasterio.transform.array_bounds(*mosaic.label.shape, mosaic.transform))
+    polygons = polygons[polygons.within(grid)].reset_index(drop=True)
+    return _separated(polygons, 0.35), mosaic.transform, mosaic.label.shape, "EPSG:3857"
+
+
+def _joplin(samples: Path):
+    """Real xBD Joplin buildings (pixel WKT), placed on a UTM grid at their measured 0.45 m."""
+    from shapely import affinity
+
+    from sitewatch.data.xbd import gsd_from_polygon_pairs, read_xbd_json
+
+    pixel, lonlat, _ = read_xbd_json(samples / "xbd/joplin/labels/joplin-tornado_00000000_pre_disaster.json")
+    gsd = gsd_from_polygon_pairs(pixel, lonlat)
+    transform = Affine(gsd, 0, 360000, 0, -gsd, 4100000)
+    placed = [affinity.affine_transform(p, [gsd, 0, 0, -gsd, 360000, 4100000]) for p in pixel]
+    polygons = gpd.GeoDataFrame(geometry=placed, crs="EPSG:32615")
+    return _separated(polygons, 1.0), transform, (1024, 1024), "EPSG:32615"
+
+
+@pytest.mark.parametrize("source", ["banepa", "joplin"])
+def test_real_labels_round_trip(source: str, samples: Path, tmp_path: Path) -> None:
+    separated, transform, shape, crs = {"banepa": _banepa, "joplin": _joplin}[source](samples)
+    assert len(separated) >= 20
+    mask = rasterize([(g, 1) for g in separated.geometry], out_shape=shape, transform=transform)
+    path = _write_mask(tmp_path / "mask.tif", mask, crs, transform)
+    footprints = vectorize_raster(path, options=FootprintOptions(min_area_m2=2.0))
+    assert footprints.crs == separated.crs
+    assert list(footprints.columns[:-1]) == ATTRIBUTES
+    scores = object_scores(footprints, separated)
+    assert scores.f1 >= 0.95, scores.as_dict()
+    # areas in true ground m² (UTM), against the label polygons measured the same way
+    utm = separated.estimate_utm_crs()
+    truth_area = separated.to_crs(utm).area.sum()
+    assert abs(footprints["area_m2"].sum() - truth_area) / truth_area <= 0.05
+    # regularized buildings have right angles (within 2°)
+    for polygon in footprints[footprints.regularized].to_crs(utm).geometry:
+        ring = np.asarray(polygon.exterior.coords)[:-1]
+        edges = np.roll(ring, -1, axis=0) - ring
+        for a, b in zip(edges, np.roll(edges, -1, axis=0), strict=True):
+            cosine = np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)
+            angle = math.degrees(math.acos(np.clip(cosine, -1, 1)))
+            assert min(abs(angle - 90), abs(angle), abs(angle - 180)) <= 2.0
+    assert footprints.regularized.mean() > 0.5
+
+
+def test_building_across_a_strip_seam_stays_whole(tmp_path: Path) -> None:
+    mask = np.zeros((200, 200), np.uint8)
+    mask[40:120, 50:150] = 1  # crosses the strip border at row 64
+    path = _write_mask(tmp_path / "m.tif", mask, "EPSG:32633", Affine(0.5, 0, 500000, 0, -0.5, 5000000))
+    footprints = vectorize_raster(path, options=FootprintOptions(strip_rows=64))
+    assert len(footprints) == 1
+    assert footprints.area_m2.iloc[0] == pytest.approx(80 * 100 * 0.25, rel=0.01)
+    assert footprints.length_m.iloc[0] == pytest.approx(50, rel=0.01)
+    assert footprints.width_m.iloc[0] == pytest.approx(40, rel=0.01)
+
+
+def test_square_in_geographic_raster_has_true_area(tmp_path: Path) -> None:
+    # a 40 m × 40 m square near 47° N, rasterized on a 4326 grid of ~0.25 m pixels
+    from pyproj import Transformer
+
+    to_geo = Transformer.from_crs(32632, 4326, always_xy=True)
+    x0, y0 = 500000.0, 5205000.0
+    square = shapely.ops.transform(to_geo.transform, box(x0, y0, x0 + 40, y0 + 40))
+    left, bottom, right, top = square.buffer(0.0003).bounds
+    res_x, res_y = 0.25 / (111320 * math.cos(math.radians((top + bottom) / 2))), 0.25 / 111320
+    width, height = int((right - left) / res_x), int((top - bottom) / res_y)
+    transform = Affine(res_x, 0, left, 0, -res_y, top)
+    mask = rasterize([(square, 1)], out_shape=(height, width), transform=transform)
+    footprints = vectorize_raster(_write_mask(tmp_path / "geo.tif", mask, "EPSG:4326", transform))
+    assert footprints.crs.to_epsg() == 4326 and len(footprints) == 1
+    assert footprints.area_m2.iloc[0] == pytest.approx(1600, rel=0.01)
+    assert footprints.regularized.iloc[0]
+
+
+def test_touching_buildings_are_split(tmp_path: Path) -> None:
+    mask = np.zeros((120, 220), np.uint8)
+    mask[20:100, 20:100] = 1
+    mask[20:100, 120:200] = 1
+    mask[55:65, 100:120] = 1  # a 5 m wide neck joins two 40 m houses
+    path = _write_mask(tmp_path / "two.tif", mask, "EPSG:32633", Affine(0.5, 0, 500000, 0, -0.5, 5000000))
+    assert len(vectorize_raster(path)) == 2
+    assert len(vectorize_raster(path, options=FootprintOptions(split_touching=False))) == 1
+
+
+def test_empty_mask_gives_empty_layer_with_schema(tmp_path: Path) -> None:
+    path = _write_mask(tmp_path / "empty.tif", np.zeros((64, 64)), "EPSG:32633",
+                       Affine(0.5, 0, 500000, 0, -0.5, 5000000))
+    frame = vectorize_raster(path)
+    assert frame.empty and frame.crs.to_epsg() == 32633
+    write_footprints(frame, tmp_path / "e.gpkg", tmp_path / "e.geojson")
+    back = gpd.read_file(tmp_path / "e.gpkg", layer="footprints")
+    assert list(back.columns[:-1]) == ATTRIBUTES and len(back) == 0
+    assert gpd.read_file(tmp_path / "e.geojson").empty
+
+
+def test_hundred_thousand_specks_finish_quickly(tmp_path: Path) -> None:
+    import time
+
+    mask = np.zeros((640, 640), np.uint8)
+    mask[::2, ::2] = 1  # 102,400 isolated one-pixel specks
+    mask[100:160, 100:200] = 1  # and one real building
+    path = _write_mask(tmp_path / "specks.tif", mask, "EPSG:32633", Affine(0.5, 0, 500000, 0, -0.5, 5000000))
+    start = time.perf_counter()
+    frame = vectorize_raster(path)
+    assert time.perf_counter() - start < 20
+    assert len(frame) == 1
+
+
+def test_orthogonalize_makes_an_l_shape_square() -> None:
+    l_shape = Polygon([(0, 0), (10.2, 0.1), (10, 4), (4.1, 4.2), (4, 10), (0.1, 10.1)])
+    result = orthogonalize(l_shape, 0.0)
+    assert result is not None and len(result.exterior.coords) == 7
+    assert result.symmetric_difference(l_shape).area / l_shape.area < 0.05
+
+
+def test_pixel_scores_by_hand() -> None:
+    predicted = np.array([[1, 1, 0], [0, 1, 0]])
+    reference = np.array([[1, 0, 0], [0, 1, 1]])
+    scores = pixel_scores(predicted, reference)
+    assert (scores.true_positive, scores.false_positive, scores.false_negative) == (2, 1, 1)
+    assert scores.iou == pytest.approx(2 / 4) and scores.f1 == pytest.approx(4 / 6)
+
+
+def test_object_scores_by_hand() -> None:
+    reference = [box(0, 0, 10, 10), box(20, 0, 30, 10), box(40, 0, 50, 10)]
+    predicted = [box(0, 0, 10, 8),      # IoU 0.8: match
+                 box(20, 0, 30, 4),     # IoU 0.4: no match
+                 box(0, 0, 10, 10),     # duplicate of a matched building: false positive
+                 box(100, 0, 110, 10)]  # nothing there
+    scores = match_polygons(predicted, reference)
+    assert (scores.true_positive, scores.false_positive, scores.false_negative) == (1, 3, 2)
+    assert scores.precision == pytest.approx(0.25) and scores.recall == pytest.approx(1 / 3)
+    assert scores.f1 == pytest.approx(2 * 0.25 * (1 / 3) / (0.25 + 1 / 3))
+    assert scores.reference_iou.tolist() == [1.0, 0.0, 0.0]  # the exact copy wins the match
+
+
+def test_evaluate_cli_on_masks(tmp_path: Path) -> None:
+    transform = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    reference = np.zeros((100, 100), np.uint8)
+    reference[10:30, 10:30] = 1
+    reference[50:90, 50:90] = 1
+    predicted = np.zeros_like(reference)
+    predicted[10:30, 12:30] = 1  # IoU 0.9 with the first
+    ref = _write_mask(tmp_path / "ref.tif", reference, "EPSG:32633", transform)
+    pred = _write_mask(tmp_path / "pred.tif", predicted, "EPSG:32633", transform)
+    result = run_cli("-m", "sitewatch.cli", "evaluate", str(pred), str(ref), "--out", str(tmp_path / "ev"))
+    assert result.returncode == 0, result.stderr
+    import json
+
+    report = json.loads((tmp_path / "ev" / "scores.json").read_text())
+    assert report["pixel"]["iou"] == pytest.approx(360 / 2000)
+    assert report["object"]["true_positive"] == 1 and report["object"]["false_negative"] == 1
+    per_building = gpd.read_file(tmp_path / "ev" / "buildings.gpkg")
+    assert sorted(per_building.iou.round(2).tolist()) == [0.0, 0.9]
+
+
+def test_bad_masks(tmp_path: Path) -> None:
+    transform = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    noisy = (np.arange(64 * 64).reshape(64, 64) % 7).astype(np.uint8)
+    bad = _write_mask(tmp_path / "noisy.tif", noisy, "EPSG:32633", transform, nodata=255)
+    with pytest.raises(SitewatchError, match="not a binary mask"):
+        vectorize_raster(bad)
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage" * 100)
+    result = run_cli("-m", "sitewatch.cli", "vectorize", str(corrupt))
+    assert_one_line_error(result, "corrupt.tif")
+    assert not list(tmp_path.glob("footprints*"))
