@@ -29,7 +29,6 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import Polygon
-from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
 from sitewatch.errors import SitewatchError
@@ -98,6 +97,22 @@ def split_regions(mask: np.ndarray, probability: np.ndarray | None, pixel_m: flo
     return components
 
 
+def reconstruct_by_dilation(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey-scale reconstruction by dilation of ``seed`` under ``mask`` (8-connected).
+
+    Iterated geodesic dilation with OpenCV; on the small per-building windows used here this
+    converges in about as many steps as the building is wide, far faster than a global sort.
+    """
+    kernel = np.ones((3, 3), np.uint8)
+    current = np.minimum(seed, mask).astype(np.float32)
+    limit = mask.astype(np.float32)
+    while True:
+        grown = np.minimum(cv2.dilate(current, kernel), limit)
+        if np.array_equal(grown, current):
+            return current
+        current = grown
+
+
 def significant_maxima(height: np.ndarray, depth: float) -> tuple[np.ndarray, int]:
     """Label the maxima that stand at least ``depth`` above the saddle to any higher ground.
 
@@ -105,7 +120,7 @@ def significant_maxima(height: np.ndarray, depth: float) -> tuple[np.ndarray, in
     ``height - depth``): each dome is one connected region however flat or rippled its top,
     so a pixelated ridge with several equal highest pixels still gives one marker.
     """
-    dome = height - reconstruction(height - depth, height, method="dilation")
+    dome = height - reconstruct_by_dilation(height - depth, height)
     labels, count = ndimage.label(dome > 1e-6)
     if count == 0:
         return labels, 0
@@ -251,28 +266,42 @@ def orthogonalize(polygon: Polygon, angle: float) -> Polygon | None:
     return result
 
 
-def regularize(polygon: Polygon, min_iou: float, tolerance: float) -> tuple[Polygon, bool]:
-    """Right-angled outline along the dominant orientation, if it stays close to ``polygon``.
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter = shapely.area(shapely.intersection(a, b))
+    union = shapely.area(a) + shapely.area(b) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
-    Tries the rectilinear outline, then the minimum rotated rectangle; keeps whichever first
-    reaches ``min_iou`` with the traced shape, else the traced shape itself.
+
+def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Right-angled outlines along each polygon's dominant orientation, where they stay close.
+
+    For each polygon (metric CRS) the rectilinear outline is tried first, then the minimum
+    rotated rectangle; the first reaching ``min_iou`` with the traced shape replaces it.
+    Others are returned simplified with ``tolerance``. Courtyards inside a replacement are kept.
+
+    Returns:
+        ``(geometries, regularized flags)``.
     """
-    angle = dominant_orientation(polygon)
-    simplified = polygon.simplify(tolerance * 2, preserve_topology=True)
-    candidates = []
-    if isinstance(simplified, Polygon) and not simplified.is_empty:
-        rectilinear = orthogonalize(Polygon(simplified.exterior), angle)
-        if rectilinear is not None:
-            candidates.append(rectilinear)
-    candidates.append(shapely.oriented_envelope(polygon))
-    for candidate in candidates:
-        union = shapely.union(candidate, polygon).area
-        if union > 0 and shapely.intersection(candidate, polygon).area / union >= min_iou:
-            if polygon.interiors:  # keep real courtyards
-                holes = [r for r in polygon.interiors if candidate.contains(Polygon(r))]
-                candidate = Polygon(candidate.exterior, holes)
-            return candidate, True
-    return polygon, False
+    polygons = np.asarray(polygons, dtype=object)
+    simplified = shapely.simplify(shapely.exterior_rings(polygons), tolerance * 2, preserve_topology=False)
+    candidates = np.empty(len(polygons), dtype=object)
+    for i, (polygon, simple) in enumerate(zip(polygons, simplified, strict=True)):
+        outline = Polygon(simple) if simple is not None and len(simple.coords) >= 4 else None
+        candidates[i] = orthogonalize(outline, dominant_orientation(polygon)) if outline else None
+    missing = np.array([c is None for c in candidates])
+    envelopes = shapely.oriented_envelope(polygons)
+    candidates[missing] = envelopes[missing]
+    good = _iou(candidates, polygons) >= min_iou
+    retry = ~good & ~missing
+    if retry.any():
+        candidates[retry] = envelopes[retry]
+        good[retry] = _iou(candidates[retry], polygons[retry]) >= min_iou
+    out = np.where(good, candidates, shapely.simplify(polygons, tolerance, preserve_topology=True))
+    for i in np.nonzero(good)[0]:
+        if polygons[i].interiors:  # keep real courtyards
+            holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
+            out[i] = Polygon(out[i].exterior, holes)
+    return out, good
 
 
 def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
@@ -436,18 +465,15 @@ def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOp
     metric = metric[metric.geometry.area >= options.min_area_m2]
     if metric.empty:
         return empty_footprints(crs)
-    cleaned, regular = [], []
-    for geometry in metric.geometry.values:
-        parts = [geometry] if isinstance(geometry, Polygon) else list(geometry.geoms)
-        polygon = max(parts, key=lambda g: g.area)
-        polygon = fill_small_holes(polygon, options.max_hole_m2)
-        is_regular = False
-        if options.regularize:
-            polygon, is_regular = regularize(polygon, options.regularize_min_iou, options.simplify_m)
-        if not is_regular and options.simplify_m > 0:
-            polygon = polygon.simplify(options.simplify_m, preserve_topology=True)
-        cleaned.append(polygon)
-        regular.append(is_regular)
+    largest = [g if isinstance(g, Polygon) else max(g.geoms, key=lambda part: part.area)
+               for g in metric.geometry.values]
+    filled = np.array([fill_small_holes(g, options.max_hole_m2) for g in largest], dtype=object)
+    if options.regularize:
+        cleaned, regular = regularize(filled, options.regularize_min_iou, options.simplify_m)
+    else:
+        cleaned = shapely.simplify(filled, options.simplify_m, preserve_topology=True) \
+            if options.simplify_m > 0 else filled
+        regular = np.zeros(len(filled), bool)
     metric = metric.set_geometry(gpd.GeoSeries(cleaned, index=metric.index, crs=metric_crs))
     metric["regularized"] = regular
     metric = metric[metric.geometry.is_valid & ~metric.geometry.is_empty]

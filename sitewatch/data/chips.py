@@ -23,11 +23,11 @@ from sitewatch.data.sources import read_source
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import resample_image, resample_label
 
-CACHE_FORMAT = 2  # bump when the chip layout or reader behaviour changes
+CACHE_FORMAT = 3  # bump when the chip layout or reader behaviour changes
 
 
 def cut_chips(
-    image: np.ndarray, label: np.ndarray, chip_size: int, min_valid: float = 0.5
+    image: np.ndarray, label: np.ndarray, chip_size: int, min_valid: float = 0.3
 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Cut an image and its label into ``chip_size``² chips.
 
