@@ -283,7 +283,7 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
         ``(geometries, regularized flags)``.
     """
     polygons = np.asarray(polygons, dtype=object)
-    simplified = shapely.simplify(shapely.exterior_rings(polygons), tolerance * 2, preserve_topology=False)
+    simplified = shapely.simplify(shapely.get_exterior_ring(polygons), tolerance * 2, preserve_topology=False)
     candidates = np.empty(len(polygons), dtype=object)
     for i, (polygon, simple) in enumerate(zip(polygons, simplified, strict=True)):
         outline = Polygon(simple) if simple is not None and len(simple.coords) >= 4 else None
