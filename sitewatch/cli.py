@@ -87,7 +87,7 @@ def segment(
     tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
     bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 3,2,1.")] = None,
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
-    tile_size: Annotated[int, typer.Option(help="Tile side in model pixels.")] = 512,
+    tile_size: Annotated[int | None, typer.Option(help="Tile side in model pixels (default ≤ 512).")] = None,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap, model pixels (default tile/4).")] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold.")] = None,
@@ -190,6 +190,82 @@ def evaluate(
 
     report = evaluate_paths(predicted, reference, out=out, iou_threshold=iou, gsd_m=gsd)
     typer.echo(json.dumps(report, indent=2))
+
+
+@app.command("evaluate-change")
+def evaluate_change(
+    site_dir: Annotated[Path, typer.Argument(help="Output folder of `sitewatch change`.")],
+    reference: Annotated[Path, typer.Argument(help="Change mask (255 = change) on the first raster's grid.")],
+    grid: Annotated[Path, typer.Option(help="Raster giving the mask's grid (default: the mask itself).")] = None,
+    iou: Annotated[float, typer.Option(help="Object match IoU threshold.")] = 0.5,
+) -> None:
+    """Pixel change F1 and new-building recall/precision against a LEVIR-style change mask."""
+    from sitewatch.evaluate import change_scores, read_binary_raster, read_polygons
+    from sitewatch.raster import open_raster
+
+    changed, _ = read_binary_raster(reference)
+    with open_raster(grid or reference) as dataset:
+        if dataset.crs is None:
+            raise SitewatchError(f"{grid or reference}: no CRS; give --grid with the site's first raster")
+        if (dataset.height, dataset.width) != changed.shape:
+            raise SitewatchError(f"{reference}: mask size differs from the grid raster")
+        transform, crs = dataset.transform, dataset.crs
+    changes = read_polygons(site_dir / "changes.gpkg")
+    typer.echo(json.dumps(change_scores(changes, changed, transform, crs, iou), indent=2))
+
+
+def _print_site(summary: dict, out: Path) -> None:
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    flags = ", ".join(f"{v} {k}" for k, v in summary["flags"].items())
+    typer.echo(f"{summary['site']} {summary['dates'][0]} → {summary['dates'][-1]}: {counts}; flags: {flags} "
+               f"-> {out / 'report.html'}")
+
+
+@app.command()
+def change(
+    rasters: Annotated[list[Path], typer.Argument(help="The site at two or more dates.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for this site.")],
+    dates: Annotated[str | None, typer.Option(help="ISO dates, comma-separated, one per raster.")] = None,
+    site: Annotated[str | None, typer.Option(help="Site name for the report (default: folder name).")] = None,
+    rules: Annotated[Path | None, typer.Option(help="Change rules YAML (default configs/change.yaml).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+) -> None:
+    """What was built, enlarged or demolished between dates; flags new halls and housing."""
+    from sitewatch.change import ChangeRules
+    from sitewatch.paths import default_rules_path
+    from sitewatch.pipeline import run_site
+    from sitewatch.predict import Predictor
+
+    rule_file = rules or default_rules_path()
+    change_rules = ChangeRules.from_yaml(rule_file) if rule_file.is_file() else ChangeRules()
+    date_list = [d for d in dates.split(",")] if dates else None
+    for raster in rasters:
+        from sitewatch.raster import open_raster
+
+        open_raster(raster).close()
+    loaded = _load_model_for_inference(model, device)
+    predictor = Predictor(loaded, device=device, backend=backend)
+    typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
+    result = run_site(rasters, out, predictor, site=site, dates=date_list, rules=change_rules,
+                      progress=lambda message: typer.echo(message, err=True))
+    _print_site(result.summary, out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo_out"),
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
+) -> None:
+    """Run ``change`` on the shipped sample site with the shipped model."""
+    from sitewatch.paths import DEMO_SITE
+
+    rasters = sorted(DEMO_SITE.glob("*.tif"))
+    if len(rasters) < 2:
+        raise SitewatchError(f"{DEMO_SITE}: demo site rasters missing from this checkout")
+    change(rasters=rasters, out=out, dates=None, site=DEMO_SITE.name, rules=None, model=None,
+           device=device, backend="auto")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -215,3 +215,30 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
         with atomic_path(out / "scores.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2))
     return report
+
+
+# --- change ------------------------------------------------------------------------------------
+
+def change_scores(changes: gpd.GeoDataFrame, reference: np.ndarray, transform, crs,
+                  iou_threshold: float = 0.5) -> dict:
+    """Score a site's change layer against a LEVIR-style change mask on a known grid.
+
+    Pixel change F1: pixels of ``new``, ``expanded`` and ``demolished`` buildings against the
+    mask's change pixels. Object scores: ``new`` buildings against the mask's connected change
+    regions, matched one to one at IoU ≥ ``iou_threshold`` (recall = change objects found).
+    """
+    from rasterio.features import rasterize, shapes
+    from shapely.geometry import shape
+
+    if changes.crs is not None and crs is not None:
+        changes = changes.to_crs(crs)
+    moved = changes[changes["change"].isin(["new", "expanded", "demolished"])]
+    predicted = rasterize([(g, 1) for g in moved.geometry], out_shape=reference.shape, transform=transform,
+                          fill=0, dtype="uint8") if len(moved) else np.zeros(reference.shape, np.uint8)
+    pixel = pixel_scores(predicted, reference > 0)
+    truth = [shape(g) for g, v in shapes(reference.astype(np.uint8), mask=reference > 0, transform=transform)
+             if v > 0]
+    new = list(changes[changes["change"] == "new"].geometry.values)
+    objects = match_polygons(new, truth, iou_threshold)
+    return {"pixel": pixel.as_dict(), "object": {**objects.as_dict(), "change_objects": len(truth),
+                                                 "new_buildings": len(new)}}

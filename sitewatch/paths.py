@@ -11,6 +11,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_MODEL_NAME = "sitewatch-unet-lite0-0.5m.safetensors"
 CHECKSUMS = MODELS_DIR / "SHA256SUMS"
+CONFIGS_DIR = REPO_ROOT / "configs"
+DEMO_SITE = REPO_ROOT / "data" / "demo_site"
+
+
+def default_rules_path() -> Path:
+    """The change rules shipped in ``configs/change.yaml``."""
+    return CONFIGS_DIR / "change.yaml"
 
 
 def default_model_path() -> Path:

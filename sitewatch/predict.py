@@ -39,6 +39,8 @@ from sitewatch.raster import open_raster, pixel_size_xy_m, write_cog
 
 Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
+MIN_TILE = 64
+MAX_AUTO_TILE = 512
 
 
 # --- device and backends -------------------------------------------------------------------------
@@ -266,15 +268,20 @@ def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np
     return low, high, f"{dtype.name} 2-98% stretch"
 
 
-def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int, overlap: int,
+def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int | None,
+               overlap: int | None,
                gsd_m: float | None, bands: list[int] | None) -> InputPlan:
     """Work out bands, stretch and window sizes; errors for rasters that cannot be segmented."""
-    if tile_size % 32 or tile_size < 64:
-        raise SitewatchError(f"--tile-size must be a multiple of 32 and at least 64, got {tile_size}")
-    if not 0 <= overlap < tile_size // 2:
-        raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd = model.gsd_m
+    if tile_size is None:  # the largest tile up to 512 model pixels that the raster can fill
+        fits = min(dataset.height * dy, dataset.width * dx) / model_gsd
+        tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, fits // 32 * 32)))
+    if tile_size % 32 or tile_size < MIN_TILE:
+        raise SitewatchError(f"--tile-size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}")
+    overlap = tile_size // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile_size // 2:
+        raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
     window_h = max(1, round(tile_size * model_gsd / dy))
     window_w = max(1, round(tile_size * model_gsd / dx))
     if dataset.height < window_h or dataset.width < window_w:
@@ -392,7 +399,7 @@ def segment_raster(
     out_dir: Path,
     predictor: Predictor,
     *,
-    tile_size: int = 512,
+    tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int = 4,
     gsd_m: float | None = None,
@@ -411,8 +418,8 @@ def segment_raster(
         path: input raster (any GDAL format, any CRS, 1+ bands, uint8/uint16/float).
         out_dir: the folder to create (replaced if it exists).
         predictor: model + device + backend.
-        tile_size, overlap: model-grid tile side and overlap in model pixels (default a quarter
-            of the tile).
+        tile_size, overlap: model-grid tile side and overlap in model pixels (default: the
+            largest tile up to 512 that the raster fills, a quarter of it).
         batch_size: windows per forward pass.
         gsd_m: pixel size (m) of a raster without georeferencing.
         bands: 1-based input bands for the model's bands (default: colour interpretation).
@@ -429,7 +436,6 @@ def segment_raster(
     staging: Path | None = None
     reader: _WindowReader | None = None
     try:
-        overlap = tile_size // 4 if overlap is None else overlap
         plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands)
         _check_not_all_nodata(dataset)
         height, width = dataset.height, dataset.width

@@ -1,0 +1,419 @@
+"""Change over time: align dates, match footprints, classify changes, track buildings, flag.
+
+Pure functions over plain values: arrays with their grids, GeoDataFrames of footprints (from
+:mod:`sitewatch.footprints`). The command layer reads rasters, segments and writes outputs.
+
+* dates: ``--dates``, else the raster's acquisition-date tags, else an ISO date in its name;
+* alignment: every later raster is warped onto the first one's grid; the residual shift is
+  measured by phase correlation (imagery) and removed before diffing;
+* matching: footprints of consecutive dates are linked by overlap (one-to-many for merges and
+  splits); each building of the last date gets ``new``, ``expanded`` or ``unchanged``, each
+  first-date building that is gone ``demolished``; tracks carry ``first_seen``/``last_seen``;
+* flags (rules in ``configs/change.yaml``): ``assembly_hall`` and ``housing`` clusters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+import shapely
+import yaml
+from pyproj import CRS
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import Resampling, transform_bounds
+
+from sitewatch.errors import SitewatchError
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeRules:
+    """Thresholds of matching and flagging (areas m², distances m, shares 0-1).
+
+    See ``configs/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
+    """
+
+    match_min_overlap: float = 0.3
+    expanded_min_share: float = 0.25
+    expanded_min_m2: float = 30.0
+    hall_min_area_m2: float = 1000.0
+    hall_min_share_of_largest: float = 0.5
+    hall_min_area_floor_m2: float = 300.0
+    hall_min_rectangularity: float = 0.75
+    hall_max_elongation: float = 8.0
+    hall_min_width_m: float = 12.0
+    housing_min_area_m2: float = 30.0
+    housing_max_area_m2: float = 600.0
+    housing_max_gap_m: float = 25.0
+    housing_min_count: int = 3
+    max_shift_px: float = 16.0
+    min_shift_response: float = 0.05
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> ChangeRules:
+        """Read rules from YAML (a mapping of the field names); unknown keys are errors."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SitewatchError(f"{path}: cannot read change rules ({error})") from None
+        if not isinstance(data, dict):
+            raise SitewatchError(f"{path}: change rules must be a mapping")
+        data = data.get("rules", data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SitewatchError(f"{path}: unknown change rule(s) {unknown}")
+        return cls(**data)
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+_DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
+_DATE_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "acquisition_date", "DATE_ACQUIRED",
+              "TIFFTAG_DATETIME", "datetime")
+
+
+def parse_date(text: str) -> dt.date | None:
+    """An ISO-like date (``2024-08-27``, ``20240827``, ``2024:08:27 10:00:00``) or None."""
+    for match in _DATE_IN_NAME.finditer(text.replace(":", "-")):
+        try:
+            return dt.date(*(int(g) for g in match.groups()))
+        except ValueError:
+            continue
+    return None
+
+
+def raster_date(path: Path) -> tuple[dt.date | None, str]:
+    """A raster's acquisition date from its tags, else from its file name; with the source."""
+    try:
+        with rasterio.open(path) as dataset:
+            tags = {**dataset.tags(), **dataset.tags(ns="IMAGERY")}
+    except rasterio.errors.RasterioIOError:
+        tags = {}
+    for key in _DATE_TAGS:
+        if key in tags and (date := parse_date(str(tags[key]))):
+            return date, f"tag {key}"
+    date = parse_date(Path(path).stem)
+    return (date, "file name") if date else (None, "")
+
+
+def resolve_dates(paths: list[Path], dates: list[str] | None) -> list[dt.date]:
+    """One date per raster: ``dates`` if given, else tags, else the file name; clear errors."""
+    if dates is not None:
+        if len(dates) != len(paths):
+            raise SitewatchError(f"--dates has {len(dates)} dates for {len(paths)} rasters")
+        parsed = []
+        for text in dates:
+            date = parse_date(text.strip())
+            if date is None:
+                raise SitewatchError(f"--dates: '{text}' is not a date like 2024-08-27")
+            parsed.append(date)
+        result = parsed
+    else:
+        result = []
+        for path in paths:
+            date, _ = raster_date(path)
+            if date is None:
+                raise SitewatchError(
+                    f"{path}: no acquisition date in its metadata or file name; give --dates"
+                )
+            result.append(date)
+    if len(set(result)) != len(result):
+        raise SitewatchError(f"two rasters have the same date ({', '.join(map(str, result))})")
+    return result
+
+
+# --- alignment -----------------------------------------------------------------------------------
+
+def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:
+    """Share (0-1) of the reference footprint covered by ``other``; error if they do not meet."""
+    if other.crs is None or reference.crs is None:
+        raise SitewatchError(f"{other.name}: no CRS; change detection needs georeferenced rasters")
+    bounds = transform_bounds(other.crs, reference.crs, *other.bounds, densify_pts=21)
+    ref = shapely.box(*reference.bounds)
+    share = shapely.box(*bounds).intersection(ref).area / ref.area
+    if share <= 0:
+        raise SitewatchError(f"{other.name}: does not overlap {Path(reference.name).name}")
+    return share
+
+
+def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
+    """Write ``source`` resampled onto ``reference``'s grid (CRS, transform, size) as GeoTIFF."""
+    with rasterio.open(source) as dataset:
+        nodata = dataset.nodata if dataset.nodata is not None else 0
+        with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
+                       width=reference.width, height=reference.height,
+                       resampling=Resampling.bilinear, nodata=nodata) as vrt:
+            profile = {"driver": "GTiff", "width": reference.width, "height": reference.height,
+                       "count": dataset.count, "dtype": dataset.dtypes[0], "crs": reference.crs,
+                       "transform": reference.transform, "nodata": nodata, "tiled": True,
+                       "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+            with rasterio.open(target, "w", **profile) as out:
+                out.colorinterp = dataset.colorinterp
+                for _, window in out.block_windows(1):
+                    out.write(vrt.read(window=window), window=window)
+
+
+@dataclass
+class Shift:
+    """Residual misregistration of a later date against the first (pixels, metres)."""
+
+    dx_px: float = 0.0
+    dy_px: float = 0.0
+    response: float = 0.0
+    applied: bool = False
+    dx_m: float = 0.0
+    dy_m: float = 0.0
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def estimate_shift(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules,
+                   pixel_m: tuple[float, float]) -> Shift:
+    """Translation of ``moving`` relative to ``reference`` by phase correlation.
+
+    Both are single-band images on the same grid (grey imagery or building probabilities).
+    A shift is applied only when the correlation peak is clear (``min_shift_response``) and
+    within ``max_shift_px``; otherwise it is reported as not applied.
+    """
+    a = reference.astype(np.float32)
+    b = moving.astype(np.float32)
+    a = (a - a.mean()) / (a.std() + 1e-6)
+    b = (b - b.mean()) / (b.std() + 1e-6)
+    window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    ok = response >= rules.min_shift_response and max(abs(dx), abs(dy)) <= rules.max_shift_px
+    return Shift(float(dx), float(dy), float(response), bool(ok), float(dx) * pixel_m[0],
+                 float(dy) * pixel_m[1])
+
+
+def shift_footprints(frame: gpd.GeoDataFrame, shift: Shift, transform: rasterio.Affine) -> gpd.GeoDataFrame:
+    """Move footprints by ``-shift`` pixels (in the raster grid's CRS)."""
+    if not shift.applied or frame.empty:
+        return frame
+    dx = -(shift.dx_px * transform.a + shift.dy_px * transform.b)
+    dy = -(shift.dx_px * transform.d + shift.dy_px * transform.e)
+    moved = frame.copy()
+    moved["geometry"] = moved.geometry.translate(xoff=dx, yoff=dy)
+    return moved
+
+
+# --- matching, classes, tracks ---------------------------------------------------------------------
+
+def overlap_pairs(earlier: gpd.GeoDataFrame, later: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Pairs of overlapping footprints with intersection area (m², in a metric CRS)."""
+    if earlier.empty or later.empty:
+        return pd.DataFrame({"earlier": [], "later": [], "overlap": []})
+    tree = shapely.STRtree(earlier.geometry.values)
+    later_idx, earlier_idx = tree.query(later.geometry.values, predicate="intersects")
+    overlap = shapely.area(shapely.intersection(later.geometry.values[later_idx],
+                                                earlier.geometry.values[earlier_idx]))
+    return pd.DataFrame({"earlier": earlier_idx, "later": later_idx, "overlap": overlap})
+
+
+def link_dates(earlier: gpd.GeoDataFrame, later: gpd.GeoDataFrame, rules: ChangeRules) -> pd.DataFrame:
+    """Links between two dates' footprints (metric CRS) whose overlap is a real one.
+
+    A pair counts when the overlap covers ``match_min_overlap`` of the smaller of the two,
+    so merges (one later ↔ several earlier) and splits (several later ↔ one earlier) link.
+    """
+    pairs = overlap_pairs(earlier, later)
+    if pairs.empty:
+        return pairs
+    smaller = np.minimum(earlier.geometry.area.values[pairs.earlier], later.geometry.area.values[pairs.later])
+    return pairs[pairs.overlap >= rules.match_min_overlap * smaller].reset_index(drop=True)
+
+
+@dataclass
+class ChangeResult:
+    """Everything the report needs about one site."""
+
+    dates: list[dt.date]
+    footprints: list[gpd.GeoDataFrame]  # per date, metric CRS, with ``track_id``
+    changes: gpd.GeoDataFrame  # metric CRS
+    clusters: gpd.GeoDataFrame  # metric CRS
+    largest_existing_m2: float
+    shifts: list[Shift] = field(default_factory=list)
+
+
+def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
+                  before_probability: list[np.ndarray] | None = None) -> ChangeResult:
+    """Classify, track and flag the buildings of a site seen at several dates.
+
+    Args:
+        footprints: per date (sorted), footprint layers in one metric CRS with ``area_m2``,
+            ``width_m``, ``elongation``, ``rectangularity`` and ``mean_probability``.
+        dates: the dates, ascending.
+        rules: thresholds.
+        before_probability: per later building of the last date, the mean probability of
+            building found on its ground at the first date (for ``confidence``), in the order of
+            ``footprints[-1]``; None treats it as 0.
+    """
+    if len(footprints) < 2:
+        raise SitewatchError("change detection needs rasters of at least two dates")
+    crs = footprints[0].crs
+    frames = [f.reset_index(drop=True).copy() for f in footprints]
+    # tracks: a building inherits the track of the earlier building it overlaps most
+    next_track = 1
+    frames[0]["track_id"] = np.arange(1, len(frames[0]) + 1)
+    frames[0]["first_seen"] = dates[0]
+    next_track += len(frames[0])
+    for k in range(1, len(frames)):
+        links = link_dates(frames[k - 1], frames[k], rules)
+        track = np.zeros(len(frames[k]), np.int64)
+        first_seen = np.array([dates[k]] * len(frames[k]), dtype=object)
+        if not links.empty:
+            best = links.sort_values("overlap", ascending=False).drop_duplicates("later")
+            track[best.later.values] = frames[k - 1]["track_id"].values[best.earlier.values]
+            first_seen[best.later.values] = frames[k - 1]["first_seen"].values[best.earlier.values]
+        fresh = track == 0
+        track[fresh] = np.arange(next_track, next_track + fresh.sum())
+        next_track += int(fresh.sum())
+        # a track split in two keeps its id on the larger part; the other part is a new track
+        frames[k]["track_id"] = track
+        frames[k]["first_seen"] = first_seen
+    last_seen: dict[int, dt.date] = {}
+    for frame, date in zip(frames, dates, strict=True):
+        for track in frame["track_id"]:
+            last_seen[int(track)] = date
+
+    first, last = frames[0], frames[-1]
+    largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
+    links = link_dates(first, last, rules)
+    earlier_area = np.zeros(len(last))
+    if not links.empty:
+        # one-to-many: a later building is compared with the sum of what stood under it
+        linked = links.drop_duplicates(["earlier", "later"])
+        sums = linked.groupby("later").apply(
+            lambda g: first["area_m2"].values[g.earlier.values].sum(), include_groups=False)
+        earlier_area[sums.index.values] = sums.values
+    area = last["area_m2"].to_numpy(float)
+    change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
+    grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
+        rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
+    change[grew] = "expanded"
+    before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
+    present = last.assign(
+        change=change,
+        area_before_m2=np.round(earlier_area, 2),
+        ratio_to_largest_existing=np.round(area / largest_existing, 3) if largest_existing > 0 else np.nan,
+        confidence=np.round(np.clip(last["mean_probability"].fillna(0.5).to_numpy() * (1 - before), 0, 1), 3),
+        last_seen=[last_seen[int(t)] for t in last["track_id"]],
+        date_seen=dates[-1],
+    )
+    gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
+    demolished = first.iloc[sorted(gone_ids)].assign(
+        change="demolished", area_before_m2=first["area_m2"].values[sorted(gone_ids)],
+        ratio_to_largest_existing=np.nan, confidence=np.nan,
+        last_seen=[last_seen[int(t)] for t in first["track_id"].values[sorted(gone_ids)]],
+        date_seen=dates[0])
+    changes = gpd.GeoDataFrame(pd.concat([present, demolished], ignore_index=True), crs=crs)
+    changes["flag"] = ""
+    is_new = changes["change"] == "new"
+    hall = is_new & assembly_hall_rule(changes, largest_existing, rules)
+    changes.loc[hall, "flag"] = "assembly_hall"
+    changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
+    clusters = housing_clusters(changes[is_new & ~hall], rules, crs)
+    for members in clusters["member_ids"]:
+        changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
+    if not clusters.empty:
+        clusters["member_ids"] = clusters["member_ids"].apply(lambda ids: ",".join(map(str, ids)))
+    return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
+                        largest_existing_m2=largest_existing)
+
+
+def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules) -> pd.Series:
+    """Large (absolute, or relative to the largest existing building), compact, rectilinear."""
+    area = buildings["area_m2"]
+    large = (area >= rules.hall_min_area_m2) | (
+        (largest_existing_m2 > 0) & (area >= rules.hall_min_share_of_largest * largest_existing_m2)
+        & (area >= rules.hall_min_area_floor_m2))
+    compact = (buildings["rectangularity"] >= rules.hall_min_rectangularity) & (
+        buildings["elongation"] <= rules.hall_max_elongation) & (buildings["width_m"] >= rules.hall_min_width_m)
+    return large & compact
+
+
+def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None) -> gpd.GeoDataFrame:
+    """Groups of ≥ ``housing_min_count`` new residential-size buildings ≤ ``housing_max_gap_m`` apart.
+
+    Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one
+    feature: the convex hull of its members, their count, ids (``change_id``) and total area.
+    """
+    columns = {"cluster_id": [], "count": [], "member_ids": [], "total_area_m2": []}
+    if candidates.empty or "change_id" not in candidates:
+        return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    houses = candidates[(candidates["area_m2"] >= rules.housing_min_area_m2)
+                        & (candidates["area_m2"] <= rules.housing_max_area_m2)]
+    geoms = houses.geometry.values
+    parent = list(range(len(geoms)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if len(geoms):
+        tree = shapely.STRtree(geoms)
+        a, b = tree.query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m)
+        for i, j in zip(a.tolist(), b.tolist(), strict=True):
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(geoms)):
+        groups.setdefault(find(i), []).append(i)
+    rows, shapes = [], []
+    for members in sorted(groups.values(), key=lambda m: -len(m)):
+        if len(members) < rules.housing_min_count:
+            continue
+        ids = sorted(int(houses["change_id"].values[m]) for m in members)
+        rows.append({"cluster_id": len(rows) + 1, "count": len(members), "member_ids": ids,
+                     "total_area_m2": round(float(houses["area_m2"].values[members].sum()), 1)})
+        shapes.append(shapely.convex_hull(shapely.union_all(geoms[members])))
+    if not rows:
+        return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    return gpd.GeoDataFrame(rows, geometry=shapes, crs=crs)
+
+
+def summarize(result: ChangeResult, site: str, model: dict[str, Any]) -> dict[str, Any]:
+    """The ``summary.json`` document."""
+    changes = result.changes
+    counts = {name: int((changes["change"] == name).sum())
+              for name in ("new", "expanded", "unchanged", "demolished")}
+    flags = {name: int((changes["flag"] == name).sum()) for name in ("assembly_hall", "housing")}
+    flags["housing_clusters"] = len(result.clusters)
+    new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
+    return {
+        "site": site,
+        "dates": [d.isoformat() for d in result.dates],
+        "counts": counts,
+        "flags": flags,
+        "largest_existing_building_m2": round(result.largest_existing_m2, 1),
+        "new_buildings": [
+            {"id": int(row.change_id), "class": row.change, "flag": row.flag or None,
+             "area_m2": round(float(row.area_m2), 1),
+             "ratio_to_largest_existing": None if pd.isna(row.ratio_to_largest_existing)
+             else float(row.ratio_to_largest_existing),
+             "confidence": None if pd.isna(row.confidence) else float(row.confidence),
+             "first_seen": row.first_seen.isoformat() if hasattr(row.first_seen, "isoformat") else str(row.first_seen)}
+            for row in new.itertuples()
+        ],
+        "housing_clusters": [
+            {"id": int(c["cluster_id"]), "count": int(c["count"]),
+             "member_ids": [int(i) for i in str(c["member_ids"]).split(",") if i],
+             "total_area_m2": float(c["total_area_m2"])}
+            for c in result.clusters.drop(columns="geometry").to_dict("records")
+        ],
+        "model": model,
+        "shift": [s.as_dict() for s in result.shifts],
+    }

@@ -1,0 +1,208 @@
+"""The site job: rasters of one site at several dates → segment → footprints → changes → report.
+
+One function, :func:`run_site`, strings the stages together for the ``change``, ``demo`` and
+``batch`` commands. Everything is built in a temporary folder beside the output and renamed
+into place at the end, so a site's outputs appear complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+from pyproj import CRS
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.features import rasterize
+from scipy import ndimage
+
+from sitewatch.change import (
+    ChangeRules,
+    compare_dates,
+    estimate_shift,
+    resolve_dates,
+    shift_footprints,
+    summarize,
+    warp_onto,
+    check_overlap,
+)
+from sitewatch.errors import SitewatchError
+from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+from sitewatch.predict import Predictor, _replace_dir, segment_raster
+from sitewatch.raster import open_raster, pixel_size_xy_m
+from sitewatch.report import write_report
+
+SUMMARY = "summary.json"
+
+
+@dataclass
+class SiteRun:
+    """Where a finished site's outputs are and what they say."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def _check_inputs(rasters: list[Path]) -> None:
+    if len(rasters) < 2:
+        raise SitewatchError("change detection needs rasters of at least two dates (got one)")
+    counts = {}
+    for path in rasters:
+        with open_raster(path) as dataset:
+            counts[path] = dataset.count
+    if len(set(counts.values())) > 1:
+        detail = ", ".join(f"{p.name}: {c}" for p, c in counts.items())
+        raise SitewatchError(f"rasters have different band counts ({detail})")
+
+
+def _grey(path: Path, limit: int = 2048) -> tuple[np.ndarray, float]:
+    """Grey image of a raster, decimated to at most ``limit`` px; with the decimation factor."""
+    with rasterio.open(path) as dataset:
+        factor = max(1.0, max(dataset.width, dataset.height) / limit)
+        shape = (max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
+        bands = list(range(1, min(3, dataset.count) + 1))
+        pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
+    return pixels.astype(np.float32).mean(axis=0), factor
+
+
+def _mean_under(frame: gpd.GeoDataFrame, probability_path: Path) -> np.ndarray:
+    """Mean probability (0-1) of the raster under each polygon (same CRS as the raster)."""
+    if frame.empty:
+        return np.zeros(0)
+    with rasterio.open(probability_path) as dataset:
+        values = dataset.read(1).astype(np.float32) / 255.0
+        labels = rasterize([(g, i + 1) for i, g in enumerate(frame.geometry)], out_shape=values.shape,
+                           transform=dataset.transform, fill=0, dtype="int32", all_touched=True)
+    means = ndimage.mean(values, labels, np.arange(1, len(frame) + 1))
+    return np.nan_to_num(np.asarray(means, float))
+
+
+def run_site(
+    rasters: list[Path],
+    out_dir: Path,
+    predictor: Predictor,
+    *,
+    site: str | None = None,
+    dates: list[str] | None = None,
+    rules: ChangeRules = ChangeRules(),
+    footprint_options: FootprintOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SiteRun:
+    """Run the whole change job for one site and write its outputs into ``out_dir``.
+
+    Args:
+        rasters: the site at two or more dates (any order; sorted by date).
+        out_dir: output folder; replaced as a whole when the run succeeds.
+        predictor: model on its device.
+        site: site name for the report (default: the folder name of ``out_dir``).
+        dates: ISO dates, one per raster, overriding metadata and file names.
+        rules: change and flag thresholds.
+        footprint_options: post-processing of masks into footprints.
+        progress: called with a short message as each stage starts.
+    """
+    say = progress or (lambda message: None)
+    rasters = [Path(r) for r in rasters]
+    _check_inputs(rasters)
+    when = resolve_dates(rasters, dates)
+    order = np.argsort(when)
+    rasters, when = [rasters[i] for i in order], [when[i] for i in order]
+    site = site or Path(out_dir).name
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SUMMARY).is_file():
+        raise SitewatchError(f"{out_dir}: folder exists and holds other files; choose an empty or new folder")
+    if any(out_dir.resolve() == r.parent.resolve() for r in rasters):
+        raise SitewatchError(f"{out_dir}: output folder is the input folder; choose another")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        with open_raster(rasters[0]) as reference:
+            if reference.crs is None:
+                raise SitewatchError(f"{rasters[0]}: no CRS; change detection needs georeferenced rasters")
+            pixel_m = pixel_size_xy_m(reference)
+            transform, crs = reference.transform, reference.crs
+            aligned = [rasters[0]]
+            for k, path in enumerate(rasters[1:], start=1):
+                with open_raster(path) as other:
+                    check_overlap(reference, other)
+                say(f"aligning {path.name} onto {rasters[0].name}")
+                target = staging / "aligned" / f"{k}_{path.stem}.tif"
+                target.parent.mkdir(exist_ok=True)
+                warp_onto(reference, path, target)
+                aligned.append(target)
+        segmented = []
+        for date, path in zip(when, aligned, strict=True):
+            say(f"segmenting {date}")
+            segmented.append(segment_raster(path, staging / "segment" / date.isoformat(), predictor))
+        grey0, factor = _grey(aligned[0])
+        shifts, frames = [], []
+        options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
+        for k, (date, result) in enumerate(zip(when, segmented, strict=True)):
+            say(f"footprints {date}")
+            frame = vectorize_raster(result.mask_path, result.probability_path, options)
+            if k > 0:
+                grey, _ = _grey(aligned[k])
+                shift = estimate_shift(grey0, grey, rules, (pixel_m[0] * factor, pixel_m[1] * factor))
+                shift.dx_px *= factor
+                shift.dy_px *= factor
+                shifts.append(shift)
+                frame = shift_footprints(frame, shift, transform)
+            frames.append(frame)
+        before = _mean_under(frames[-1], segmented[0].probability_path)
+        metric_crs = _utm_for(crs, transform, segmented[0])
+        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before)
+        result.shifts = shifts
+        say("writing outputs")
+        model = {"name": predictor.model.name, "sha256": predictor.model.sha256,
+                 "gsd_m": predictor.model.gsd_m, "device": predictor.description}
+        summary = summarize(result, site, model)
+        changes = result.changes.to_crs(crs)
+        clusters = result.clusters.to_crs(crs)
+        _write_layers(staging, changes, clusters, result.footprints, when, crs)
+        (staging / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        write_report(staging / "report.html", summary, changes, clusters, aligned[0], aligned[-1])
+        for temporary in ("aligned", "segment"):
+            shutil.rmtree(staging / temporary, ignore_errors=True)
+        _replace_dir(staging, out_dir)
+        staging = None
+        return SiteRun(out_dir=out_dir, summary=summary)
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _utm_for(crs, transform, segmented) -> CRS:
+    """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
+    import shapely
+
+    bounds = rasterio.transform.array_bounds(segmented.height, segmented.width, transform)
+    return gpd.GeoSeries([shapely.box(*bounds)], crs=crs).estimate_utm_crs()
+
+
+def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
+                  footprints: list[gpd.GeoDataFrame], dates: list, crs) -> None:
+    import pyogrio
+
+    def plain(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        frame = frame.copy()
+        for column in frame.columns:
+            if column != "geometry" and frame[column].dtype == object:
+                frame[column] = frame[column].map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+        return frame
+
+    changes, clusters = plain(changes), plain(clusters)
+    pyogrio.write_dataframe(changes, folder / "changes.gpkg", layer="changes", driver="GPKG",
+                            geometry_type="Polygon" if changes.empty else None)
+    pyogrio.write_dataframe(clusters, folder / "changes.gpkg", layer="housing_clusters", driver="GPKG",
+                            append=False, geometry_type="Polygon" if clusters.empty else None)
+    pyogrio.write_dataframe(changes.to_crs(4326), folder / "changes.geojson", driver="GeoJSON",
+                            layer_options={"RFC7946": "YES"},
+                            geometry_type="Polygon" if changes.empty else None)
+    for date, frame in zip(dates, footprints, strict=True):
+        write_footprints(plain(frame.to_crs(crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)

@@ -1,0 +1,152 @@
+"""The analyst's report: one self-contained ``report.html`` per site.
+
+Site overview (earlier and later image with the footprints drawn by change class), the counts
+and flags, a table of every new or enlarged building, and before/after crops of every flagged
+change (PNG inlined as data URIs). Every user-supplied string is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from PIL import Image, ImageDraw
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
+
+from sitewatch.raster import atomic_path
+
+COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "unchanged": (90, 200, 250),
+           "demolished": (180, 80, 255), "housing": (255, 230, 0)}
+
+
+def _picture(path: Path, window: Window | None, max_px: int) -> tuple[Image.Image, rasterio.Affine]:
+    """RGB picture of a raster window, at most ``max_px`` wide or high, with its transform."""
+    with rasterio.open(path) as dataset:
+        window = window or Window(0, 0, dataset.width, dataset.height)
+        window = window.intersection(Window(0, 0, dataset.width, dataset.height))
+        scale = max(1.0, max(window.width, window.height) / max_px)
+        shape = (max(1, int(window.height / scale)), max(1, int(window.width / scale)))
+        bands = [1, 2, 3] if dataset.count >= 3 else [1, 1, 1]
+        pixels = dataset.read(bands, window=window, out_shape=(3, *shape), resampling=Resampling.average)
+        transform = dataset.window_transform(window) @ rasterio.Affine.scale(window.width / shape[1],
+                                                                             window.height / shape[0])
+    if pixels.dtype != np.uint8:
+        low, high = np.percentile(pixels, [2, 98])
+        pixels = np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255)
+    return Image.fromarray(np.moveaxis(pixels.astype(np.uint8), 0, -1)), transform
+
+
+def _draw(image: Image.Image, transform: rasterio.Affine, frame: gpd.GeoDataFrame,
+          colour_of, width: int = 2) -> Image.Image:
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    inverse = ~transform
+    for row in frame.itertuples():
+        geometry = row.geometry
+        parts = [geometry] if geometry.geom_type == "Polygon" else list(getattr(geometry, "geoms", []))
+        for polygon in parts:
+            points = [inverse @ (x, y) for x, y in np.asarray(polygon.exterior.coords)[:, :2]]
+            if len(points) >= 3:
+                draw.line(points + [points[0]], fill=colour_of(row), width=width)
+    return image
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _crop_window(path: Path, bounds: tuple[float, float, float, float], margin: float) -> Window:
+    with rasterio.open(path) as dataset:
+        left, bottom, right, top = bounds
+        pad = max(right - left, top - bottom) * margin + 10 * abs(dataset.transform.a)
+        return from_bounds(left - pad, bottom - pad, right + pad, top + pad, dataset.transform).round_offsets().round_lengths()
+
+
+def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFrame,
+                 clusters: gpd.GeoDataFrame, before: Path, after: Path) -> None:
+    """Write ``report.html`` for a site; layers in the rasters' CRS, rasters on one grid."""
+    e = html.escape
+    dates = summary["dates"]
+
+    def colour(row) -> tuple[int, int, int]:
+        return COLOURS["housing"] if getattr(row, "flag", "") == "housing" else COLOURS.get(row.change, (255, 255, 255))
+
+    overview_before, t0 = _picture(before, None, 900)
+    overview_after, t1 = _picture(after, None, 900)
+    first_date = changes[changes["change"] == "demolished"]
+    last_date = changes[changes["change"] != "demolished"]
+    panels = [
+        (f"{dates[0]} (earlier)", _draw(overview_before, t0, first_date, colour)),
+        (f"{dates[-1]} (later)", _draw(overview_after, t1, last_date, colour)),
+    ]
+    flagged = []
+    for row in changes[changes["flag"] == "assembly_hall"].itertuples():
+        flagged.append((f"Assembly hall #{row.change_id}: {row.area_m2:,.0f} m², "
+                        f"{_ratio_text(row.ratio_to_largest_existing)}", row.geometry.bounds,
+                        changes[changes["change_id"] == row.change_id]))
+    for cluster in clusters.itertuples():
+        members = [int(i) for i in str(cluster.member_ids).split(",") if i]
+        flagged.append((f"Housing cluster #{cluster.cluster_id}: {len(members)} new buildings, "
+                        f"{cluster.total_area_m2:,.0f} m² in all", cluster.geometry.bounds,
+                        changes[changes["change_id"].isin(members)]))
+    crops = []
+    for title, bounds, members in flagged:
+        window = _crop_window(after, bounds, 0.3)
+        image_before, tb = _picture(before, window, 420)
+        image_after, ta = _picture(after, window, 420)
+        crops.append((title, _draw(image_before, tb, members, colour), _draw(image_after, ta, members, colour)))
+
+    rows = []
+    for item in summary["new_buildings"]:
+        rows.append(
+            "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in (
+                item["id"], item["class"], item["flag"] or "", f"{item['area_m2']:,.1f}",
+                "" if item["ratio_to_largest_existing"] is None else f"{100 * item['ratio_to_largest_existing']:.0f}%",
+                "" if item["confidence"] is None else f"{item['confidence']:.2f}", item["first_seen"])) + "</tr>")
+    counts = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in summary["counts"].items())
+    flags = "".join(f"<tr><th>{e(k)}</th><td class='flag-count' data-flag='{e(k)}'>{v}</td></tr>"
+                    for k, v in summary["flags"].items())
+    shifts = "; ".join(f"{s['dx_m']:+.1f} m east, {-s['dy_m']:+.1f} m north "
+                       f"({'corrected' if s['applied'] else 'not applied'})" for s in summary["shift"]) or "none"
+    legend = " ".join(f"<span style='border-bottom:3px solid rgb{c}'>{e(k)}</span>" for k, c in COLOURS.items())
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sitewatch: {e(summary['site'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1900px; }}
+img {{ max-width: 100%; border: 1px solid #888; }} figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px; }} td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
+.pair figure {{ width: 430px; }} .muted {{ color: #666; }}
+</style></head><body>
+<h1>Site {e(summary['site'])}: {e(dates[0])} → {e(dates[-1])}</h1>
+<p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary['model']['name'])}
+(sha256 {e(summary['model']['sha256'][:12])}…, {e(str(summary['model']['gsd_m']))} m/pixel) on {e(summary['model']['device'])}.
+Measured shift between dates: {e(shifts)}.</p>
+<h2>Overview</h2><p>{legend}</p>
+{''.join(f"<figure><img alt='{e(t)}' src='{_data_uri(i)}'><figcaption>{e(t)}</figcaption></figure>" for t, i in panels)}
+<h2>Counts</h2><table>{counts}</table>
+<h2>Flags</h2><table id="flags">{flags}</table>
+<p>Largest building standing at {e(dates[0])}: {summary['largest_existing_building_m2']:,.0f} m².</p>
+<h2>New and enlarged buildings</h2>
+<table id="new-buildings"><tr><th>id</th><th>class</th><th>flag</th><th>area m²</th><th>of largest existing</th>
+<th>confidence</th><th>first seen</th></tr>{''.join(rows)}</table>
+<h2>Flagged changes</h2>
+{''.join(f"<div class='pair'><h3>{e(t)}</h3><figure><img alt='before' src='{_data_uri(b)}'><figcaption>{e(dates[0])}</figcaption></figure><figure><img alt='after' src='{_data_uri(a)}'><figcaption>{e(dates[-1])}</figcaption></figure></div>" for t, b, a in crops) or '<p>No flagged change.</p>'}
+</body></html>
+"""
+    with atomic_path(target) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+
+
+def _ratio_text(ratio: float) -> str:
+    if ratio is None or ratio != ratio:
+        return "no building stood here before"
+    return f"about {100 * ratio:.0f}% of the largest existing building"

@@ -1,0 +1,242 @@
+"""Change detection: alignment, classes, tracks, flags, the report in a browser, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+from shapely import affinity
+from shapely.geometry import box
+
+from conftest import REPO, assert_one_line_error, run_cli
+from sitewatch.change import ChangeRules, compare_dates, estimate_shift, parse_date, resolve_dates
+from sitewatch.checkpoint import load_model
+from sitewatch.data.levir import read_levir_pair, write_geotiff
+from sitewatch.data.xbd import read_xbd_json
+from sitewatch.errors import SitewatchError
+from sitewatch.footprints import measure
+from sitewatch.paths import default_model_path
+from sitewatch.pipeline import run_site
+from sitewatch.predict import Predictor
+
+UTM = "EPSG:32615"
+D1, D2, D3 = dt.date(2023, 11, 1), dt.date(2024, 8, 27), dt.date(2025, 6, 1)
+
+
+def layer(polygons: list, probability: float = 0.9) -> gpd.GeoDataFrame:
+    """A footprint layer with measured attributes, as the footprint stage makes it."""
+    frame = gpd.GeoDataFrame(geometry=polygons, crs=UTM)
+    if frame.empty:
+        return frame.assign(area_m2=[], width_m=[], elongation=[], rectangularity=[], mean_probability=[])
+    return frame.assign(**measure(frame.geometry), mean_probability=probability)
+
+
+def test_dates_from_names_tags_and_flags(tmp_path: Path) -> None:
+    assert parse_date("taesong_2024-08-27") == D2
+    assert parse_date("scene_20231101_rgb") == D1
+    assert parse_date("no date here 123") is None
+    assert resolve_dates([Path("a_2024-08-27.tif"), Path("b_2023-11-01.tif")], None) == [D2, D1]
+    with pytest.raises(SitewatchError, match="no acquisition date"):
+        resolve_dates([Path("site_a.tif"), Path("site_b.tif")], None)
+    tagged = tmp_path / "site_a.tif"
+    with rasterio.open(tagged, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as out:
+        out.update_tags(ACQUISITION_DATE="2021-05-04T10:00:00Z")
+    assert resolve_dates([tagged], None) == [dt.date(2021, 5, 4)]
+
+
+def test_constructed_site_flags_one_hall_and_one_housing_cluster() -> None:
+    existing = [box(0, 0, 60, 50), box(200, 0, 220, 15)]  # largest existing: 3,000 m²
+    hall = box(100, 100, 150, 140)  # 2,000 m², compact, 40 m span
+    houses = [box(300 + 20 * i, 300, 312 + 20 * i, 310) for i in range(5)]  # 120 m² each, 8 m apart
+    loner = box(600, 600, 612, 610)  # a lone new house: no cluster
+    result = compare_dates([layer(existing), layer(existing + [hall] + houses + [loner])], [D1, D2],
+                           ChangeRules())
+    changes = result.changes
+    assert (changes.flag == "assembly_hall").sum() == 1
+    hall_row = changes[changes.flag == "assembly_hall"].iloc[0]
+    assert hall_row.area_m2 == pytest.approx(2000)
+    assert hall_row.ratio_to_largest_existing == pytest.approx(2000 / 3000, abs=1e-3)
+    assert len(result.clusters) == 1 and result.clusters.iloc[0]["count"] == 5
+    assert (changes.flag == "housing").sum() == 5
+    assert changes.change.value_counts().to_dict() == {"new": 7, "unchanged": 2}
+    assert result.largest_existing_m2 == pytest.approx(3000)
+
+
+def test_half_the_largest_existing_building_is_a_hall() -> None:
+    existing = [box(0, 0, 40, 25)]  # 1,000 m²
+    new = box(100, 0, 125, 26)  # 650 m²: 65 % of the largest, under the absolute 1,000 m²
+    result = compare_dates([layer(existing), layer(existing + [new])], [D1, D2], ChangeRules())
+    row = result.changes[result.changes.change == "new"].iloc[0]
+    assert row.flag == "assembly_hall" and row.ratio_to_largest_existing == pytest.approx(0.65)
+
+
+def test_synthetic_expansion_of_a_real_footprint(samples: Path) -> None:
+    pixel, _, _ = read_xbd_json(samples / "xbd/joplin/labels/joplin-tornado_00000000_pre_disaster.json")
+    real = [affinity.affine_transform(p, [0.45, 0, 0, -0.45, 360000, 4100000]) for p in pixel[:20]]
+    target = max(real, key=lambda g: g.area)
+    minx, miny, maxx, maxy = target.bounds
+    extension = box(maxx - 0.5, miny, maxx + (maxx - minx) * 0.6, maxy)  # grows by ~60 %
+    grown = target.union(extension)
+    later = [grown if g is target else g for g in real]
+    changes = compare_dates([layer(real), layer(later)], [D1, D2], ChangeRules()).changes
+    assert changes.change.value_counts().to_dict() == {"unchanged": 19, "expanded": 1}
+    row = changes[changes.change == "expanded"].iloc[0]
+    assert row.area_before_m2 == pytest.approx(target.area, rel=0.01)
+
+
+def test_three_dates_give_first_and_last_seen() -> None:
+    a, b, c, d = box(0, 0, 20, 20), box(100, 0, 120, 20), box(200, 0, 220, 20), box(300, 0, 320, 20)
+    frames = [layer([a, d]), layer([a, b, d]), layer([a, b, c])]  # b from D2, c from D3, d gone at D3
+    changes = compare_dates(frames, [D1, D2, D3], ChangeRules()).changes.set_index("change_id")
+    by_x = {round(row.geometry.bounds[0]): row for row in changes.itertuples()}
+    assert (by_x[0].change, by_x[0].first_seen, by_x[0].last_seen) == ("unchanged", D1, D3)
+    assert (by_x[100].change, by_x[100].first_seen, by_x[100].last_seen) == ("new", D2, D3)
+    assert (by_x[200].change, by_x[200].first_seen) == ("new", D3)
+    assert (by_x[300].change, by_x[300].last_seen) == ("demolished", D2)
+
+
+def test_phase_correlation_measures_a_shift(samples: Path) -> None:
+    pair = read_levir_pair(samples, "train_386_0512_0768")
+    grey = pair.earlier.mean(axis=2)
+    moved = np.roll(grey, (2, 3), axis=(0, 1))
+    shift = estimate_shift(grey, moved, ChangeRules(), (0.5, 0.5))
+    assert shift.applied and shift.dx_px == pytest.approx(3, abs=0.3) and shift.dy_px == pytest.approx(2, abs=0.3)
+
+
+# --- the whole job on real imagery ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(load_model(default_model_path()), device="cpu", backend="auto")
+
+
+def _levir_site(samples: Path, name: str, folder: Path, shift_later: tuple[int, int] | None = None,
+                same_image: bool = False) -> list[Path]:
+    pair = read_levir_pair(samples, name)
+    later = pair.earlier if same_image else pair.later
+    if shift_later:
+        later = np.roll(later, shift_later, axis=(0, 1))
+    return [write_geotiff(folder / f"{name}_2012-05-01.tif", pair.earlier, pair.transform, pair.crs, {}),
+            write_geotiff(folder / f"{name}_2018-05-01.tif", later, pair.transform, pair.crs, {})]
+
+
+def test_same_image_shifted_is_no_change(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
+    rasters = _levir_site(samples, "train_36_0512_0512", tmp_path / "in", shift_later=(3, -2), same_image=True)
+    run = run_site(rasters, tmp_path / "out", predictor)
+    summary = run.summary
+    assert summary["shift"][0]["applied"]
+    assert summary["shift"][0]["dx_px"] == pytest.approx(-2, abs=0.5)
+    assert summary["shift"][0]["dy_px"] == pytest.approx(3, abs=0.5)
+    assert summary["counts"]["new"] == 0 and summary["counts"]["demolished"] == 0
+    assert sum(summary["flags"].values()) == 0
+
+
+def test_unchanged_levir_pair_raises_no_flag(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
+    # train_386_0512_0768 is the pair whose change label is empty
+    pair = read_levir_pair(samples, "train_386_0512_0768")
+    assert not pair.change.any()
+    run = run_site(_levir_site(samples, "train_386_0512_0768", tmp_path / "in"), tmp_path / "out", predictor)
+    assert run.summary["flags"] == {"assembly_hall": 0, "housing": 0, "housing_clusters": 0}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "site"
+    result = run_cli("-m", "sitewatch.cli", "demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_demo_writes_every_output(demo_run: Path) -> None:
+    names = {p.name for p in demo_run.iterdir()}
+    assert {"changes.gpkg", "changes.geojson", "summary.json", "report.html",
+            "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert set(summary["counts"]) == {"new", "expanded", "unchanged", "demolished"}
+    assert set(summary["flags"]) == {"assembly_hall", "housing", "housing_clusters"}
+    assert summary["model"]["sha256"] and summary["dates"] == ["2002-01-01", "2018-01-01"]
+    layers = {name for name, _ in __import__("pyogrio").list_layers(demo_run / "changes.gpkg")}
+    assert layers == {"changes", "housing_clusters"}
+    changes = gpd.read_file(demo_run / "changes.gpkg", layer="changes")
+    assert changes.crs.to_epsg() == 4326
+    assert summary["counts"]["new"] == (changes.change == "new").sum()
+    geojson = json.loads((demo_run / "changes.geojson").read_text())
+    assert "crs" not in geojson  # RFC 7946: WGS84 only, no crs member
+
+
+def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed (.ci/run installs it)"
+    page = tmp_path / "report.html"
+    check = """<script>window.addEventListener('load', () => {
+      const images = [...document.images];
+      const bad = images.filter(i => !(i.complete && i.naturalWidth > 0));
+      const flags = [...document.querySelectorAll('#flags th')].map(t => t.textContent);
+      const result = document.createElement('pre');
+      result.id = 'check';
+      result.textContent = `RESULT ${images.length} ${bad.length} ${flags.join(',')} END`;
+      document.body.appendChild(result);
+    });</script>"""
+    page.write_text((demo_run / "report.html").read_text().replace("</body>", check + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    images, broken, names = dom.split('<pre id="check">RESULT ')[1].split(" END")[0].split(" ")
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert int(images) >= 2 + 2 * (summary["flags"]["assembly_hall"] + summary["flags"]["housing_clusters"])
+    assert int(broken) == 0
+    assert set(names.split(",")) == set(summary["flags"])
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri()],
+                   capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), float)
+    assert pixels.std() > 20  # pictures and text, not a blank page
+
+
+def test_user_strings_are_escaped_in_report(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
+    rasters = _levir_site(samples, "val_27_0000_0256", tmp_path / "in")
+    run_site(rasters, tmp_path / "out", predictor, site="<script>alert(1)</script>")
+    text = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+def _grid_raster(path: Path, transform: Affine, bands: int = 3, crs: str | None = "EPSG:32615") -> Path:
+    rng = np.random.default_rng(0)
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=bands, dtype="uint8",
+                       crs=crs, transform=transform) as out:
+        out.write(rng.integers(0, 255, (bands, 300, 300), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("case", ["one", "apart", "undated", "bands"])
+def test_bad_change_input(case: str, tmp_path: Path) -> None:
+    here = Affine(0.5, 0, 360000, 0, -0.5, 4100000)
+    far = Affine(0.5, 0, 460000, 0, -0.5, 4100000)
+    first = _grid_raster(tmp_path / "site_2023-11-01.tif", here)
+    if case == "one":
+        rasters, needle = [first], "at least two dates"
+    elif case == "apart":
+        rasters, needle = [first, _grid_raster(tmp_path / "site_2024-08-27.tif", far)], "does not overlap"
+    elif case == "undated":
+        rasters, needle = [first, _grid_raster(tmp_path / "site_later.tif", here)], "no acquisition date"
+    else:
+        rasters, needle = [first, _grid_raster(tmp_path / "site_2024-08-27.tif", here, bands=4)], "band counts"
+    out = tmp_path / "out"
+    result = run_cli("-m", "sitewatch.cli", "change", *map(str, rasters), "--out", str(out))
+    assert_one_line_error(result, needle)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert REPO.is_dir()
