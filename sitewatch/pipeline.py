@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-from pyproj import CRS
 import numpy as np
 import rasterio
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from scipy import ndimage
 
 from sitewatch.change import (
     ChangeRules,
+    check_overlap,
     compare_dates,
     estimate_shift,
     resolve_dates,
     shift_footprints,
     summarize,
     warp_onto,
-    check_overlap,
 )
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
@@ -91,7 +91,7 @@ def run_site(
     *,
     site: str | None = None,
     dates: list[str] | None = None,
-    rules: ChangeRules = ChangeRules(),
+    rules: ChangeRules | None = None,
     footprint_options: FootprintOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> SiteRun:
@@ -108,6 +108,7 @@ def run_site(
         progress: called with a short message as each stage starts.
     """
     say = progress or (lambda message: None)
+    rules = rules or ChangeRules()
     rasters = [Path(r) for r in rasters]
     _check_inputs(rasters)
     when = resolve_dates(rasters, dates)

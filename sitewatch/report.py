@@ -68,7 +68,8 @@ def _crop_window(path: Path, bounds: tuple[float, float, float, float], margin: 
     with rasterio.open(path) as dataset:
         left, bottom, right, top = bounds
         pad = max(right - left, top - bottom) * margin + 10 * abs(dataset.transform.a)
-        return from_bounds(left - pad, bottom - pad, right + pad, top + pad, dataset.transform).round_offsets().round_lengths()
+        window = from_bounds(left - pad, bottom - pad, right + pad, top + pad, dataset.transform)
+        return window.round_offsets().round_lengths()
 
 
 def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFrame,
@@ -78,7 +79,9 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
     dates = summary["dates"]
 
     def colour(row) -> tuple[int, int, int]:
-        return COLOURS["housing"] if getattr(row, "flag", "") == "housing" else COLOURS.get(row.change, (255, 255, 255))
+        if getattr(row, "flag", "") == "housing":
+            return COLOURS["housing"]
+        return COLOURS.get(row.change, (255, 255, 255))
 
     overview_before, t0 = _picture(before, None, 900)
     overview_after, t1 = _picture(after, None, 900)
@@ -110,25 +113,28 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
         rows.append(
             "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in (
                 item["id"], item["class"], item["flag"] or "", f"{item['area_m2']:,.1f}",
-                "" if item["ratio_to_largest_existing"] is None else f"{100 * item['ratio_to_largest_existing']:.0f}%",
+                _percent(item["ratio_to_largest_existing"]),
                 "" if item["confidence"] is None else f"{item['confidence']:.2f}", item["first_seen"])) + "</tr>")
     counts = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in summary["counts"].items())
     flags = "".join(f"<tr><th>{e(k)}</th><td class='flag-count' data-flag='{e(k)}'>{v}</td></tr>"
                     for k, v in summary["flags"].items())
     shifts = "; ".join(f"{s['dx_m']:+.1f} m east, {-s['dy_m']:+.1f} m north "
-                       f"({'corrected' if s['applied'] else 'not applied'})" for s in summary["shift"]) or "none"
+                       f"({'corrected' if s['applied'] else 'not applied'})"
+                       for s in summary["shift"]) or "none"
     legend = " ".join(f"<span style='border-bottom:3px solid rgb{c}'>{e(k)}</span>" for k, c in COLOURS.items())
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sitewatch: {e(summary['site'])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1900px; }}
 img {{ max-width: 100%; border: 1px solid #888; }} figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
-table {{ border-collapse: collapse; margin: 8px 0 16px; }} td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px; }}
+td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
 .pair figure {{ width: 430px; }} .muted {{ color: #666; }}
 </style></head><body>
 <h1>Site {e(summary['site'])}: {e(dates[0])} → {e(dates[-1])}</h1>
 <p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary['model']['name'])}
-(sha256 {e(summary['model']['sha256'][:12])}…, {e(str(summary['model']['gsd_m']))} m/pixel) on {e(summary['model']['device'])}.
+(sha256 {e(summary['model']['sha256'][:12])}…, {e(str(summary['model']['gsd_m']))} m/pixel)
+on {e(summary['model']['device'])}.
 Measured shift between dates: {e(shifts)}.</p>
 <h2>Overview</h2><p>{legend}</p>
 {''.join(f"<figure><img alt='{e(t)}' src='{_data_uri(i)}'><figcaption>{e(t)}</figcaption></figure>" for t, i in panels)}
@@ -139,11 +145,22 @@ Measured shift between dates: {e(shifts)}.</p>
 <table id="new-buildings"><tr><th>id</th><th>class</th><th>flag</th><th>area m²</th><th>of largest existing</th>
 <th>confidence</th><th>first seen</th></tr>{''.join(rows)}</table>
 <h2>Flagged changes</h2>
-{''.join(f"<div class='pair'><h3>{e(t)}</h3><figure><img alt='before' src='{_data_uri(b)}'><figcaption>{e(dates[0])}</figcaption></figure><figure><img alt='after' src='{_data_uri(a)}'><figcaption>{e(dates[-1])}</figcaption></figure></div>" for t, b, a in crops) or '<p>No flagged change.</p>'}
+{''.join(_pair_html(t, b, a, dates) for t, b, a in crops) or '<p>No flagged change.</p>'}
 </body></html>
 """
     with atomic_path(target) as tmp:
         tmp.write_text(body, encoding="utf-8")
+
+
+def _pair_html(title: str, before: Image.Image, after: Image.Image, dates: list[str]) -> str:
+    e = html.escape
+    return (f"<div class='pair'><h3>{e(title)}</h3>"
+            f"<figure><img alt='before' src='{_data_uri(before)}'><figcaption>{e(dates[0])}</figcaption></figure>"
+            f"<figure><img alt='after' src='{_data_uri(after)}'><figcaption>{e(dates[-1])}</figcaption></figure></div>")
+
+
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.0f}%"
 
 
 def _ratio_text(ratio: float) -> str:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import REPO, assert_one_line_error, run_cli
 from PIL import Image
 from shapely import affinity
 from shapely.geometry import box
 
-from conftest import REPO, assert_one_line_error, run_cli
 from sitewatch.change import ChangeRules, compare_dates, estimate_shift, parse_date, resolve_dates
 from sitewatch.checkpoint import load_model
 from sitewatch.data.levir import read_levir_pair, write_geotiff
