@@ -31,7 +31,7 @@ def _picture(path: Path, window: Window | None, max_px: int) -> tuple[Image.Imag
     with rasterio.open(path) as dataset:
         window = window or Window(0, 0, dataset.width, dataset.height)
         window = window.intersection(Window(0, 0, dataset.width, dataset.height))
-        scale = max(1.0, max(window.width, window.height) / max_px)
+        scale = max(0.25, max(window.width, window.height) / max_px)  # small sites are enlarged
         shape = (max(1, int(window.height / scale)), max(1, int(window.width / scale)))
         bands = [1, 2, 3] if dataset.count >= 3 else [1, 1, 1]
         pixels = dataset.read(bands, window=window, out_shape=(3, *shape), resampling=Resampling.average)
