@@ -268,10 +268,67 @@ def demo(
            device=device, backend="auto")
 
 
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="YAML or CSV manifest of sites and their dated rasters.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per site.")],
+    executor: Annotated[str, typer.Option(help="local, or ray (the 'distributed' extra).")] = "local",
+    workers: Annotated[int, typer.Option(help="Ray workers started locally.")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip sites whose outputs are current.")] = True,
+    strict_paths: Annotated[bool, typer.Option("--strict-paths", help="Refuse paths outside the manifest.")] = False,
+    rules: Annotated[Path | None, typer.Option(help="Change rules YAML (default configs/change.yaml).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+) -> None:
+    """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
+    import shutil as _shutil
+
+    from tqdm import tqdm
+
+    from sitewatch.batch import read_manifest, run_local, run_ray, write_batch_summary
+    from sitewatch.change import ChangeRules
+    from sitewatch.paths import default_model_path, default_rules_path
+
+    if executor not in {"local", "ray"}:
+        raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
+    sites = read_manifest(manifest, strict_paths=strict_paths)
+    rule_file = rules or default_rules_path()
+    base_rules = ChangeRules.from_yaml(rule_file) if rule_file.is_file() else ChangeRules()
+    model_path = model or default_model_path()
+    _load_model_for_inference(model_path, "cpu")  # a bad model fails before any site starts
+    if not resume:
+        for site in sites:
+            _shutil.rmtree(out / site.id, ignore_errors=True)
+    bar = tqdm(total=len(sites), unit="site", disable=None)
+
+    def done(row: dict) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{row['site']}: {row['status']}")
+
+    if executor == "ray":
+        rows = run_ray(sites, out, model_path, device, backend, base_rules, done, workers, ray_address)
+    else:
+        rows = run_local(sites, out, model_path, device, backend, base_rules, done)
+    bar.close()
+    write_batch_summary(out, rows)
+    for row in rows:
+        detail = row["reason"] if row["status"] == "failed" else ", ".join(
+            f"{v} {k}" for k, v in {**row.get("counts", {}), **row.get("flags", {})}.items() if v)
+        typer.echo(f"{row['site']}: {row['status']} ({detail}) {row['seconds']:.1f} s")
+    failed = sum(row["status"] == "failed" for row in rows)
+    typer.echo(f"{len(rows) - failed} of {len(rows)} sites ok -> {out / 'batch_summary.json'}")
+    if failed:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors and meaningful exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SitewatchError as error:
         print(f"sitewatch: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)

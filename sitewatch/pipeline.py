@@ -94,6 +94,7 @@ def run_site(
     rules: ChangeRules | None = None,
     footprint_options: FootprintOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> SiteRun:
     """Run the whole change job for one site and write its outputs into ``out_dir``.
 
@@ -106,6 +107,7 @@ def run_site(
         rules: change and flag thresholds.
         footprint_options: post-processing of masks into footprints.
         progress: called with a short message as each stage starts.
+        extra_files: more text files (name → content) to add to the output folder.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules()
@@ -168,6 +170,8 @@ def run_site(
         _write_layers(staging, changes, clusters, result.footprints, when, crs)
         (staging / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         write_report(staging / "report.html", summary, changes, clusters, aligned[0], aligned[-1])
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_text(content)
         for temporary in ("aligned", "segment"):
             shutil.rmtree(staging / temporary, ignore_errors=True)
         _replace_dir(staging, out_dir)

@@ -30,7 +30,10 @@ class ExportInferenceModel(L.Callback):
         self.exported: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:
+        if trainer.fast_dev_run:
+            return
+        folder = Path(trainer.log_dir or trainer.default_root_dir)  # a collective call under DDP
+        if not trainer.is_global_zero:
             return
         callback = trainer.checkpoint_callback
         source = None
@@ -38,7 +41,6 @@ class ExportInferenceModel(L.Callback):
             source = callback.best_model_path or getattr(callback, "last_model_path", "")
         if not source:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
         self.exported = folder / self.filename
         sha = export_model(Path(source), self.exported)
         print(f"exported {source} -> {self.exported} (sha256 {sha})")

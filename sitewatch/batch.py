@@ -1,0 +1,273 @@
+"""Many sites at many dates: a manifest, resumable per-site runs, local or Ray executors.
+
+Manifest (YAML), paths relative to the manifest's folder::
+
+    sites:
+      - id: taesong
+        rasters: [taesong_2023-11-01.tif, taesong_2024-08-27.tif]
+        dates: [2023-11-01, 2024-08-27]      # optional, as in `change`
+        rules: {hall_min_area_m2: 800}       # optional per-site change rules
+
+or CSV with the columns ``site_id,raster[,date]`` (one row per raster).
+
+Each site runs segment → footprints → change into ``DIR/<id>/`` (atomically) with a record of
+its inputs (``inputs.json``: paths, sizes, SHA-256 of every raster, model checksum, rules). A
+rerun skips sites whose record matches and redoes the others. One failing site never stops the
+rest; ``DIR/batch_summary.json`` and ``.csv`` list every site with status, counts, flags and,
+for failures, the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sitewatch.change import ChangeRules
+from sitewatch.errors import SitewatchError
+from sitewatch.raster import atomic_path
+
+RECORD = "inputs.json"
+SITE_KEYS = {"id", "rasters", "dates", "rules"}
+SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class Site:
+    """One site of a manifest: id, absolute raster paths, optional dates and rule overrides."""
+
+    id: str
+    rasters: list[Path]
+    dates: list[str] | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_yaml(path: Path) -> list[dict[str, Any]]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SitewatchError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("sites"), list):
+        raise SitewatchError(f"{path}: manifest needs a 'sites:' list")
+    unknown = sorted(set(document) - {"sites"})
+    if unknown:
+        raise SitewatchError(f"{path}: unknown manifest key(s) {unknown}")
+    return document["sites"]
+
+
+def _load_csv(path: Path) -> list[dict[str, Any]]:
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    if not rows or not {"site_id", "raster"} <= set(rows[0]):
+        raise SitewatchError(f"{path}: CSV manifest needs the columns site_id,raster[,date]")
+    unknown = sorted(set(rows[0]) - {"site_id", "raster", "date"})
+    if unknown:
+        raise SitewatchError(f"{path}: unknown CSV column(s) {unknown}")
+    sites: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = sites.setdefault(row["site_id"], {"id": row["site_id"], "rasters": [], "dates": []})
+        entry["rasters"].append(row["raster"])
+        entry["dates"].append(row.get("date") or "")
+    for entry in sites.values():
+        if not any(entry["dates"]):
+            entry.pop("dates")
+        elif not all(entry["dates"]):
+            raise SitewatchError(f"{path}: site {entry['id']}: give a date for every raster or for none")
+    return list(sites.values())
+
+
+def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
+    """Read and check a manifest before any work: every error names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise SitewatchError(f"{path}: manifest not found")
+    entries = _load_csv(path) if path.suffix.lower() == ".csv" else _load_yaml(path)
+    base = path.parent.resolve()
+    sites, seen = [], set()
+    valid_rules = {f.name for f in dataclasses.fields(ChangeRules)}
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise SitewatchError(f"{path}: site #{number} is not a mapping")
+        unknown = sorted(set(entry) - SITE_KEYS)
+        if unknown:
+            raise SitewatchError(f"{path}: site #{number}: unknown key(s) {unknown}")
+        site_id = str(entry.get("id", ""))
+        if not SITE_ID.match(site_id):
+            raise SitewatchError(f"{path}: site #{number}: id '{site_id}' must be letters, digits, '_', '-', '.'")
+        if site_id in seen:
+            raise SitewatchError(f"{path}: duplicate site id '{site_id}'")
+        seen.add(site_id)
+        rasters = entry.get("rasters")
+        if not isinstance(rasters, list) or len(rasters) < 2:
+            raise SitewatchError(f"{path}: site {site_id}: 'rasters' must list at least two files")
+        resolved = []
+        for raster in rasters:
+            full = (base / str(raster)).resolve()
+            if strict_paths and not full.is_relative_to(base):
+                raise SitewatchError(f"{path}: site {site_id}: path {raster} escapes the manifest's folder")
+            if not full.is_file():
+                raise SitewatchError(f"{path}: site {site_id}: raster {raster} not found")
+            resolved.append(full)
+        dates = entry.get("dates")
+        if dates is not None:
+            if not isinstance(dates, list) or len(dates) != len(resolved):
+                raise SitewatchError(f"{path}: site {site_id}: 'dates' must give one date per raster")
+            dates = [str(d) for d in dates]
+        rules = entry.get("rules") or {}
+        if not isinstance(rules, dict) or set(rules) - valid_rules:
+            bad = sorted(set(rules) - valid_rules) if isinstance(rules, dict) else rules
+            raise SitewatchError(f"{path}: site {site_id}: unknown rule(s) {bad}")
+        sites.append(Site(site_id, resolved, dates, rules))
+    if not sites:
+        raise SitewatchError(f"{path}: manifest lists no sites")
+    return sites
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_record(site: Site, model_sha256: str, rules: ChangeRules) -> dict[str, Any]:
+    """What a site's outputs were made from; equal records mean equal outputs."""
+    return {
+        "site": site.id,
+        "rasters": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_digest(p)} for p in site.rasters],
+        "dates": site.dates,
+        "rules": dataclasses.asdict(rules),
+        "model_sha256": model_sha256,
+    }
+
+
+def is_done(out_dir: Path, record: dict[str, Any]) -> bool:
+    """True when ``out_dir`` holds a finished run made from exactly ``record``."""
+    try:
+        return json.loads((out_dir / RECORD).read_text()) == record and (out_dir / "summary.json").is_file()
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules) -> dict[str, Any]:
+    """Run one site (or skip it when its outputs are current); never raises."""
+    from sitewatch.pipeline import run_site
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"site": site.id, "status": "failed", "reason": "", "seconds": 0.0}
+    try:
+        rules = dataclasses.replace(base_rules, **site.rules)
+        record = input_record(site, predictor.model.sha256, rules)
+        target = out_root / site.id
+        if is_done(target, record):
+            summary = json.loads((target / "summary.json").read_text())
+            row["status"] = "skipped"
+        else:
+            summary = run_site(site.rasters, target, predictor, site=site.id, dates=site.dates, rules=rules,
+                               extra_files={RECORD: json.dumps(record, indent=2)}).summary
+            row["status"] = "done"
+        row.update(counts=summary["counts"], flags=summary["flags"], dates=summary["dates"])
+    except SitewatchError as error:
+        row["reason"] = str(error)
+    except Exception as error:  # noqa: BLE001 - one site's bug must not stop the batch
+        row["reason"] = f"{type(error).__name__}: {error}".splitlines()[0]
+        row["traceback"] = traceback.format_exc(limit=5)
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    return row
+
+
+def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
+              rules: ChangeRules, on_done: Callable[[dict], None]) -> list[dict[str, Any]]:
+    """Sites one after another in this process, the model loaded once."""
+    from sitewatch.checkpoint import load_model
+    from sitewatch.paths import recorded_checksum
+    from sitewatch.predict import Predictor
+
+    predictor = Predictor(load_model(model_path, expected_sha256=recorded_checksum(model_path)),
+                          device=device, backend=backend)
+    rows = []
+    for site in sites:
+        rows.append(run_one(site, out_root, predictor, rules))
+        on_done(rows[-1])
+    return rows
+
+
+def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
+            rules: ChangeRules, on_done: Callable[[dict], None], workers: int = 2,
+            address: str | None = None) -> list[dict[str, Any]]:
+    """Sites spread over Ray actors, each loading the model once (GPU actors take one GPU).
+
+    Starts a local Ray with ``workers`` CPUs unless ``address`` names an existing cluster.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise SitewatchError(
+            "--executor ray needs the 'distributed' extra: pip install 'sitewatch[distributed]'") from None
+    import torch
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        use_gpu = device != "cpu" and (torch.cuda.is_available() if address is None else device.startswith("cuda"))
+
+        @ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)
+        class SiteWorker:
+            def __init__(self) -> None:
+                torch.set_num_threads(1)
+                from sitewatch.checkpoint import load_model
+                from sitewatch.paths import recorded_checksum
+                from sitewatch.predict import Predictor
+
+                model = load_model(model_path, expected_sha256=recorded_checksum(model_path))
+                self.predictor = Predictor(model, device=device, backend=backend)
+
+            def run(self, site: Site) -> dict[str, Any]:
+                return run_one(site, out_root, self.predictor, rules)
+
+        actors = [SiteWorker.remote() for _ in range(max(1, min(workers, len(sites))))]
+        pending = {actors[i % len(actors)].run.remote(site): i for i, site in enumerate(sites)}
+        rows: list[dict[str, Any] | None] = [None] * len(sites)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                index = pending.pop(ref)
+                rows[index] = ray.get(ref)
+                on_done(rows[index])
+        return [r for r in rows if r is not None]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def write_batch_summary(out_root: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """``batch_summary.json`` and ``batch_summary.csv``, written atomically."""
+    rows = list(rows)
+    out_root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_root / "batch_summary.json") as tmp:
+        tmp.write_text(json.dumps({"sites": rows}, indent=2, default=str))
+    columns = ["site", "status", "new", "expanded", "unchanged", "demolished", "assembly_hall", "housing",
+               "housing_clusters", "seconds", "reason"]
+    with atomic_path(out_root / "batch_summary.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"site": row["site"], "status": row["status"], "seconds": row["seconds"],
+                             "reason": row.get("reason", ""), **row.get("counts", {}), **row.get("flags", {})})
