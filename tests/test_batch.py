@@ -84,7 +84,8 @@ def test_failing_site_does_not_stop_the_others(sites: Path, tmp_path: Path) -> N
     broken.mkdir()
     (broken / "broken_2012-05-01.tif").write_bytes(b"II*\x00" + b"\x00" * 500)
     (broken / "broken_2018-05-01.tif").write_bytes(b"II*\x00" + b"\x00" * 500)
-    text = sites.read_text() + "  - {id: broken, rasters: [broken/broken_2012-05-01.tif, broken/broken_2018-05-01.tif]}\n"
+    entry = "  - {id: broken, rasters: [broken/broken_2012-05-01.tif, broken/broken_2018-05-01.tif]}\n"
+    text = sites.read_text() + entry
     sites.write_text(text)
     out = tmp_path / "out"
     result = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(out))
