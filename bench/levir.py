@@ -51,7 +51,9 @@ def main() -> None:
                          "new_precision_iou50": strict["object"]["precision"],
                          "new_recall_iou25": lenient["object"]["recall"],
                          "flags": run.summary["flags"], "counts": run.summary["counts"]})
-    print(f"{'pair':22s} {'objects':>7s} {'new':>4s} {'px F1':>6s} {'R@.5':>5s} {'P@.5':>5s} {'R@.25':>6s}  flags")
+    header = ("pair", "objects", "new", "px F1", "R@.5", "P@.5", "R@.25")
+    print(f"{header[0]:22s} {header[1]:>7s} {header[2]:>4s} {header[3]:>6s} {header[4]:>5s} {header[5]:>5s} "
+          f"{header[6]:>6s}  flags")
     for r in rows:
         print(f"{r['pair']:22s} {r['change_objects']:7d} {r['new_buildings']:4d} {r['pixel_change_f1']:6.3f} "
               f"{r['new_recall_iou50']:5.2f} {r['new_precision_iou50']:5.2f} {r['new_recall_iou25']:6.2f}  {r['flags']}")
