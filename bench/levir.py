@@ -56,7 +56,8 @@ def main() -> None:
           f"{header[6]:>6s}  flags")
     for r in rows:
         print(f"{r['pair']:22s} {r['change_objects']:7d} {r['new_buildings']:4d} {r['pixel_change_f1']:6.3f} "
-              f"{r['new_recall_iou50']:5.2f} {r['new_precision_iou50']:5.2f} {r['new_recall_iou25']:6.2f}  {r['flags']}")
+              f"{r['new_recall_iou50']:5.2f} {r['new_precision_iou50']:5.2f} {r['new_recall_iou25']:6.2f}"
+              f"  {r['flags']}")
     result = {"command": "python " + " ".join(sys.argv), "model": str(args.model), "pairs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
