@@ -11,6 +11,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# GeoPackages record a "last change" time; a fixed one keeps outputs byte-identical across runs.
+os.environ.setdefault("OGR_CURRENT_DATE", "2000-01-01T00:00:00.000Z")
 
 __version__ = "0.1.0"
 

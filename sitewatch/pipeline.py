@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from sitewatch.change import (
 )
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
-from sitewatch.predict import Predictor, _replace_dir, segment_raster
-from sitewatch.raster import open_raster, pixel_size_xy_m
+from sitewatch.predict import Predictor, segment_raster
+from sitewatch.raster import open_raster, pixel_size_xy_m, replace_dir, staging_dir
 from sitewatch.report import write_report
 
 SUMMARY = "summary.json"
@@ -122,8 +121,7 @@ def run_site(
         raise SitewatchError(f"{out_dir}: folder exists and holds other files; choose an empty or new folder")
     if any(out_dir.resolve() == r.parent.resolve() for r in rasters):
         raise SitewatchError(f"{out_dir}: output folder is the input folder; choose another")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging = staging_dir(out_dir)
     try:
         with open_raster(rasters[0]) as reference:
             if reference.crs is None:
@@ -174,7 +172,7 @@ def run_site(
             (staging / name).write_text(content)
         for temporary in ("aligned", "segment"):
             shutil.rmtree(staging / temporary, ignore_errors=True)
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
         staging = None
         return SiteRun(out_dir=out_dir, summary=summary)
     finally:

@@ -13,7 +13,6 @@ Cloud-Optimized GeoTIFFs with overviews.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import open_raster, pixel_size_xy_m, write_cog
+from sitewatch.raster import open_raster, pixel_size_xy_m, replace_dir, staging_dir, write_cog
 
 Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
@@ -445,11 +444,7 @@ def segment_raster(
         weight = cosine_weight(win_h, win_w)
 
         out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
+        staging = staging_dir(out_dir)
         probability_tmp, mask_tmp = staging / "probability.strips.tif", staging / "mask.strips.tif"
         reader = _WindowReader(Path(path), plan, np.array(model.metadata["mean"]),
                                np.array(model.metadata["std"]))
@@ -521,7 +516,7 @@ def segment_raster(
         mask_tmp.unlink()
         if finish is not None:
             finish(staging)
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
         staging = None
         dx, dy = plan.pixel_size_m
         return SegmentResult(
@@ -546,14 +541,3 @@ def _check_not_all_nodata(dataset: rasterio.DatasetReader) -> None:
     mask = dataset.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
     if not mask.any():
         raise SitewatchError(f"{dataset.name}: every pixel is nodata")
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move a finished folder onto ``target``, replacing an older one as one rename."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{hashlib.sha1(os.urandom(8)).hexdigest()[:8]}")
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

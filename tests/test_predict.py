@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
@@ -191,7 +192,12 @@ def test_segment_cli_writes_outputs_and_summary(samples: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "km²" in result.stdout and "on cpu" in result.stdout
     assert "on cpu" in result.stderr  # says which device it picked
-    assert {p.name for p in (tmp_path / "google_0_10").iterdir()} == {"probability.tif", "mask.tif"}
+    assert {p.name for p in (tmp_path / "google_0_10").iterdir()} == {
+        "probability.tif", "mask.tif", "footprints.gpkg", "footprints.geojson"}
+    footprints = gpd.read_file(tmp_path / "google_0_10" / "footprints.gpkg", layer="footprints")
+    assert footprints.crs.to_epsg() == 3857 and len(footprints) > 5
+    assert gpd.read_file(tmp_path / "google_0_10" / "footprints.geojson").crs.to_epsg() == 4326
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
 @pytest.mark.parametrize("case", ["corrupt", "truncated", "zero", "small", "nodata", "nogeo", "dir"])
