@@ -56,6 +56,7 @@ class ChangeRules:
     housing_max_area_m2: float = 600.0
     housing_max_gap_m: float = 25.0
     housing_min_count: int = 3
+    absent_max_probability: float = 0.4
     max_shift_px: float = 16.0
     min_shift_response: float = 0.05
 
@@ -248,7 +249,8 @@ class ChangeResult:
 
 
 def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
-                  before_probability: list[np.ndarray] | None = None) -> ChangeResult:
+                  before_probability: np.ndarray | None = None,
+                  after_probability: np.ndarray | None = None) -> ChangeResult:
     """Classify, track and flag the buildings of a site seen at several dates.
 
     Args:
@@ -256,9 +258,13 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             ``width_m``, ``elongation``, ``rectangularity`` and ``mean_probability``.
         dates: the dates, ascending.
         rules: thresholds.
-        before_probability: per later building of the last date, the mean probability of
-            building found on its ground at the first date (for ``confidence``), in the order of
-            ``footprints[-1]``; None treats it as 0.
+        before_probability: per building of the last date (in the order of
+            ``footprints[-1]``), the mean building probability on its ground at the first date.
+            It sets ``confidence``, and a building whose ground already scored at least
+            ``absent_max_probability`` is not called new (the model saw it, only weaker).
+            None treats it as 0.
+        after_probability: the same, per first-date building, at the last date: a building
+            whose ground still scores ``absent_max_probability`` is not called demolished.
     """
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
@@ -299,11 +305,12 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             lambda g: first["area_m2"].values[g.earlier.values].sum(), include_groups=False)
         earlier_area[sums.index.values] = sums.values
     area = last["area_m2"].to_numpy(float)
+    before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
+    change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
-    before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     present = last.assign(
         change=change,
         area_before_m2=np.round(earlier_area, 2),
@@ -312,7 +319,9 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
         last_seen=[last_seen[int(t)] for t in last["track_id"]],
         date_seen=dates[-1],
     )
+    after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
     gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
+    gone_ids -= set(np.nonzero(after >= rules.absent_max_probability)[0].tolist())
     demolished = first.iloc[sorted(gone_ids)].assign(
         change="demolished", area_before_m2=first["area_m2"].values[sorted(gone_ids)],
         ratio_to_largest_existing=np.nan, confidence=np.nan,

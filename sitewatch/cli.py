@@ -338,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("sitewatch: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as error:  # unwritable folder, disk full, vanished file: the user's machine
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        reason = error.strerror or str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"sitewatch: error: {where}{reason}", file=sys.stderr)
+        sys.exit(2)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

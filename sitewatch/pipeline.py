@@ -156,8 +156,9 @@ def run_site(
                 frame = shift_footprints(frame, shift, transform)
             frames.append(frame)
         before = _mean_under(frames[-1], segmented[0].probability_path)
+        after = _mean_under(frames[0], segmented[-1].probability_path)
         metric_crs = _utm_for(crs, transform, segmented[0])
-        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before)
+        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before, after)
         result.shifts = shifts
         say("writing outputs")
         model = {"name": predictor.model.name, "sha256": predictor.model.sha256,

@@ -177,3 +177,17 @@ def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
     assert_one_line_error(result, "checkpoint not found")
     assert not (tmp_path / "m.safetensors").exists()
     assert REPO.is_dir()
+
+
+def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
+    """``--ckpt_path last.ckpt`` continues the run: epochs and steps carry on from where it stopped."""
+    last = smoke_run / "checkpoints" / "last.ckpt"
+    result = run_cli("train.py", "fit", "--config", SMOKE, *_overrides(tmp_path), "--trainer.max_epochs=4",
+                     f"--ckpt_path={last}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (version,) = (tmp_path / "logs").glob("version_*")
+    rows = list(csv.DictReader((version / "metrics.csv").open()))
+    epochs = {int(r["epoch"]) for r in rows if r.get("val/iou")}
+    assert epochs == {3}  # epochs 0-2 were done before; only the fourth ran
+    resumed = read_checkpoint(version / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] > read_checkpoint(last)["global_step"]
