@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import re
@@ -35,6 +34,7 @@ from typing import Any
 import yaml
 
 from sitewatch.change import ChangeRules
+from sitewatch.checkpoint import file_sha256
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import atomic_path
 
@@ -135,19 +135,11 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
     return sites
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def input_record(site: Site, model_sha256: str, rules: ChangeRules) -> dict[str, Any]:
     """What a site's outputs were made from; equal records mean equal outputs."""
     return {
         "site": site.id,
-        "rasters": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_digest(p)} for p in site.rasters],
+        "rasters": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in site.rasters],
         "dates": site.dates,
         "rules": dataclasses.asdict(rules),
         "model_sha256": model_sha256,

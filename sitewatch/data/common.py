@@ -143,6 +143,23 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def ensure_same_size(image: np.ndarray, label: np.ndarray, image_path: Path, label_path: Path) -> None:
+    """A one-line error naming both files when an image and its label differ in size."""
+    if image.shape[:2] != label.shape[:2]:
+        raise SitewatchError(
+            f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its label {label_path.name} "
+            f"is {label.shape[1]}×{label.shape[0]}"
+        )
+
+
+def subfolders(base: Path, what: str) -> list[Path]:
+    """The sub-folders of ``base``, sorted; an error naming ``what`` is expected if none."""
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
+    if not folders:
+        raise SitewatchError(f"{base}: no {what}")
+    return folders
+
+
 def paired(image_dir: Path, label_dir: Path, pattern: str = "*") -> list[tuple[Path, Path]]:
     """Files in ``image_dir`` paired with the same-stem file in ``label_dir`` (any suffix)."""
     labels = {p.stem: p for p in label_dir.glob(pattern) if p.is_file()}
@@ -158,6 +175,7 @@ __all__ = [
     "IGNORE",
     "LabeledImage",
     "burn_polygons",
+    "ensure_same_size",
     "paired",
     "read_binary_mask",
     "read_picture",
@@ -165,4 +183,5 @@ __all__ = [
     "require_dir",
     "slippy_tile_bounds_3857",
     "slippy_tile_latitude",
+    "subfolders",
 ]

@@ -20,11 +20,13 @@ import numpy as np
 from sitewatch.data.common import (
     IGNORE,
     LabeledImage,
+    ensure_same_size,
     paired,
     read_binary_mask,
     read_picture,
     read_rgb,
     require_dir,
+    subfolders,
 )
 from sitewatch.errors import SitewatchError
 
@@ -83,11 +85,7 @@ def _binary_sample(
 ) -> LabeledImage:
     image = read_rgb(image_path)
     label = read_binary_mask(mask_path)
-    if image.shape[:2] != label.shape:
-        raise SitewatchError(
-            f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its mask "
-            f"{mask_path.name} is {label.shape[1]}×{label.shape[0]}"
-        )
+    ensure_same_size(image, label, image_path, mask_path)
     return LabeledImage(
         name=image_path.stem, source=source, group=group, image=image, label=label,
         gsd_m=gsd_m, gsd_estimated=True,
@@ -97,10 +95,7 @@ def _binary_sample(
 def read_benchmark_samples(root: Path) -> Iterator[LabeledImage]:
     """Yield every image of ``root/benchmark_samples/<subset>`` with its 0/255 mask."""
     base = require_dir(root / "benchmark_samples", "benchmark_samples")
-    subsets = sorted(p for p in base.iterdir() if p.is_dir())
-    if not subsets:
-        raise SitewatchError(f"{base}: no subsets")
-    for subset in subsets:
+    for subset in subfolders(base, "subsets"):
         key = f"benchmark_samples/{subset.name}"
         gsd = NOMINAL_GSD_M.get(key, 0.3)
         for image, mask, split in _pairs_for_subset(subset):
@@ -146,21 +141,14 @@ def colour_mask_to_label(
 def read_dubai(root: Path) -> Iterator[LabeledImage]:
     """Yield ``root/dubai/Tile N/images/*.jpg`` with the building class of ``masks/*.png``."""
     base = require_dir(root / "dubai", "dubai")
-    tiles = sorted(p for p in base.iterdir() if p.is_dir())
-    if not tiles:
-        raise SitewatchError(f"{base}: no 'Tile N' folders")
-    for tile in tiles:
+    for tile in subfolders(base, "'Tile N' folders"):
         for image_path, mask_path in paired(tile / "images", tile / "masks"):
             image = read_rgb(image_path)
             colours = read_picture(mask_path)
             if colours.shape[2] < 3:
                 raise SitewatchError(f"{mask_path}: expected an RGB colour mask")
             label = colour_mask_to_label(colours[..., :3])
-            if image.shape[:2] != label.shape:
-                raise SitewatchError(
-                    f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its mask is "
-                    f"{label.shape[1]}×{label.shape[0]}"
-                )
+            ensure_same_size(image, label, image_path, mask_path)
             yield LabeledImage(
                 name=f"{tile.name.replace(' ', '')}_{image_path.stem}", source="dubai",
                 group=f"dubai/{tile.name}", image=image, label=label,

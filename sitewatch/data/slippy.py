@@ -30,6 +30,7 @@ from sitewatch.data.common import (
     read_rgb,
     require_dir,
     slippy_tile_bounds_3857,
+    subfolders,
 )
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import ground_pixel_size_m
@@ -142,10 +143,7 @@ def read_fair_ramp(root: Path, zooms: tuple[int, ...] | None = None) -> Iterator
         zooms: keep only these zoom levels (all when None).
     """
     base = require_dir(root / "fair_ramp", "fair_ramp")
-    areas = sorted(p for p in base.iterdir() if p.is_dir())
-    if not areas:
-        raise SitewatchError(f"{base}: no area folders")
-    for area in areas:
+    for area in subfolders(base, "area folders"):
         labels = area / "labels.geojson"
         if not labels.is_file():
             raise SitewatchError(f"{labels}: label file missing")

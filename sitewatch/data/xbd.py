@@ -24,6 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from sitewatch.data.common import (
     LabeledImage,
     burn_polygons,
+    ensure_same_size,
     read_binary_mask,
     read_rgb,
     require_dir,
@@ -44,11 +45,7 @@ def _read_mask_layout(folder: Path, source: str, group_of: callable) -> Iterator
             raise SitewatchError(f"{image_path}: mask {mask_path} missing")
         image = read_rgb(image_path)
         label = read_binary_mask(mask_path)
-        if image.shape[:2] != label.shape:
-            raise SitewatchError(
-                f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its mask is "
-                f"{label.shape[1]}×{label.shape[0]}"
-            )
+        ensure_same_size(image, label, image_path, mask_path)
         stem = image_path.stem.removesuffix("_pre_disaster")
         yield LabeledImage(
             name=stem, source=source, group=group_of(stem), image=image, label=label,
