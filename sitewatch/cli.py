@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
+            if code == 130:  # typer turns Ctrl-C into this exit code
+                print("sitewatch: interrupted", file=sys.stderr)
             sys.exit(code)
     except SitewatchError as error:
         print(f"sitewatch: error: {error}", file=sys.stderr)

@@ -117,10 +117,10 @@ def run_site(
     rasters, when = [rasters[i] for i in order], [when[i] for i in order]
     site = site or Path(out_dir).name
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SUMMARY).is_file():
-        raise SitewatchError(f"{out_dir}: folder exists and holds other files; choose an empty or new folder")
     if any(out_dir.resolve() == r.parent.resolve() for r in rasters):
         raise SitewatchError(f"{out_dir}: output folder is the input folder; choose another")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SUMMARY).is_file():
+        raise SitewatchError(f"{out_dir}: folder exists and holds other files; choose an empty or new folder")
     staging = staging_dir(out_dir)
     try:
         with open_raster(rasters[0]) as reference:

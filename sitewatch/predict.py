@@ -40,6 +40,12 @@ Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
 MIN_TILE = 64
 MAX_AUTO_TILE = 512
+MAX_WIDTH = 250_000  # px; the strip buffers hold a few window-heights of one full row
+
+
+def max_pixels() -> float:
+    """Largest raster (pixels) segmented in one go: ``$SITEWATCH_MAX_PIXELS``, default 10 Gpx."""
+    return float(os.environ.get("SITEWATCH_MAX_PIXELS", 1e10))
 
 
 # --- device and backends -------------------------------------------------------------------------
@@ -271,6 +277,13 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
                overlap: int | None,
                gsd_m: float | None, bands: list[int] | None) -> InputPlan:
     """Work out bands, stretch and window sizes; errors for rasters that cannot be segmented."""
+    pixels = dataset.width * dataset.height
+    if pixels > max_pixels() or dataset.width > MAX_WIDTH:
+        raise SitewatchError(
+            f"{dataset.name}: raster declares {dataset.width}×{dataset.height} px ({pixels / 1e9:.1f} Gpx), "
+            f"above the limit of {max_pixels() / 1e9:.1f} Gpx and {MAX_WIDTH} px wide "
+            "(cut it into tiles, or raise SITEWATCH_MAX_PIXELS)"
+        )
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd = model.gsd_m
     if tile_size is None:  # the largest tile up to 512 model pixels that the raster can fill

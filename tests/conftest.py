@@ -22,6 +22,26 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.Comp
                           timeout=timeout, env=env)
 
 
+def run_sitewatch(*args: str) -> subprocess.CompletedProcess:
+    """Run the ``sitewatch`` command in this process (no interpreter start-up) and capture it.
+
+    Same entry point as the console script: exit codes and messages are the user's.
+    """
+    import contextlib
+    import io
+
+    from sitewatch.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["sitewatch", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
     """A user error: non-zero exit, no traceback, a ``sitewatch: error:`` line naming things."""
     assert result.returncode != 0, result.stdout + result.stderr

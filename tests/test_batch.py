@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_sitewatch
 
 from sitewatch.batch import read_manifest
 from sitewatch.data.levir import levir_names, read_levir_pair, write_geotiff
@@ -42,7 +42,7 @@ def _site_outputs(out: Path, site: str) -> dict[str, bytes]:
 
 def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(out))
+    first = run_sitewatch("batch", str(sites), "--out", str(out))
     assert first.returncode == 0, first.stderr
     rows = _summaries(out)
     assert len(rows) == 3 and {r["status"] for r in rows.values()} == {"done"}
@@ -50,7 +50,7 @@ def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> No
     for site in rows:
         assert json.loads((out / site / "inputs.json").read_text())["model_sha256"]
     # a rerun after success does no work
-    again = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(out))
+    again = run_sitewatch("batch", str(sites), "--out", str(out))
     assert {r["status"] for r in _summaries(out).values()} == {"skipped"}, again.stdout
     # a changed input redoes only that site
     changed = sorted(rows)[0]
@@ -63,7 +63,7 @@ def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> No
         pixels = dataset.read()
         pixels[:, :40, :40] = 0
         dataset.write(pixels)
-    third = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(out))
+    third = run_sitewatch("batch", str(sites), "--out", str(out))
     assert third.returncode == 0, third.stderr
     statuses = {site: row["status"] for site, row in _summaries(out).items()}
     assert statuses == {site: ("done" if site == changed else "skipped") for site in rows}
@@ -71,8 +71,8 @@ def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> No
 
 def test_ray_executor_matches_local(sites: Path, tmp_path: Path) -> None:
     local, distributed = tmp_path / "local", tmp_path / "ray"
-    assert run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(local)).returncode == 0
-    result = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(distributed),
+    assert run_sitewatch("batch", str(sites), "--out", str(local)).returncode == 0
+    result = run_sitewatch("batch", str(sites), "--out", str(distributed),
                      "--executor", "ray", "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     for site in _summaries(local):
@@ -88,7 +88,7 @@ def test_failing_site_does_not_stop_the_others(sites: Path, tmp_path: Path) -> N
     text = sites.read_text() + entry
     sites.write_text(text)
     out = tmp_path / "out"
-    result = run_cli("-m", "sitewatch.cli", "batch", str(sites), "--out", str(out))
+    result = run_sitewatch("batch", str(sites), "--out", str(out))
     assert result.returncode == 1
     rows = _summaries(out)
     assert rows["broken"]["status"] == "failed" and "broken_2012-05-01.tif" in rows["broken"]["reason"]
@@ -117,7 +117,7 @@ def test_bad_manifests_fail_before_work(text: str, needle: str, tmp_path: Path) 
     manifest.write_text(text)
     with pytest.raises(SitewatchError, match=needle):
         read_manifest(manifest, strict_paths=True)
-    result = run_cli("-m", "sitewatch.cli", "batch", str(manifest), "--out", str(tmp_path / "out"),
+    result = run_sitewatch("batch", str(manifest), "--out", str(tmp_path / "out"),
                      "--strict-paths")
     assert_one_line_error(result, needle)
     assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_sitewatch
 from PIL import Image
 from shapely import affinity
 from shapely.geometry import box
@@ -151,7 +151,7 @@ def test_unchanged_levir_pair_raises_no_flag(samples: Path, tmp_path: Path, pred
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "site"
-    result = run_cli("-m", "sitewatch.cli", "demo", "--out", str(out))
+    result = run_sitewatch("demo", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -235,7 +235,7 @@ def test_bad_change_input(case: str, tmp_path: Path) -> None:
     else:
         rasters, needle = [first, _grid_raster(tmp_path / "site_2024-08-27.tif", here, bands=4)], "band counts"
     out = tmp_path / "out"
-    result = run_cli("-m", "sitewatch.cli", "change", *map(str, rasters), "--out", str(out))
+    result = run_sitewatch("change", *map(str, rasters), "--out", str(out))
     assert_one_line_error(result, needle)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_sitewatch
 from rasterio.features import rasterize
 from shapely.geometry import Polygon, box
 
@@ -191,7 +191,7 @@ def test_evaluate_cli_on_masks(tmp_path: Path) -> None:
     predicted[10:30, 12:30] = 1  # IoU 0.9 with the first
     ref = _write_mask(tmp_path / "ref.tif", reference, "EPSG:32633", transform)
     pred = _write_mask(tmp_path / "pred.tif", predicted, "EPSG:32633", transform)
-    result = run_cli("-m", "sitewatch.cli", "evaluate", str(pred), str(ref), "--out", str(tmp_path / "ev"))
+    result = run_sitewatch("evaluate", str(pred), str(ref), "--out", str(tmp_path / "ev"))
     assert result.returncode == 0, result.stderr
     import json
 
@@ -210,6 +210,6 @@ def test_bad_masks(tmp_path: Path) -> None:
         vectorize_raster(bad)
     corrupt = tmp_path / "corrupt.tif"
     corrupt.write_bytes(b"II*\x00garbage" * 100)
-    result = run_cli("-m", "sitewatch.cli", "vectorize", str(corrupt))
+    result = run_sitewatch("vectorize", str(corrupt))
     assert_one_line_error(result, "corrupt.tif")
     assert not list(tmp_path.glob("footprints*"))

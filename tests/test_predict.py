@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_sitewatch
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from sitewatch.checkpoint import LoadedModel, load_model
@@ -187,7 +187,7 @@ def _no_leftovers(folder: Path) -> None:
 
 
 def test_segment_cli_writes_outputs_and_summary(samples: Path, tmp_path: Path) -> None:
-    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path),
+    result = run_sitewatch("segment", str(samples / SHANGHAI), "--out", str(tmp_path),
                      "--tile-size", "256")
     assert result.returncode == 0, result.stderr
     assert "km²" in result.stdout and "on cpu" in result.stdout
@@ -231,13 +231,13 @@ def test_bad_rasters_give_one_line_errors_and_no_output(case: str, samples: Path
         bad.mkdir()
         needle = "is a directory"
     out = tmp_path / "out"
-    result = run_cli("infer.py", "segment", str(bad), "--out", str(out), "--tile-size", "256")
+    result = run_sitewatch("segment", str(bad), "--out", str(out), "--tile-size", "256")
     assert_one_line_error(result, needle)
     _no_leftovers(out)
 
 
 def test_missing_model_file_is_a_clear_error(samples: Path, tmp_path: Path) -> None:
-    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
+    result = run_sitewatch("segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
                      "--model", str(tmp_path / "nope.safetensors"))
     assert_one_line_error(result, "model file not found")
     _no_leftovers(tmp_path / "o")
@@ -246,6 +246,6 @@ def test_missing_model_file_is_a_clear_error(samples: Path, tmp_path: Path) -> N
 def test_cuda_requested_without_gpu(samples: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")  # the error path exists only without a GPU
-    result = run_cli("infer.py", "segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
+    result = run_sitewatch("segment", str(samples / SHANGHAI), "--out", str(tmp_path / "o"),
                      "--device", "cuda")
     assert_one_line_error(result, "no CUDA GPU")

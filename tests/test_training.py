@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli, run_sitewatch
 
 from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint
 from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
@@ -69,7 +69,7 @@ def test_checkpoint_carries_inference_metadata(smoke_run: Path) -> None:
 def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path: Path) -> None:
     best = next((smoke_run / "checkpoints").glob("best-*.ckpt"))
     out = tmp_path / "model.safetensors"
-    result = run_cli("-m", "sitewatch.cli", "export", str(best), "--out", str(out))
+    result = run_sitewatch("export", str(best), "--out", str(out))
     assert result.returncode == 0, result.stderr
     # deterministic: the CLI export equals the file the training callback wrote
     assert file_sha256(out) == file_sha256(smoke_run / "model.safetensors")
@@ -172,7 +172,7 @@ def test_empty_dataset_folder_gives_one_line_error(tmp_path: Path) -> None:
 
 
 def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
-    result = run_cli("-m", "sitewatch.cli", "export", str(tmp_path / "none.ckpt"),
+    result = run_sitewatch("export", str(tmp_path / "none.ckpt"),
                      "--out", str(tmp_path / "m.safetensors"))
     assert_one_line_error(result, "checkpoint not found")
     assert not (tmp_path / "m.safetensors").exists()
