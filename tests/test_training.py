@@ -157,17 +157,20 @@ def test_truncated_model_file_is_refused(smoke_run: Path, tmp_path: Path) -> Non
         (["--data.sources=[atlantis]"], "unknown data source"),
     ],
 )
-def test_bad_training_input_gives_one_line_error(override, needle, tmp_path: Path) -> None:
-    result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
-                     *_overrides(tmp_path), *override)
+def test_bad_training_input_gives_one_line_error(override, needle, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    result = run_sitewatch("train", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                           *_overrides(tmp_path), *override)
     assert_one_line_error(result, needle)
 
 
-def test_empty_dataset_folder_gives_one_line_error(tmp_path: Path) -> None:
+def test_empty_dataset_folder_gives_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
-                     *_overrides(tmp_path), f"--data.root={empty}", "--data.sources=null")
+    result = run_sitewatch("train", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                           *_overrides(tmp_path), f"--data.root={empty}", "--data.sources=null")
     assert_one_line_error(result, "holds no known source")
 
 
