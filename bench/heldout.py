@@ -47,12 +47,32 @@ def write_pair(folder: Path, item) -> tuple[Path, Path]:
     return image_path, label_path
 
 
+def picture(item, mask_path: Path, target: Path, iou: float) -> None:
+    """The image with the label outlined in green and the prediction in red (at most 768 px)."""
+    import cv2
+
+    with rasterio.open(mask_path) as dataset:
+        predicted = (dataset.read(1) == 1).astype(np.uint8)
+    canvas = np.ascontiguousarray(item.image[..., ::-1])
+    for mask, colour in (((item.label == 1).astype(np.uint8), (0, 220, 0)), (predicted, (0, 0, 255))):
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, colour, max(1, canvas.shape[0] // 400))
+    scale = min(1.0, 768 / max(canvas.shape[:2]))
+    canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cv2.putText(canvas, f"{item.source}/{item.name} IoU {iou:.2f}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                (255, 255, 255), 2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(target), canvas, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--config", type=Path, default=REPO / "configs/default.yaml")
     parser.add_argument("--root", type=Path, default=None, help="data folder (default: the config's)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/heldout.json")
+    parser.add_argument("--pictures", type=Path, default=None,
+                        help="write the weakest image of each source as a PNG (label green, prediction red)")
     args = parser.parse_args()
     data = yaml.safe_load(args.config.read_text())["data"]
     root = args.root or (REPO / data["root"])
@@ -78,6 +98,10 @@ def main() -> None:
                 totals[source]["images"] += 1
                 per_image.append({"source": source, "image": item.name, "pixel_iou": pixel["iou"],
                                   "object_f1": objects["f1"]})
+                if args.pictures is not None:
+                    worst = min((r for r in per_image if r["source"] == source), key=lambda r: r["pixel_iou"])
+                    if worst["image"] == item.name:
+                        picture(item, result.mask_path, args.pictures / f"{source}.png", pixel["iou"])
     rows = []
     for source, t in totals.items():
         iou = t["px_true_positive"] / max(t["px_true_positive"] + t["px_false_positive"] + t["px_false_negative"], 1)
