@@ -34,11 +34,14 @@ def run_sitewatch(*args: str) -> subprocess.CompletedProcess:
 
     out, err = io.StringIO(), io.StringIO()
     code = 0
+    argv, sys.argv = sys.argv, ["sitewatch", *args]  # as the console script would see them
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main(list(args))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            sys.argv = argv
     return subprocess.CompletedProcess(["sitewatch", *args], code, out.getvalue(), err.getvalue())
 
 
