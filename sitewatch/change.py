@@ -57,6 +57,8 @@ class ChangeRules:
     housing_max_gap_m: float = 25.0
     housing_min_count: int = 3
     absent_max_probability: float = 0.4
+    new_min_confidence: float = 0.4
+    new_min_area_m2: float = 20.0
     max_shift_px: float = 16.0
     min_shift_response: float = 0.05
 
@@ -308,6 +310,9 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
+    confidence = np.clip(last["mean_probability"].fillna(0.5).to_numpy() * (1 - before), 0, 1)
+    weak = (change == "new") & ((confidence < rules.new_min_confidence) | (area < rules.new_min_area_m2))
+    change[weak] = "unchanged"  # too weak or too small to report as a new building
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
@@ -315,7 +320,7 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
         change=change,
         area_before_m2=np.round(earlier_area, 2),
         ratio_to_largest_existing=np.round(area / largest_existing, 3) if largest_existing > 0 else np.nan,
-        confidence=np.round(np.clip(last["mean_probability"].fillna(0.5).to_numpy() * (1 - before), 0, 1), 3),
+        confidence=np.round(confidence, 3),
         last_seen=[last_seen[int(t)] for t in last["track_id"]],
         date_seen=dates[-1],
     )
