@@ -48,10 +48,10 @@ class ChangeRules:
     expanded_min_m2: float = 30.0
     hall_min_area_m2: float = 1000.0
     hall_min_share_of_largest: float = 0.5
-    hall_min_area_floor_m2: float = 300.0
+    hall_min_area_floor_m2: float = 600.0
     hall_min_rectangularity: float = 0.75
     hall_max_elongation: float = 8.0
-    hall_min_width_m: float = 12.0
+    hall_min_width_m: float = 15.0
     housing_min_area_m2: float = 30.0
     housing_max_area_m2: float = 600.0
     housing_max_gap_m: float = 25.0

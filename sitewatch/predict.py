@@ -40,6 +40,7 @@ Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
 MIN_TILE = 64
 MAX_AUTO_TILE = 512
+GDAL_CACHE_MB = 256
 MAX_WIDTH = 250_000  # px; the strip buffers hold a few window-heights of one full row
 
 
@@ -441,6 +442,17 @@ def segment_raster(
         finish: called with the staging folder (holding both rasters) before it is renamed,
             for later stages that add outputs (footprints) to the same atomic folder.
     """
+    # GDAL's block cache defaults to 5 % of RAM; a bounded one keeps memory flat in raster size
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
+        return _segment_raster(path, out_dir, predictor, tile_size=tile_size, overlap=overlap,
+                               batch_size=batch_size, gsd_m=gsd_m, bands=bands, threshold=threshold,
+                               workers=workers, progress=progress, finish=finish)
+
+
+def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_size: int | None,
+                    overlap: int | None, batch_size: int, gsd_m: float | None, bands: list[int] | None,
+                    threshold: float | None, workers: int, progress: Callable[[int, int], None] | None,
+                    finish: Callable[[Path], None] | None) -> SegmentResult:
     started = time.perf_counter()
     model = predictor.model
     threshold = model.threshold if threshold is None else threshold
