@@ -129,7 +129,7 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width
 img {{ max-width: 100%; border: 1px solid #888; }} figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
 table {{ border-collapse: collapse; margin: 8px 0 16px; }}
 td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
-.pair figure {{ width: 430px; }} .muted {{ color: #666; }}
+.pair figure {{ width: 430px; }} .overview figure {{ width: 46%; }} .muted {{ color: #666; }}
 </style></head><body>
 <h1>Site {e(summary['site'])}: {e(dates[0])} → {e(dates[-1])}</h1>
 <p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary['model']['name'])}
@@ -137,7 +137,7 @@ td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
 on {e(summary['model']['device'])}.
 Measured shift between dates: {e(shifts)}.</p>
 <h2>Overview</h2><p>{legend}</p>
-{''.join(f"<figure><img alt='{e(t)}' src='{_data_uri(i)}'><figcaption>{e(t)}</figcaption></figure>" for t, i in panels)}
+<div class="overview">{''.join(_figure_html(t, i) for t, i in panels)}</div>
 <h2>Counts</h2><table>{counts}</table>
 <h2>Flags</h2><table id="flags">{flags}</table>
 <p>Largest building standing at {e(dates[0])}: {summary['largest_existing_building_m2']:,.0f} m².</p>
@@ -152,11 +152,15 @@ Measured shift between dates: {e(shifts)}.</p>
         tmp.write_text(body, encoding="utf-8")
 
 
+def _figure_html(title: str, image: Image.Image) -> str:
+    e = html.escape
+    return f"<figure><img alt='{e(title)}' src='{_data_uri(image)}'><figcaption>{e(title)}</figcaption></figure>"
+
+
 def _pair_html(title: str, before: Image.Image, after: Image.Image, dates: list[str]) -> str:
     e = html.escape
     return (f"<div class='pair'><h3>{e(title)}</h3>"
-            f"<figure><img alt='before' src='{_data_uri(before)}'><figcaption>{e(dates[0])}</figcaption></figure>"
-            f"<figure><img alt='after' src='{_data_uri(after)}'><figcaption>{e(dates[-1])}</figcaption></figure></div>")
+            f"{_figure_html(dates[0], before)}{_figure_html(dates[-1], after)}</div>")
 
 
 def _percent(share: float | None) -> str:

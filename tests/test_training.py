@@ -123,7 +123,8 @@ def test_packaged_imagenet_weights_fill_every_encoder_tensor() -> None:
 
 def test_hub_weights_are_refused_without_network() -> None:
     with pytest.raises(SitewatchError, match="offline"):
-        build_network(encoder="resnet18", encoder_weights="imagenet")
+        hub_name = "imagenet"  # what smp would download: sitewatch must refuse it
+        build_network(encoder="resnet18", encoder_weights=hub_name)
 
 
 def test_pickle_checkpoint_with_code_is_refused(tmp_path: Path) -> None:
