@@ -18,13 +18,12 @@ from sitewatch.errors import SitewatchError
 
 
 @dataclass
-class PixelScores:
-    """Pixel counts and scores (0-1) of a binary prediction against a reference."""
+class ConfusionCounts:
+    """True/false positives and false negatives, with the scores they give (0-1)."""
 
     true_positive: int
     false_positive: int
     false_negative: int
-    true_negative: int
 
     @property
     def iou(self) -> float:
@@ -46,6 +45,13 @@ class PixelScores:
         total = 2 * self.true_positive + self.false_positive + self.false_negative
         return 2 * self.true_positive / total if total else 1.0
 
+
+@dataclass
+class PixelScores(ConfusionCounts):
+    """Pixel counts and scores of a binary prediction against a reference."""
+
+    true_negative: int
+
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "iou": self.iou, "f1": self.f1, "precision": self.precision,
                 "recall": self.recall}
@@ -62,31 +68,13 @@ def pixel_scores(predicted: np.ndarray, reference: np.ndarray, valid: np.ndarray
 
 
 @dataclass
-class ObjectScores:
+class ObjectScores(ConfusionCounts):
     """SpaceNet object scores and the per-reference-building IoU of its match (0 if none)."""
 
-    true_positive: int
-    false_positive: int
-    false_negative: int
     iou_threshold: float
     reference_iou: np.ndarray
     predicted_iou: np.ndarray
     matches: list[tuple[int, int, float]]
-
-    @property
-    def precision(self) -> float:
-        n = self.true_positive + self.false_positive
-        return self.true_positive / n if n else 1.0
-
-    @property
-    def recall(self) -> float:
-        n = self.true_positive + self.false_negative
-        return self.true_positive / n if n else 1.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"true_positive": self.true_positive, "false_positive": self.false_positive,
