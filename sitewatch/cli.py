@@ -240,11 +240,7 @@ def change(
 
     rule_file = rules or default_rules_path()
     change_rules = ChangeRules.from_yaml(rule_file) if rule_file.is_file() else ChangeRules()
-    date_list = [d for d in dates.split(",")] if dates else None
-    for raster in rasters:
-        from sitewatch.raster import open_raster
-
-        open_raster(raster).close()
+    date_list = dates.split(",") if dates else None
     loaded = _load_model_for_inference(model, device)
     predictor = Predictor(loaded, device=device, backend=backend)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
