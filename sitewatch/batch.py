@@ -154,7 +154,8 @@ def is_done(out_dir: Path, record: dict[str, Any]) -> bool:
         return False
 
 
-def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules) -> dict[str, Any]:
+def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
+            window_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run one site (or skip it when its outputs are current); never raises."""
     from sitewatch.pipeline import run_site
 
@@ -169,7 +170,8 @@ def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules) -> d
             row["status"] = "skipped"
         else:
             summary = run_site(site.rasters, target, predictor, site=site.id, dates=site.dates, rules=rules,
-                               extra_files={RECORD: json.dumps(record, indent=2)}).summary
+                               extra_files={RECORD: json.dumps(record, indent=2)},
+                               window_progress=window_progress).summary
             row["status"] = "done"
         row.update(counts=summary["counts"], flags=summary["flags"], dates=summary["dates"])
     except SitewatchError as error:
@@ -182,7 +184,8 @@ def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules) -> d
 
 
 def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
-              rules: ChangeRules, on_done: Callable[[dict], None]) -> list[dict[str, Any]]:
+              rules: ChangeRules, on_done: Callable[[dict], None],
+              window_progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Sites one after another in this process, the model loaded once."""
     from sitewatch.checkpoint import load_model
     from sitewatch.paths import recorded_checksum
@@ -192,7 +195,7 @@ def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, 
                           device=device, backend=backend)
     rows = []
     for site in sites:
-        rows.append(run_one(site, out_root, predictor, rules))
+        rows.append(run_one(site, out_root, predictor, rules, window_progress))
         on_done(rows[-1])
     return rows
 

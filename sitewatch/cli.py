@@ -297,16 +297,22 @@ def batch(
     if not resume:
         for site in sites:
             _shutil.rmtree(out / site.id, ignore_errors=True)
-    bar = tqdm(total=len(sites), unit="site", disable=None)
+    bar = tqdm(total=len(sites), unit="site", disable=None, position=0)
+    windows = tqdm(total=0, unit="tile", disable=None, position=1, leave=False)
 
     def done(row: dict) -> None:
         bar.update(1)
         bar.set_postfix_str(f"{row['site']}: {row['status']}")
 
+    def window_done(count: int, total: int) -> None:
+        windows.total, windows.n = total, count
+        windows.refresh()
+
     if executor == "ray":
         rows = run_ray(sites, out, model_path, device, backend, base_rules, done, workers, ray_address)
     else:
-        rows = run_local(sites, out, model_path, device, backend, base_rules, done)
+        rows = run_local(sites, out, model_path, device, backend, base_rules, done, window_done)
+    windows.close()
     bar.close()
     write_batch_summary(out, rows)
     for row in rows:

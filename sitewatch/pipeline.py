@@ -94,6 +94,7 @@ def run_site(
     footprint_options: FootprintOptions | None = None,
     progress: Callable[[str], None] | None = None,
     extra_files: dict[str, str] | None = None,
+    window_progress: Callable[[int, int], None] | None = None,
 ) -> SiteRun:
     """Run the whole change job for one site and write its outputs into ``out_dir``.
 
@@ -107,6 +108,7 @@ def run_site(
         footprint_options: post-processing of masks into footprints.
         progress: called with a short message as each stage starts.
         extra_files: more text files (name → content) to add to the output folder.
+        window_progress: called with (windows done, windows total) while each date is segmented.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules()
@@ -140,7 +142,8 @@ def run_site(
         segmented = []
         for date, path in zip(when, aligned, strict=True):
             say(f"segmenting {date}")
-            segmented.append(segment_raster(path, staging / "segment" / date.isoformat(), predictor))
+            segmented.append(segment_raster(path, staging / "segment" / date.isoformat(), predictor,
+                                            progress=window_progress))
         grey0, factor = _grey(aligned[0])
         shifts, frames = [], []
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
