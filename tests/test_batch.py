@@ -144,4 +144,4 @@ def test_ddp_smoke_on_cpu_with_gloo(tmp_path: Path) -> None:
         f"--trainer.logger.init_args.save_dir={tmp_path}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr or "gloo" in result.stderr
-    assert list(tmp_path.glob("logs/version_*/checkpoints/last.ckpt"))
+    assert list(tmp_path.glob("logs/version_*/checkpoints/latest.ckpt"))

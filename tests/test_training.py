@@ -49,12 +49,12 @@ def test_smoke_fit_logs_iou_and_writes_checkpoint_and_model(smoke_run: Path) -> 
     per_source = {k for r in rows for k, v in r.items() if v and k.endswith("/iou")}
     assert {"val/fair_ramp/iou", "val/inria_austin/iou"} <= per_source
     assert list((smoke_run / "checkpoints").glob("best-*.ckpt"))
-    assert (smoke_run / "checkpoints" / "last.ckpt").is_file()
+    assert (smoke_run / "checkpoints" / "latest.ckpt").is_file()
     assert (smoke_run / "model.safetensors").is_file()
 
 
 def test_checkpoint_carries_inference_metadata(smoke_run: Path) -> None:
-    checkpoint = read_checkpoint(smoke_run / "checkpoints" / "last.ckpt")
+    checkpoint = read_checkpoint(smoke_run / "checkpoints" / "latest.ckpt")
     meta = checkpoint["sitewatch"]
     assert meta["network"]["arch"] == "Unet"
     assert meta["network"]["encoder"] == "tu-tf_efficientnet_lite0"
@@ -184,14 +184,14 @@ def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
 
 
 def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
-    """``--ckpt_path last.ckpt`` continues the run: epochs and steps carry on from where it stopped."""
-    last = smoke_run / "checkpoints" / "last.ckpt"
+    """``--ckpt_path latest.ckpt`` continues the run: epochs and steps carry on from where it stopped."""
+    latest = smoke_run / "checkpoints" / "latest.ckpt"
     result = run_cli("train.py", "fit", "--config", SMOKE, *_overrides(tmp_path), "--trainer.max_epochs=4",
-                     f"--ckpt_path={last}")
+                     f"--ckpt_path={latest}")
     assert result.returncode == 0, result.stderr[-3000:]
     (version,) = (tmp_path / "logs").glob("version_*")
     rows = list(csv.DictReader((version / "metrics.csv").open()))
     epochs = {int(r["epoch"]) for r in rows if r.get("val/iou")}
     assert epochs == {3}  # epochs 0-2 were done before; only the fourth ran
-    resumed = read_checkpoint(version / "checkpoints" / "last.ckpt")
-    assert resumed["global_step"] > read_checkpoint(last)["global_step"]
+    resumed = read_checkpoint(version / "checkpoints" / "latest.ckpt")
+    assert resumed["global_step"] > read_checkpoint(latest)["global_step"]
