@@ -32,28 +32,36 @@ _GEOD = Geod(ellps="WGS84")
 IGNORE = 255
 
 
-def ground_pixel_size_m(crs: CRS | str | int, transform: Affine, width: int, height: int) -> float:
-    """Mean ground size of one pixel in metres, measured at the raster centre.
+def ground_pixel_sizes_m(crs: CRS | str | int, transform: Affine, width: int, height: int,
+                         name: str = "raster") -> tuple[float, float]:
+    """Ground size of one pixel along x and y in metres, measured at the raster centre.
+
+    Geodesic distances on the WGS84 ellipsoid, so any CRS works (projected, geographic, 3857):
+    a geographic raster's x and y sizes differ by cos(latitude).
 
     Args:
-        crs: the raster's coordinate reference system (any: projected, geographic, 3857).
+        crs: the raster's coordinate reference system.
         transform: pixel → CRS affine transform.
         width, height: raster size in pixels.
-
-    Returns:
-        The geometric mean of the pixel's east-west and north-south ground extents (m).
+        name: what to call the raster in error messages.
     """
     crs = CRS.from_user_input(crs)
     to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     col, row = width / 2.0, height / 2.0
     points = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
     lon, lat = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
-    if not np.all(np.isfinite(lon)) or not np.all(np.isfinite(lat)):
-        raise SitewatchError(f"cannot place the raster centre on the globe in CRS {crs.to_string()}")
-    _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
-    _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise SitewatchError(f"{name}: cannot place the raster centre on the globe in CRS {crs.to_string()}")
+    dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])[2]
+    dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])[2]
     if dx <= 0 or dy <= 0:
-        raise SitewatchError("degenerate geotransform: a pixel has zero size on the ground")
+        raise SitewatchError(f"{name}: degenerate geotransform, a pixel has zero size on the ground")
+    return float(dx), float(dy)
+
+
+def ground_pixel_size_m(crs: CRS | str | int, transform: Affine, width: int, height: int) -> float:
+    """Mean ground size of one pixel in metres: the geometric mean of its x and y extents."""
+    dx, dy = ground_pixel_sizes_m(crs, transform, width, height)
     return float(np.sqrt(dx * dy))
 
 
@@ -224,19 +232,7 @@ def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None)
         raise SitewatchError(
             f"{dataset.name}: raster has no georeferencing; give its pixel size with --gsd METRES"
         )
-    crs = CRS.from_user_input(dataset.crs)
-    to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
-    col, row = dataset.width / 2.0, dataset.height / 2.0
-    t = dataset.transform
-    points = [t @ (col, row), t @ (col + 1, row), t @ (col, row + 1)]
-    lon, lat = to_lonlat.transform([p[0] for p in points], [p[1] for p in points])
-    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
-        raise SitewatchError(f"{dataset.name}: cannot place the raster on the globe")
-    dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])[2]
-    dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])[2]
-    if dx <= 0 or dy <= 0:
-        raise SitewatchError(f"{dataset.name}: degenerate geotransform")
-    return float(dx), float(dy)
+    return ground_pixel_sizes_m(dataset.crs, dataset.transform, dataset.width, dataset.height, dataset.name)
 
 
 def write_cog(source: Path, target: Path, overview_resampling: str = "average") -> None:
