@@ -32,7 +32,7 @@ from shapely.geometry import Polygon
 from skimage.segmentation import watershed
 
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import atomic_path, open_raster
+from sitewatch.raster import atomic_path, open_raster, overview_shape, pixel_size_xy_m
 
 MASK_NODATA = 255
 
@@ -370,8 +370,6 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         if crs is None and gsd_m is None:
             raise SitewatchError(f"{mask_path}: mask has no CRS; give its pixel size with --gsd")
         transform = dataset.transform if crs is not None else Affine.scale(gsd_m, -gsd_m)
-        from sitewatch.raster import pixel_size_xy_m
-
         dx, dy = pixel_size_xy_m(dataset, gsd_m)
         pixel_m = math.sqrt(dx * dy)
         is_probability = _looks_like_probability(dataset)
@@ -431,8 +429,7 @@ def _looks_like_probability(dataset: rasterio.DatasetReader) -> bool:
         return True
     if dtype != np.uint8:
         raise SitewatchError(f"{dataset.name}: expected a uint8 mask or a probability raster, got {dtype}")
-    scale = max(1, max(dataset.width, dataset.height) // 1024)
-    sample = dataset.read(1, out_shape=(max(1, dataset.height // scale), max(1, dataset.width // scale)))
+    sample = dataset.read(1, out_shape=overview_shape(dataset, 1024))
     values = np.unique(sample)
     if np.all(np.isin(values, [0, 1, MASK_NODATA])):
         return False

@@ -34,7 +34,14 @@ from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import open_raster, pixel_size_xy_m, replace_dir, staging_dir, write_cog
+from sitewatch.raster import (
+    open_raster,
+    overview_shape,
+    pixel_size_xy_m,
+    replace_dir,
+    staging_dir,
+    write_cog,
+)
 
 Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
@@ -258,8 +265,7 @@ def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np
     dtype = np.dtype(dataset.dtypes[bands[0] - 1])
     if dtype == np.uint8:
         return np.zeros(len(bands)), np.full(len(bands), 255.0), "uint8 0-255"
-    scale = max(1, max(dataset.width, dataset.height) // 1024)
-    shape = (max(1, dataset.height // scale), max(1, dataset.width // scale))
+    shape = overview_shape(dataset, 1024)
     sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
                           masked=True).astype(np.float64)
     valid = ~np.ma.getmaskarray(sample).any(axis=0) & np.all(np.isfinite(sample.filled(np.nan)), axis=0)
@@ -561,8 +567,6 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
 
 
 def _check_not_all_nodata(dataset: rasterio.DatasetReader) -> None:
-    scale = max(1, max(dataset.width, dataset.height) // 512)
-    shape = (max(1, dataset.height // scale), max(1, dataset.width // scale))
-    mask = dataset.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
+    mask = dataset.dataset_mask(out_shape=overview_shape(dataset, 512), resampling=Resampling.nearest)
     if not mask.any():
         raise SitewatchError(f"{dataset.name}: every pixel is nodata")

@@ -235,6 +235,12 @@ def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None)
     return ground_pixel_sizes_m(dataset.crs, dataset.transform, dataset.width, dataset.height, dataset.name)
 
 
+def overview_shape(dataset: rasterio.DatasetReader, longest: int) -> tuple[int, int]:
+    """(height, width) of a quick decimated read whose longest side is about ``longest`` px."""
+    step = max(1, max(dataset.width, dataset.height) // longest)
+    return max(1, dataset.height // step), max(1, dataset.width // step)
+
+
 def write_cog(source: Path, target: Path, overview_resampling: str = "average") -> None:
     """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF (deflate, 512 px blocks, overviews)."""
     rasterio.shutil.copy(
