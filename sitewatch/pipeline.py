@@ -204,12 +204,9 @@ def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoData
         return frame
 
     changes, clusters = plain(changes), plain(clusters)
-    pyogrio.write_dataframe(changes, folder / "changes.gpkg", layer="changes", driver="GPKG",
-                            geometry_type="Polygon" if changes.empty else None)
+    write_footprints(changes, folder / "changes.gpkg", folder / "changes.geojson", layer="changes")
+    # a second layer in the same GeoPackage (the folder itself appears atomically)
     pyogrio.write_dataframe(clusters, folder / "changes.gpkg", layer="housing_clusters", driver="GPKG",
-                            append=False, geometry_type="Polygon" if clusters.empty else None)
-    pyogrio.write_dataframe(changes.to_crs(4326), folder / "changes.geojson", driver="GeoJSON",
-                            layer_options={"RFC7946": "YES"},
-                            geometry_type="Polygon" if changes.empty else None)
+                            geometry_type="Polygon" if clusters.empty else None)
     for date, frame in zip(dates, footprints, strict=True):
         write_footprints(plain(frame.to_crs(crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)
