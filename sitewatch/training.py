@@ -52,6 +52,7 @@ class SitewatchCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Run the training CLI; user errors print one line and exit with code 2."""
+    finished = False
     try:
         SitewatchCLI(
             SegmentationTask,
@@ -60,6 +61,27 @@ def main(args: list[str] | None = None) -> None:
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
         )
+        finished = True
     except SitewatchError as error:
         print(f"sitewatch: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+    finally:
+        close_process_group(wait_for_peers=finished)
+
+
+def close_process_group(wait_for_peers: bool = True) -> None:
+    """Destroy the torch.distributed process group if one is open (DDP runs).
+
+    Lightning leaves the group open after ``fit``; a gloo group still alive when the interpreter
+    exits can abort the process ("terminate called without an active exception", exit -6), so
+    each rank closes it, after a barrier when the run finished normally (after an error the peers
+    may never arrive).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if wait_for_peers:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
