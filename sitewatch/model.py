@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -123,6 +124,27 @@ class BinarySegmentationLoss(nn.Module):
         return total
 
 
+def load_initial_weights(network: nn.Module, settings: dict[str, Any], path: Path) -> str:
+    """Copy the weights of a trained sitewatch model into ``network``; return the file's SHA-256.
+
+    Args:
+        network: freshly built network.
+        settings: its network settings (arch, encoder, channels...), which the file must match.
+        path: exported ``.safetensors`` model or sitewatch Lightning ``.ckpt`` (weights-only).
+    """
+    from sitewatch.checkpoint import load_model  # checkpoint builds networks with this module
+
+    source = load_model(path)
+    theirs = source.metadata.get("network", {})
+    differing = sorted(key for key in settings if theirs.get(key) != settings[key])
+    if differing:
+        details = ", ".join(f"{key}: {theirs.get(key)!r} in the file, {settings[key]!r} here"
+                            for key in differing)
+        raise SitewatchError(f"init_weights {path}: network settings differ ({details})")
+    network.load_state_dict(source.network.state_dict(), strict=True)
+    return source.sha256
+
+
 def _metrics(threshold: float) -> MetricCollection:
     common = {"threshold": threshold, "ignore_index": IGNORE}
     return MetricCollection({
@@ -147,6 +169,10 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: linear warm-up steps before cosine decay to ``lr × 0.01``.
         threshold: probability above which a pixel is building (stored for inference).
         channels_last: use channels-last memory format (faster on CPU and tensor cores).
+        init_weights: fine-tune from this model: an exported ``.safetensors`` or a sitewatch
+            ``.ckpt`` (read weights-only) whose network has the same settings. All network
+            weights start from it (``encoder_weights`` is then not needed); optimizer and
+            schedule start fresh. ``--ckpt_path`` is for resuming the same run instead.
     """
 
     def __init__(
@@ -162,6 +188,7 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: int = 50,
         threshold: float = 0.5,
         channels_last: bool = True,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -182,6 +209,9 @@ class SegmentationTask(L.LightningModule):
     def configure_models(self) -> None:
         self.model = build_network(**self.network_settings(),
                                    encoder_weights=self.hparams.encoder_weights)
+        if self.hparams.init_weights:
+            self.initial_model_sha256 = load_initial_weights(self.model, self.network_settings(),
+                                                             Path(self.hparams.init_weights))
         if self.hparams.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -232,6 +262,8 @@ class SegmentationTask(L.LightningModule):
                 "data": info,
                 "loss": self.hparams.loss,
                 "encoder_weights": self.hparams.encoder_weights,
+                "init_weights": self.hparams.init_weights,
+                "init_weights_sha256": getattr(self, "initial_model_sha256", None),
                 "lr": self.hparams.lr,
                 "global_step": int(self.global_step),
                 "epoch": int(self.current_epoch),

@@ -237,10 +237,22 @@ def test_evaluate_mistakes(case: str, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def big_raster(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1536² real-pixel raster (3 × 3 copies of a Harvey tile at 0.5 m): a few seconds' work."""
+    return _harvey_mosaic(samples, tmp_path_factory.mktemp("big") / "big.tif", copies=3)
+
+
+@pytest.fixture(scope="module")
+def long_raster(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3072² real-pixel raster (6 × 6 Harvey tiles): a run long enough to be interrupted mid-way."""
+    return _harvey_mosaic(samples, tmp_path_factory.mktemp("long") / "big.tif", copies=6)
+
+
+def _harvey_mosaic(samples: Path, path: Path, copies: int) -> Path:
+    """``copies × copies`` 512² crops of a real Harvey tile (alternate ones mirrored) at 0.5 m."""
     tile = np.moveaxis(read_rgb(samples / "xbd/xbd/images/hurricane-harvey_00000001_pre_disaster.png")[:512, :512],
                        -1, 0)
-    rows = [np.concatenate([tile if (r + c) % 2 else tile[:, ::-1] for c in range(3)], axis=2) for r in range(3)]
-    return _raster(tmp_path_factory.mktemp("big") / "big.tif", np.concatenate(rows, axis=1))
+    rows = [np.concatenate([tile if (r + c) % 2 else tile[:, ::-1] for c in range(copies)], axis=2)
+            for r in range(copies)]
+    return _raster(path, np.concatenate(rows, axis=1))
 
 
 def _segment_process(raster: Path, out: Path) -> subprocess.Popen:
@@ -255,9 +267,9 @@ def test_same_input_gives_byte_identical_outputs(big_raster: Path, tmp_path: Pat
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing(big_raster: Path, tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_and_leaves_nothing(long_raster: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    process = _segment_process(big_raster, out)
+    process = _segment_process(long_raster, out)
     deadline = time.time() + 120
     while time.time() < deadline and not any(out.glob(".big.partial-*")):
         time.sleep(0.1)

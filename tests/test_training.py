@@ -195,3 +195,34 @@ def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
     assert epochs == {3}  # epochs 0-2 were done before; only the fourth ran
     resumed = read_checkpoint(version / "checkpoints" / "latest.ckpt")
     assert resumed["global_step"] > read_checkpoint(latest)["global_step"]
+
+
+def test_fine_tune_starts_from_an_exported_model(smoke_run: Path, tmp_path: Path) -> None:
+    """``--model.init_weights`` loads every network weight of a trained model before training."""
+    exported = smoke_run / "model.safetensors"
+    task = SegmentationTask(encoder="tu-tf_efficientnet_lite0", decoder_channels=[64, 32, 24, 16, 8],
+                            init_weights=str(exported))
+    trained = load_model(exported).network.state_dict()
+    assert all(torch.equal(tensor, trained[key]) for key, tensor in task.model.state_dict().items())
+    assert task.metadata()["training"]["init_weights_sha256"] == file_sha256(exported)
+
+    result = run_cli("train.py", "fit", "--config", SMOKE, *_overrides(tmp_path), "--trainer.max_epochs=1",
+                     "--model.encoder_weights=null", f"--model.init_weights={exported}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (version,) = (tmp_path / "logs").glob("version_*")
+    rows = list(csv.DictReader((version / "metrics.csv").open()))
+    first_iou = next(float(r["val/iou"]) for r in rows if r.get("val/iou"))
+    original = list(csv.DictReader((smoke_run / "metrics.csv").open()))
+    from_scratch_first = next(float(r["val/iou"]) for r in original if r.get("val/iou"))
+    assert first_iou > from_scratch_first  # starts where the trained model was, not from ImageNet
+
+
+def test_fine_tune_from_a_different_network_is_a_one_line_error(smoke_run: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    result = run_sitewatch("train", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
+                           *_overrides(tmp_path), "--model.decoder_channels=[32, 16, 16, 8, 8]",
+                           f"--model.init_weights={smoke_run / 'model.safetensors'}")
+    assert_one_line_error(result, "network settings differ (decoder_channels")
+    with pytest.raises(SitewatchError, match="model file not found"):
+        SegmentationTask(init_weights=str(tmp_path / "missing.safetensors"))
