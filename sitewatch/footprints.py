@@ -13,6 +13,7 @@ dominant orientation, unless that departs from the traced shape (IoU below
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def split_regions(mask: np.ndarray, probability: np.ndarray | None, pixel_m: flo
         area = int(region.sum())
         if area * pixel_area < min_split_area_m2 or area / _convex_area(region) > max_solidity:
             continue
-        distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1] * pixel_m
+        distance = _inner_distance(region) * pixel_m
         # a neck must be markedly narrower than the region's widest part to count as a split
         depth = max(split_depth_m, pixel_m, relative_depth * float(distance.max()))
         markers, found = significant_maxima(distance, depth)
@@ -97,6 +98,14 @@ def split_regions(mask: np.ndarray, probability: np.ndarray | None, pixel_m: flo
     return components
 
 
+def _inner_distance(region: np.ndarray) -> np.ndarray:
+    """Euclidean distance (pixels) of each region pixel to the nearest pixel outside it,
+    counting everything beyond the window's edge as outside (OpenCV's exact L2 transform)."""
+    padded = np.zeros((region.shape[0] + 2, region.shape[1] + 2), np.uint8)
+    padded[1:-1, 1:-1] = region
+    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+
+
 def reconstruct_by_dilation(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey-scale reconstruction by dilation of ``seed`` under ``mask`` (8-connected).
 
@@ -108,7 +117,7 @@ def reconstruct_by_dilation(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     limit = mask.astype(np.float32)
     while True:
         grown = np.minimum(cv2.dilate(current, kernel), limit)
-        if np.array_equal(grown, current):
+        if not (grown > current).any():  # dilation never lowers a value: stable when none rose
             return current
         current = grown
 
@@ -124,10 +133,12 @@ def significant_maxima(height: np.ndarray, depth: float) -> tuple[np.ndarray, in
     labels, count = ndimage.label(dome > 1e-6)
     if count == 0:
         return labels, 0
-    peaks = ndimage.maximum(dome, labels, np.arange(1, count + 1))
-    keep = np.concatenate([[False], np.asarray(peaks) >= depth * (1 - 1e-6)])
-    kept = np.where(keep[labels], labels, 0)
-    return ndimage.label(kept > 0)
+    # a dome counts when any of its pixels reaches ``depth``; renumber the kept ones 1..k
+    keep = np.zeros(count + 1, bool)
+    keep[labels[dome >= depth * (1 - 1e-6)]] = True
+    keep[0] = False
+    renumber = np.cumsum(keep) * keep
+    return renumber[labels].astype(labels.dtype), int(keep.sum())
 
 
 def _convex_area(region: np.ndarray) -> float:
@@ -153,20 +164,47 @@ def _trace_strip(labels: np.ndarray, probability: np.ndarray | None, transform: 
     """Exact polygons of a label strip (pixel edges), with probability sums per region."""
     if labels.max() == 0:
         return []
-    ids = np.arange(1, labels.max() + 1)
-    pixels = ndimage.sum_labels(np.ones_like(labels), labels, ids)
-    sums = ndimage.sum_labels(probability, labels, ids) if probability is not None else pixels
+    flat = labels.ravel()
+    pixels = np.bincount(flat)
+    sums = np.bincount(flat, probability.ravel()) if probability is not None else pixels
     top = set(np.unique(labels[0])) if not first else set()
     bottom = set(np.unique(labels[-1])) if not last else set()
+    values, geometries = _polygons_of_labels(labels, transform)
     pieces: dict[int, list[Polygon]] = {}
-    for geometry, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
-        pieces.setdefault(int(value), []).append(shapely.geometry.shape(geometry))
+    for value, geometry in zip(values, geometries, strict=True):
+        pieces.setdefault(value, []).append(geometry)
     out = []
     for value, parts in pieces.items():
         geometry = parts[0] if len(parts) == 1 else shapely.unary_union(parts)
-        out.append(_Piece(geometry, float(sums[value - 1]), int(pixels[value - 1]),
-                          value in top, value in bottom))
+        out.append(_Piece(geometry, float(sums[value]), int(pixels[value]), value in top, value in bottom))
     return out
+
+
+def _polygons_of_labels(labels: np.ndarray, transform: Affine) -> tuple[list[int], np.ndarray]:
+    """Polygons (pixel edges, 4-connected) of every labelled region, with their label values.
+
+    ``rasterio.features.shapes`` traces the outlines; all rings are then built with one
+    vectorized shapely call from their concatenated coordinates (constructing polygons one by
+    one from GeoJSON costs more than the tracing itself).
+    """
+    values: list[int] = []
+    rings: list[list] = []
+    ring_counts: list[int] = []
+    for geometry, value in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
+        values.append(int(value))
+        rings += geometry["coordinates"]
+        ring_counts.append(len(geometry["coordinates"]))
+    if not values:
+        return values, np.empty(0, dtype=object)
+    coords = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(rings)), float)
+    owner = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    linear_rings = shapely.linearrings(coords.reshape(-1, 2), indices=owner)
+    first = np.concatenate([[0], np.cumsum(ring_counts)[:-1]])
+    counts = np.asarray(ring_counts)
+    geometries = shapely.polygons(linear_rings[first])
+    for i in np.nonzero(counts > 1)[0]:  # shell first, then its holes
+        geometries[i] = shapely.polygons(linear_rings[first[i]], linear_rings[first[i] + 1 : first[i] + counts[i]])
+    return values, geometries
 
 
 def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
@@ -203,67 +241,117 @@ def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
 
 # --- clean-up in metres ------------------------------------------------------------------------------
 
-def fill_small_holes(polygon: Polygon, max_hole_m2: float) -> Polygon:
-    """Drop interior rings smaller than ``max_hole_m2`` (polygon in a metric CRS)."""
-    if not polygon.interiors:
-        return polygon
-    kept = [ring for ring in polygon.interiors if Polygon(ring).area >= max_hole_m2]
-    return Polygon(polygon.exterior, kept)
+def fill_small_holes(polygons: np.ndarray, max_hole_m2: float) -> np.ndarray:
+    """Drop interior rings smaller than ``max_hole_m2`` (polygons in a metric CRS)."""
+    polygons = np.asarray(polygons, dtype=object).copy()
+    for i in np.nonzero(shapely.get_num_interior_rings(polygons) > 0)[0]:
+        polygon = polygons[i]
+        holes = shapely.get_interior_ring(polygon, np.arange(len(polygon.interiors)))
+        kept = holes[shapely.area(shapely.polygons(holes)) >= max_hole_m2]
+        polygons[i] = shapely.polygons(polygon.exterior, kept)
+    return polygons
 
 
-def dominant_orientation(polygon: Polygon) -> float:
-    """Dominant edge direction in radians (0..π/2), length-weighted over the outline."""
-    coords = np.asarray(polygon.exterior.coords)
-    edges = np.diff(coords, axis=0)
+def dominant_orientations(polygons: np.ndarray) -> np.ndarray:
+    """Dominant edge direction of each polygon's outline, radians in 0..π/2 (metric CRS).
+
+    The length-weighted circular mean of the edge directions on the 90°-periodic circle, for
+    all polygons at once.
+    """
+    coords, owner = shapely.get_coordinates(shapely.get_exterior_ring(polygons), return_index=True)
+    within = owner[1:] == owner[:-1]  # consecutive vertices of one ring bound an edge
+    edges = (coords[1:] - coords[:-1])[within]
+    edge_owner = owner[1:][within]
     lengths = np.hypot(edges[:, 0], edges[:, 1])
     angles = np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2)
-    # circular mean on the 90°-periodic angle
-    vector = np.sum(lengths * np.exp(4j * angles))
-    return float(np.mod(np.angle(vector) / 4, np.pi / 2))
+    count = len(polygons)
+    real = np.bincount(edge_owner, lengths * np.cos(4 * angles), count)
+    imag = np.bincount(edge_owner, lengths * np.sin(4 * angles), count)
+    return np.mod(np.arctan2(imag, real) / 4, np.pi / 2)
+
+
+def orthogonalize_rings(rings: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Rectilinear polygons from (simplified) closed rings, edges along ``angle`` and angle+90°.
+
+    Edges are classed horizontal or vertical in each ring's rotated frame; runs of one class
+    collapse to their length-weighted mean line; corners are the crossings of consecutive
+    lines. All rings are processed together with NumPy over their concatenated vertices.
+
+    Args:
+        rings: closed rings (shapely LinearRing/LineString), one per building, metric CRS.
+        angles: dominant orientation of each (radians), e.g. from :func:`dominant_orientations`.
+
+    Returns:
+        An object array: the rectilinear polygon, or None where the outline does not
+        alternate into at least four runs or gives an invalid polygon.
+    """
+    result = np.full(len(rings), None, dtype=object)
+    if len(rings) == 0:
+        return result
+    edges = _RotatedEdges(rings, angles)
+    usable = np.nonzero(edges.changes_per_ring >= 4)[0]
+    if usable.size == 0:
+        return result
+    edges = _RotatedEdges(rings[usable], angles[usable])
+    runs_per_ring = edges.changes_per_ring
+    run_start = np.concatenate([[0], np.cumsum(runs_per_ring)[:-1]])
+    # run index of each edge: changes seen so far in its ring; edges before the first change
+    # close the cycle and belong to the ring's last run
+    seen = np.cumsum(edges.change)
+    before_ring = seen[edges.start] - edges.change[edges.start]
+    local = seen - before_ring[edges.owner] - 1
+    local = np.where(local < 0, runs_per_ring[edges.owner] - 1, local)
+    run = run_start[edges.owner] + local
+    total_runs = int(runs_per_ring.sum())
+    weight = np.bincount(run, edges.length, total_runs)
+    level = np.bincount(run, edges.length * edges.offset, total_runs) / np.maximum(weight, 1e-9)
+    run_horizontal = np.zeros(total_runs, bool)
+    run_horizontal[run[edges.change]] = edges.horizontal[edges.change]
+    following = np.arange(1, total_runs + 1)
+    following[run_start + runs_per_ring - 1] = run_start
+    # a horizontal run fixes y, the vertical one after it fixes x
+    corner_x = np.where(run_horizontal, level[following], level)
+    corner_y = np.where(run_horizontal, level, level[following])
+    run_owner = np.repeat(np.arange(len(usable)), runs_per_ring)
+    cos, sin = np.cos(-angles[usable])[run_owner], np.sin(-angles[usable])[run_owner]
+    corners = np.column_stack([corner_x * cos + corner_y * sin, -corner_x * sin + corner_y * cos])
+    polygons = shapely.polygons(shapely.linearrings(corners, indices=run_owner))
+    valid = shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
+    result[usable[valid]] = polygons[valid]
+    return result
+
+
+class _RotatedEdges:
+    """The edges of closed rings in each ring's rotated frame, concatenated (closing vertex dropped)."""
+
+    def __init__(self, rings: np.ndarray, angles: np.ndarray) -> None:
+        coords, owner = shapely.get_coordinates(rings, return_index=True)
+        counts = np.bincount(owner, minlength=len(rings))
+        closing = np.cumsum(counts) - 1
+        keep = np.ones(len(coords), bool)
+        keep[closing] = False
+        coords, self.owner = coords[keep], owner[keep]
+        counts = counts - 1
+        self.start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        last = self.start + counts - 1
+        cos, sin = np.cos(-angles)[self.owner], np.sin(-angles)[self.owner]
+        x = coords[:, 0] * cos - coords[:, 1] * sin
+        y = coords[:, 0] * sin + coords[:, 1] * cos
+        following = np.arange(1, len(coords) + 1)
+        following[last] = self.start
+        previous = np.arange(-1, len(coords) - 1)
+        previous[self.start] = last
+        dx, dy = x[following] - x, y[following] - y
+        self.horizontal = np.abs(dx) >= np.abs(dy)
+        self.length = np.hypot(dx, dy)
+        self.offset = np.where(self.horizontal, (y + y[following]) / 2, (x + x[following]) / 2)
+        self.change = self.horizontal != self.horizontal[previous]
+        self.changes_per_ring = np.bincount(self.owner, self.change, len(rings)).astype(np.int64)
 
 
 def orthogonalize(polygon: Polygon, angle: float) -> Polygon | None:
-    """Rectilinear version of a (simplified) polygon whose edges follow ``angle`` and angle+90°.
-
-    Edges are classed horizontal or vertical in the rotated frame; runs of one class collapse
-    to their length-weighted mean line; corners are the crossings of consecutive lines.
-    Returns None if the outline does not alternate into a valid polygon.
-    """
-    cos, sin = math.cos(-angle), math.sin(-angle)
-    coords = np.asarray(polygon.exterior.coords)[:-1]
-    rotated = coords @ np.array([[cos, sin], [-sin, cos]])
-    edges = np.roll(rotated, -1, axis=0) - rotated
-    horizontal = np.abs(edges[:, 0]) >= np.abs(edges[:, 1])
-    lengths = np.hypot(edges[:, 0], edges[:, 1])
-    mid = (rotated + np.roll(rotated, -1, axis=0)) / 2
-    # rotate the edge list so that it starts at a class change
-    changes = np.nonzero(horizontal != np.roll(horizontal, 1))[0]
-    if changes.size < 4:
-        return None
-    order = np.roll(np.arange(len(edges)), -changes[0])
-    runs: list[tuple[bool, float]] = []
-    current, weight, total = None, 0.0, 0.0
-    for i in order:
-        value = mid[i, 1] if horizontal[i] else mid[i, 0]
-        if current is None or horizontal[i] != current:
-            if current is not None:
-                runs.append((current, total / max(weight, 1e-9)))
-            current, weight, total = bool(horizontal[i]), 0.0, 0.0
-        weight += lengths[i]
-        total += lengths[i] * value
-    runs.append((current, total / max(weight, 1e-9)))
-    if len(runs) % 2 or len(runs) < 4:
-        return None
-    corners = []
-    for k in range(len(runs)):
-        a, b = runs[k], runs[(k + 1) % len(runs)]
-        corners.append((b[1], a[1]) if a[0] else (a[1], b[1]))
-    corners = np.asarray(corners)
-    back = corners @ np.array([[cos, -sin], [sin, cos]])
-    result = Polygon(back)
-    if not result.is_valid or result.area <= 0:
-        return None
-    return result
+    """Rectilinear version of one polygon (see :func:`orthogonalize_rings`), or None."""
+    return orthogonalize_rings(np.array([polygon.exterior], dtype=object), np.array([angle]))[0]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -284,11 +372,10 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
     """
     polygons = np.asarray(polygons, dtype=object)
     simplified = shapely.simplify(shapely.get_exterior_ring(polygons), tolerance * 2, preserve_topology=False)
-    candidates = np.empty(len(polygons), dtype=object)
-    for i, (polygon, simple) in enumerate(zip(polygons, simplified, strict=True)):
-        outline = Polygon(simple) if simple is not None and len(simple.coords) >= 4 else None
-        candidates[i] = orthogonalize(outline, dominant_orientation(polygon)) if outline else None
-    missing = np.array([c is None for c in candidates])
+    candidates = np.full(len(polygons), None, dtype=object)
+    ring = np.nonzero(shapely.get_num_coordinates(simplified) >= 4)[0]
+    candidates[ring] = orthogonalize_rings(simplified[ring], dominant_orientations(polygons[ring]))
+    missing = shapely.is_missing(candidates)
     envelopes = shapely.oriented_envelope(polygons)
     candidates[missing] = envelopes[missing]
     good = _iou(candidates, polygons) >= min_iou
@@ -296,8 +383,9 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
     if retry.any():
         candidates[retry] = envelopes[retry]
         good[retry] = _iou(candidates[retry], polygons[retry]) >= min_iou
-    out = np.where(good, candidates, shapely.simplify(polygons, tolerance, preserve_topology=True))
-    for i in np.nonzero(good)[0]:
+    out = candidates.copy()
+    out[~good] = shapely.simplify(polygons[~good], tolerance, preserve_topology=True)
+    for i in np.nonzero(good & (shapely.get_num_interior_rings(polygons) > 0))[0]:
         if polygons[i].interiors:  # keep real courtyards
             holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
             out[i] = Polygon(out[i].exterior, holes)
@@ -464,7 +552,7 @@ def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOp
         return empty_footprints(crs)
     largest = [g if isinstance(g, Polygon) else max(g.geoms, key=lambda part: part.area)
                for g in metric.geometry.values]
-    filled = np.array([fill_small_holes(g, options.max_hole_m2) for g in largest], dtype=object)
+    filled = fill_small_holes(np.array(largest, dtype=object), options.max_hole_m2)
     if options.regularize:
         cleaned, regular = regularize(filled, options.regularize_min_iou, options.simplify_m)
     else:

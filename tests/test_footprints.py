@@ -21,7 +21,9 @@ from sitewatch.evaluate import match_polygons, object_scores, pixel_scores
 from sitewatch.footprints import (
     ATTRIBUTES,
     FootprintOptions,
+    dominant_orientations,
     orthogonalize,
+    orthogonalize_rings,
     vectorize_raster,
     write_footprints,
 )
@@ -159,6 +161,31 @@ def test_orthogonalize_makes_an_l_shape_square() -> None:
     result = orthogonalize(l_shape, 0.0)
     assert result is not None and len(result.exterior.coords) == 7
     assert result.symmetric_difference(l_shape).area / l_shape.area < 0.05
+
+
+def test_orthogonalize_many_rings_at_once_each_in_its_own_frame() -> None:
+    """The vectorized path: rotated, noisy L-shapes of many orientations, a triangle, a rectangle."""
+    l_shape = np.array([(0, 0), (10.2, 0.1), (10, 4), (4.1, 4.2), (4, 10), (0.1, 10.1)])
+    degrees = np.array([0.0, 17.0, 33.0, 45.0, 71.0, 89.0])
+    shapes_in = []
+    for angle in np.radians(degrees):
+        rotation = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+        shapes_in.append(Polygon(l_shape @ rotation + (1000.0, -250.0)))
+    shapes_in += [Polygon([(0, 0), (10, 0), (5, 1)]), box(0, 0, 30, 12)]
+    polygons = np.array(shapes_in, dtype=object)
+    angles = dominant_orientations(polygons)
+    off = (np.degrees(angles[:6]) - degrees + 45.0) % 90.0 - 45.0  # on the 90°-periodic circle
+    np.testing.assert_allclose(off, 0.0, atol=2.0)
+    result = orthogonalize_rings(shapely.get_exterior_ring(polygons), angles)
+    for original, square in zip(polygons[:6], result[:6], strict=True):
+        assert square is not None and len(square.exterior.coords) == 7
+        assert square.symmetric_difference(original).area / original.area < 0.05
+        edges = np.diff(np.asarray(square.exterior.coords), axis=0)
+        turns = np.degrees(np.arctan2(np.cross(edges[:-1], edges[1:]), (edges[:-1] * edges[1:]).sum(1)))
+        np.testing.assert_allclose(np.abs(turns), 90.0, atol=1e-6)
+    assert result[6] is None  # a sliver triangle has fewer than four runs
+    assert shapely.equals(result[7], box(0, 0, 30, 12))
+    assert orthogonalize_rings(np.array([], dtype=object), np.array([])).shape == (0,)
 
 
 def test_pixel_scores_by_hand() -> None:
