@@ -87,9 +87,10 @@ def segment(
     tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
     bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 3,2,1.")] = None,
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
-    tile_size: Annotated[int | None, typer.Option(help="Tile side in model pixels (default ≤ 512).")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Tile side in model pixels (default ≤ 1024).")] = None,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap, model pixels (default tile/4).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Tiles per forward pass (default: ~1 M model pixels per pass).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold.")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA).")] = False,
     footprints: Annotated[bool, typer.Option(help="Also write footprints.gpkg / .geojson.")] = True,

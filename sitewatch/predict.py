@@ -2,7 +2,11 @@
 
 The raster is cut into overlapping windows in its own pixel grid; each window is resampled on
 read to the model's pixel size (``gsd_m`` metres), predicted in batches, resampled back and
-blended with a raised-cosine weight, so tiles leave no seams. Results are accumulated and
+blended: each tile's weight is ~0 in the outer 3/8 of its overlap with a neighbour (where
+the network lacks context) and rises with a raised cosine across the middle quarter, so tiles
+leave no seams and every pixel is decided by a tile that saw enough of its surroundings.
+Tiles default to 1024 model pixels with 256 px overlap: the model's output depends on up to
+~128-256 px of context, so this makes the tiled mask agree with whole-image inference. Results are accumulated and
 written strip by strip: memory grows with the raster's width, never with its area. Windows are
 read by background threads while the model runs.
 
@@ -46,7 +50,9 @@ from sitewatch.raster import (
 Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
 MIN_TILE = 64
-MAX_AUTO_TILE = 512
+MAX_AUTO_TILE = 1024
+MARGIN_FRACTION = 0.375  # of a tile overlap, next to a neighbour: weight ~0 (context-starved)
+BATCH_PIXELS = 4 * 512 * 512  # model pixels per forward pass when the batch size is automatic
 GDAL_CACHE_MB = 256
 MAX_WIDTH = 250_000  # px; the strip buffers hold a few window-heights of one full row
 
@@ -205,14 +211,37 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def cosine_weight(height: int, width: int, floor: float = 1e-3) -> np.ndarray:
-    """Raised-cosine blending weight of a tile: ~0 at the edges, 1 at the centre."""
+def blend_weight(height: int, width: int, overlap: tuple[int, int],
+                 neighbours: tuple[bool, bool, bool, bool], floor: float = 1e-3) -> np.ndarray:
+    """Blending weight of one tile (``height × width`` input pixels).
 
-    def ramp(n: int) -> np.ndarray:
-        x = (np.arange(n) + 0.5) / n
-        return np.maximum(np.sin(np.pi * x) ** 2, floor)
+    Across each side that overlaps a neighbouring tile (``neighbours`` = top, bottom, left,
+    right), the weight is ``floor`` over the outer :data:`MARGIN_FRACTION` of the ``overlap``
+    (rows, columns), then rises as a raised cosine to 1 over the middle of the overlap; sides
+    on the raster's edge keep full weight. Two neighbours' weights therefore hand over smoothly inside their overlap,
+    and a pixel near one tile's edge is decided by the other tile, which sees its context.
+    """
+    top, bottom, left, right = neighbours
 
-    return np.outer(ramp(height), ramp(width)).astype(np.float32)
+    def profile(n: int, span: int, leading: bool, trailing: bool) -> np.ndarray:
+        margin = int(span * MARGIN_FRACTION)
+        rise = max(span - 2 * margin, 1)
+        x = np.clip((np.arange(n) + 0.5 - margin) / rise, 0.0, 1.0)
+        ramp = np.maximum(np.sin(np.pi / 2 * x) ** 2, floor)
+        weight = np.ones(n)
+        if leading:
+            weight = np.minimum(weight, ramp)
+        if trailing:
+            weight = np.minimum(weight, ramp[::-1])
+        return weight
+
+    return np.outer(profile(height, overlap[0], top, bottom),
+                    profile(width, overlap[1], left, right)).astype(np.float32)
+
+
+def auto_batch_size(tile_size: int) -> int:
+    """Tiles per forward pass holding about :data:`BATCH_PIXELS` model pixels (at least 1)."""
+    return max(1, BATCH_PIXELS // (tile_size * tile_size))
 
 
 # --- radiometry and bands ------------------------------------------------------------------------
@@ -293,7 +322,7 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
         )
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd = model.gsd_m
-    if tile_size is None:  # the largest tile up to 512 model pixels that the raster can fill
+    if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
         fits = min(dataset.height * dy, dataset.width * dx) / model_gsd
         tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, fits // 32 * 32)))
     if tile_size % 32 or tile_size < MIN_TILE:
@@ -420,7 +449,7 @@ def segment_raster(
     *,
     tile_size: int | None = None,
     overlap: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     gsd_m: float | None = None,
     bands: list[int] | None = None,
     threshold: float | None = None,
@@ -438,8 +467,8 @@ def segment_raster(
         out_dir: the folder to create (replaced if it exists).
         predictor: model + device + backend.
         tile_size, overlap: model-grid tile side and overlap in model pixels (default: the
-            largest tile up to 512 that the raster fills, a quarter of it).
-        batch_size: windows per forward pass.
+            largest tile up to 1024 that the raster fills, a quarter of it).
+        batch_size: windows per forward pass (default: about 1 M model pixels per pass).
         gsd_m: pixel size (m) of a raster without georeferencing.
         bands: 1-based input bands for the model's bands (default: colour interpretation).
         threshold: building probability threshold (default: the model's).
@@ -456,7 +485,7 @@ def segment_raster(
 
 
 def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_size: int | None,
-                    overlap: int | None, batch_size: int, gsd_m: float | None, bands: list[int] | None,
+                    overlap: int | None, batch_size: int | None, gsd_m: float | None, bands: list[int] | None,
                     threshold: float | None, workers: int, progress: Callable[[int, int], None] | None,
                     finish: Callable[[Path], None] | None) -> SegmentResult:
     started = time.perf_counter()
@@ -472,7 +501,17 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
         (win_h, win_w), (stride_h, stride_w) = plan.window_px, plan.stride_px
         rows, cols = window_starts(height, win_h, stride_h), window_starts(width, win_w, stride_w)
         windows = [Window(c, r, win_w, win_h) for r in rows for c in cols]
-        weight = cosine_weight(win_h, win_w)
+        overlap_px = (win_h - stride_h, win_w - stride_w)
+        weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
+
+        def weight_of(window: Window) -> np.ndarray:
+            sides = (window.row_off > 0, window.row_off + win_h < height,
+                     window.col_off > 0, window.col_off + win_w < width)
+            if sides not in weights:
+                weights[sides] = blend_weight(win_h, win_w, overlap_px, sides)
+            return weights[sides]
+
+        batch_size = batch_size or auto_batch_size(plan.tile_size)
 
         out_dir = Path(out_dir)
         staging = staging_dir(out_dir)
@@ -497,6 +536,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                         probability = cv2.resize(probability, (win_w, win_h),
                                                  interpolation=cv2.INTER_LINEAR)
                     r0, c0 = window.row_off - buffer_top, window.col_off
+                    weight = weight_of(window)
                     probability *= weight
                     acc[r0 : r0 + win_h, c0 : c0 + win_w] += probability
                     acc_w[r0 : r0 + win_h, c0 : c0 + win_w] += weight
