@@ -1,9 +1,11 @@
 """Inference benchmark: pipeline efficiency, ONNX Runtime vs PyTorch, peak memory vs raster size.
 
-    python bench/inference.py [--model FILE] [--sizes 2048 16384] [--out bench/results/inference.json]
+    python bench/inference.py [--model FILE] [--sizes 2048 16384] [--tile-size N --overlap N]
+                              [--batch-size N] [--out bench/results/inference.json]
 
 * efficiency: end-to-end ``segment_raster`` tiles/s divided by bare model-forward tiles/s on the
-  same tiles (already in memory, same batch size). Goal ≥ 0.9.
+  same tiles (already in memory, same batch size). Goal ≥ 0.9. Tiles, overlap and batch size
+  are the defaults of ``sitewatch segment`` unless given.
 * backends: the same comparison for PyTorch eager and ONNX Runtime on the CPU.
 * memory: peak resident memory (ru_maxrss) of a fresh process segmenting a raster of each size
   (built by repeating a real sample tile, 0.5 m pixels). Goal: flat in raster size.
@@ -34,7 +36,14 @@ sys.path.insert(0, str(REPO))
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.data.common import read_rgb  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
-from sitewatch.predict import Predictor, _WindowReader, plan_input, segment_raster, window_starts  # noqa: E402
+from sitewatch.predict import (  # noqa: E402
+    Predictor,
+    _WindowReader,
+    auto_batch_size,
+    plan_input,
+    segment_raster,
+    window_starts,
+)
 
 SAMPLE = REPO / "data/samples/xbd/xbd/images/hurricane-harvey_00000001_pre_disaster.png"
 
@@ -55,12 +64,15 @@ def make_raster(path: Path, size: int) -> Path:
     return path
 
 
-def efficiency(model_path: Path, backend: str, raster: Path, batch_size: int, repeats: int) -> dict:
+def efficiency(model_path: Path, backend: str, raster: Path, tile_size: int | None, overlap: int | None,
+               batch_size: int | None, repeats: int) -> dict:
     """End-to-end vs bare-forward tiles/s for one backend on one raster."""
     model = load_model(model_path)
     predictor = Predictor(model, device="cpu", backend=backend)
     with rasterio.open(raster) as dataset:
-        plan = plan_input(dataset, model, tile_size=512, overlap=128, gsd_m=None, bands=None)
+        plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=None, bands=None)
+    batch_size = batch_size or auto_batch_size(plan.tile_size)
+    with rasterio.open(raster) as dataset:
         rows = window_starts(dataset.height, plan.window_px[0], plan.stride_px[0])
         cols = window_starts(dataset.width, plan.window_px[1], plan.stride_px[1])
     reader = _WindowReader(raster, plan, np.array(model.metadata["mean"]), np.array(model.metadata["std"]))
@@ -80,13 +92,15 @@ def efficiency(model_path: Path, backend: str, raster: Path, batch_size: int, re
     def end_to_end() -> float:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            segment_raster(raster, Path(tmp) / "out", predictor, tile_size=512, overlap=128,
+            segment_raster(raster, Path(tmp) / "out", predictor, tile_size=tile_size, overlap=overlap,
                            batch_size=batch_size)
             return time.perf_counter() - start
 
     bare_s = statistics.median(bare() for _ in range(repeats))
     e2e_s = statistics.median(end_to_end() for _ in range(repeats))
-    return {"backend": backend, "tiles": len(tiles), "tile_px": 512,
+    return {"backend": backend, "tiles": len(tiles), "tile_px": plan.tile_size,
+            "overlap_px": plan.overlap,
+            "batch_size": batch_size,
             "bare_tiles_per_s": len(tiles) / bare_s, "end_to_end_tiles_per_s": len(tiles) / e2e_s,
             "efficiency": bare_s / e2e_s}
 
@@ -113,7 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 16384])
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tile-size", type=int, default=None, help="model pixels (default: segment's)")
+    parser.add_argument("--overlap", type=int, default=None, help="model pixels (default: segment's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: segment's automatic size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/inference.json")
     args = parser.parse_args()
@@ -126,7 +142,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         small = make_raster(Path(tmp) / "r2048.tif", 2048)
-        results["efficiency"] = [efficiency(args.model, b, small, args.batch_size, args.repeats)
+        results["efficiency"] = [efficiency(args.model, b, small, args.tile_size, args.overlap, args.batch_size,
+                                            args.repeats)
                                  for b in ("torch", "onnx")]
         results["memory"] = []
         for size in args.sizes:

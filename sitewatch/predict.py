@@ -256,7 +256,8 @@ class InputPlan:
     pixel_size_m: tuple[float, float]
     window_px: tuple[int, int]  # (height, width) of a tile window in input pixels
     stride_px: tuple[int, int]
-    tile_size: int
+    tile_size: int  # model pixels
+    overlap: int  # model pixels
     notes: list[str] = field(default_factory=list)
 
 
@@ -345,7 +346,7 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     low, high, note = value_stretch(dataset, chosen)
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy),
                      window_px=(window_h, window_w), stride_px=(stride_h, stride_w),
-                     tile_size=tile_size, notes=[note])
+                     tile_size=tile_size, overlap=overlap, notes=[note])
 
 
 # --- the tiled run -------------------------------------------------------------------------------

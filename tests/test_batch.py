@@ -69,14 +69,40 @@ def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> No
     assert statuses == {site: ("done" if site == changed else "skipped") for site in rows}
 
 
-def test_ray_executor_matches_local(sites: Path, tmp_path: Path) -> None:
-    local, distributed = tmp_path / "local", tmp_path / "ray"
+def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same manifest locally, on a local Ray the command starts with 2 workers, and on an
+    existing cluster (``ray start --head`` beforehand, then ``--ray-address``): identical outputs.
+
+    The head and the client share a token (Ray's token authentication), as cluster nodes do.
+    """
+    import secrets
+    import socket
+    import sys
+
+    local = tmp_path / "local"
     assert run_sitewatch("batch", str(sites), "--out", str(local)).returncode == 0
-    result = run_sitewatch("batch", str(sites), "--out", str(distributed),
-                     "--executor", "ray", "--workers", "2")
+    result = run_sitewatch("batch", str(sites), "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    with socket.socket() as probe:  # a free port for the head's GCS
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = run_cli(ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                   "--disable-usage-stats", timeout=180)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        result = run_sitewatch("batch", str(sites), "--out", str(tmp_path / "cluster"), "--executor", "ray",
+                               "--ray-address", "auto")
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        run_cli(ray_cli, "stop", "--force", timeout=120)
     for site in _summaries(local):
-        assert _site_outputs(local, site) == _site_outputs(distributed, site)
+        reference = _site_outputs(local, site)
+        assert _site_outputs(tmp_path / "ray", site) == reference
+        assert _site_outputs(tmp_path / "cluster", site) == reference
 
 
 def test_failing_site_does_not_stop_the_others(sites: Path, tmp_path: Path) -> None:
