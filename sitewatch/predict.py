@@ -258,6 +258,14 @@ class InputPlan:
     stride_px: tuple[int, int]
     tile_size: int  # model pixels
     overlap: int  # model pixels
+    model_shape: tuple[int, int] = (0, 0)  # a window resampled to the model grid (rows, cols)
+    padded_shape: tuple[int, int] = (0, 0)  # ... reflect-padded to multiples of 32 for the network
+
+    def __post_init__(self) -> None:
+        if self.model_shape == (0, 0):
+            self.model_shape = (self.tile_size, self.tile_size)
+        if self.padded_shape == (0, 0):
+            self.padded_shape = self.model_shape
     notes: list[str] = field(default_factory=list)
 
 
@@ -323,6 +331,9 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
         )
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd = model.gsd_m
+    extent = (dataset.height * dy / model_gsd, dataset.width * dx / model_gsd)  # model pixels
+    if tile_size is None and overlap is None and min(extent) >= MIN_TILE and max(extent) <= MAX_AUTO_TILE:
+        return _whole_raster_plan(dataset, model, extent, gsd_m, bands)
     if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
         fits = min(dataset.height * dy, dataset.width * dx) / model_gsd
         tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, fits // 32 * 32)))
@@ -347,6 +358,20 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy),
                      window_px=(window_h, window_w), stride_px=(stride_h, stride_w),
                      tile_size=tile_size, overlap=overlap, notes=[note])
+
+
+def _whole_raster_plan(dataset: rasterio.DatasetReader, model: LoadedModel, extent: tuple[float, float],
+                       gsd_m: float | None, bands: list[int] | None) -> InputPlan:
+    """One window holding the whole raster: resampled to the model's pixel size at its exact
+    scale, reflect-padded up to multiples of 32, predicted in one pass (no tile edges at all)."""
+    model_shape = (max(1, round(extent[0])), max(1, round(extent[1])))
+    padded = (-(-model_shape[0] // 32) * 32, -(-model_shape[1] // 32) * 32)
+    chosen = choose_bands(dataset, model.bands, bands)
+    low, high, note = value_stretch(dataset, chosen)
+    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=pixel_size_xy_m(dataset, gsd_m),
+                     window_px=(dataset.height, dataset.width), stride_px=(dataset.height, dataset.width),
+                     tile_size=max(padded), overlap=0, model_shape=model_shape, padded_shape=padded,
+                     notes=[note, "whole raster in one pass"])
 
 
 # --- the tiled run -------------------------------------------------------------------------------
@@ -395,15 +420,19 @@ class _WindowReader:
         return self.local.dataset
 
     def read(self, window: Window) -> np.ndarray:
-        dataset, plan, size = self._dataset(), self.plan, self.plan.tile_size
-        pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), size, size),
+        dataset, plan = self._dataset(), self.plan
+        pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), *plan.model_shape),
                               resampling=Resampling.bilinear, masked=True)
         values = pixels.astype(np.float32).filled(np.nan)
         low = plan.low.reshape(-1, 1, 1).astype(np.float32)
         high = plan.high.reshape(-1, 1, 1).astype(np.float32)
         scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
         scaled = np.where(np.isfinite(scaled), scaled, self.mean)  # nodata → band mean
-        return (scaled - self.mean) / self.std
+        normalised = (scaled - self.mean) / self.std
+        pad_rows, pad_cols = (p - m for p, m in zip(plan.padded_shape, plan.model_shape, strict=True))
+        if pad_rows or pad_cols:
+            normalised = np.pad(normalised, ((0, 0), (0, pad_rows), (0, pad_cols)), mode="reflect")
+        return normalised
 
     def close(self) -> None:
         for handle in self.handles:
@@ -533,6 +562,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                 nonlocal done
                 probabilities = predictor(np.stack([pixels for _, pixels in batch]))
                 for (window, _), probability in zip(batch, probabilities, strict=True):
+                    probability = probability[: plan.model_shape[0], : plan.model_shape[1]]  # padding off
                     if probability.shape != (win_h, win_w):
                         probability = cv2.resize(probability, (win_w, win_h),
                                                  interpolation=cv2.INTER_LINEAR)

@@ -94,8 +94,9 @@ def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pyt
                    "--disable-usage-stats", timeout=180)
     assert head.returncode == 0, head.stderr[-2000:]
     try:
-        result = run_sitewatch("batch", str(sites), "--out", str(tmp_path / "cluster"), "--executor", "ray",
-                               "--ray-address", "auto")
+        # a fresh process, as a user's: Ray reads its authentication settings once per process
+        result = run_cli("infer.py", "batch", str(sites), "--out", str(tmp_path / "cluster"), "--executor", "ray",
+                         "--ray-address", "auto")
         assert result.returncode == 0, result.stderr[-2000:]
     finally:
         run_cli(ray_cli, "stop", "--force", timeout=120)

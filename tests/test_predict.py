@@ -99,6 +99,22 @@ def test_tiled_output_matches_whole_image_inference(real_mosaic: tuple[Path, np.
     assert error[:, seams].mean() < 2 * error.mean() + 0.001
 
 
+def test_a_raster_within_one_tile_is_predicted_whole(samples: Path, tmp_path: Path, model: LoadedModel) -> None:
+    """900 × 1000 px at 0.5 m fits one 1024 tile: one pass, reflect-padded to 928 × 1024, cropped back."""
+    image = read_rgb(samples / HARVEY)[:900, :1000]
+    path = _write(tmp_path / "crop.tif", np.ascontiguousarray(image.transpose(2, 0, 1)))
+    result = segment_raster(path, tmp_path / "out", Predictor(model, device="cpu", backend="torch"),
+                            gsd_m=model.gsd_m)
+    assert result.windows == 1 and "whole raster in one pass" in result.notes
+    mean, std = np.array(model.metadata["mean"]), np.array(model.metadata["std"])
+    normalised = ((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)
+    padded = np.pad(normalised, ((0, 0), (0, 28), (0, 24)), mode="reflect")[None]
+    with torch.no_grad():
+        reference = torch.sigmoid(model.network(torch.from_numpy(padded)))[0, 0, :900, :1000].numpy()
+    assert np.abs(_read(result.probability_path) / 255.0 - reference).max() <= 1 / 255 + 1e-4
+    assert np.array_equal(_read(result.mask_path), (reference > model.threshold).astype(np.uint8))
+
+
 def test_outputs_keep_crs_transform_and_are_cogs(samples: Path, tmp_path: Path,
                                                  torch_predictor: Predictor) -> None:
     result = segment_raster(samples / SHANGHAI, tmp_path / "sh", torch_predictor, tile_size=256)
