@@ -116,10 +116,11 @@ def reconstruct_by_dilation(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     current = np.minimum(seed, mask).astype(np.float32)
     limit = mask.astype(np.float32)
     while True:
-        grown = np.minimum(cv2.dilate(current, kernel), limit)
-        if not (grown > current).any():  # dilation never lowers a value: stable when none rose
+        before = current
+        for _ in range(4):  # test for stability every few steps: once stable, steps change nothing
+            current = cv2.min(cv2.dilate(current, kernel), limit)
+        if not (current > before).any():  # dilation never lowers a value: stable when none rose
             return current
-        current = grown
 
 
 def significant_maxima(height: np.ndarray, depth: float) -> tuple[np.ndarray, int]:
