@@ -461,7 +461,8 @@ def _tmp_profile(dataset: rasterio.DatasetReader, nodata: int | None) -> dict:
     profile = {
         "driver": "GTiff", "width": dataset.width, "height": dataset.height, "count": 1,
         "dtype": "uint8", "tiled": True, "blockxsize": 256, "blockysize": 256,
-        "compress": "deflate", "BIGTIFF": "IF_SAFER",
+        # a temporary, re-compressed into the COG: the fastest deflate level keeps it small on disk
+        "compress": "deflate", "zlevel": 1, "BIGTIFF": "IF_SAFER",
     }
     if dataset.crs is not None:
         profile["crs"] = dataset.crs

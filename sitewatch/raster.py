@@ -242,8 +242,11 @@ def overview_shape(dataset: rasterio.DatasetReader, longest: int) -> tuple[int, 
 
 
 def write_cog(source: Path, target: Path, overview_resampling: str = "average") -> None:
-    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF (deflate, 512 px blocks, overviews)."""
+    """Copy a GeoTIFF to a Cloud-Optimized GeoTIFF (deflate, 512 px blocks, overviews).
+
+    Blocks are compressed on all CPU cores (GDAL's ``NUM_THREADS``).
+    """
     rasterio.shutil.copy(
         str(source), str(target), driver="COG", compress="DEFLATE", blocksize=512,
-        overview_resampling=overview_resampling, BIGTIFF="IF_SAFER",
+        overview_resampling=overview_resampling, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
     )
