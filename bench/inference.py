@@ -71,10 +71,9 @@ def efficiency(model_path: Path, backend: str, raster: Path, tile_size: int | No
     predictor = Predictor(model, device="cpu", backend=backend)
     with rasterio.open(raster) as dataset:
         plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=None, bands=None)
-    batch_size = batch_size or auto_batch_size(plan.tile_size)
-    with rasterio.open(raster) as dataset:
         rows = window_starts(dataset.height, plan.window_px[0], plan.stride_px[0])
         cols = window_starts(dataset.width, plan.window_px[1], plan.stride_px[1])
+    batch_size = batch_size or auto_batch_size(plan.tile_size)
     reader = _WindowReader(raster, plan, np.array(model.metadata["mean"]), np.array(model.metadata["std"]))
     from rasterio.windows import Window
 

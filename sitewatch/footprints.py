@@ -386,10 +386,9 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
         good[retry] = _iou(candidates[retry], polygons[retry]) >= min_iou
     out = candidates.copy()
     out[~good] = shapely.simplify(polygons[~good], tolerance, preserve_topology=True)
-    for i in np.nonzero(good & (shapely.get_num_interior_rings(polygons) > 0))[0]:
-        if polygons[i].interiors:  # keep real courtyards
-            holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
-            out[i] = Polygon(out[i].exterior, holes)
+    for i in np.nonzero(good & (shapely.get_num_interior_rings(polygons) > 0))[0]:  # keep real courtyards
+        holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
+        out[i] = Polygon(out[i].exterior, holes)
     return out, good
 
 

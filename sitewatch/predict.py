@@ -6,8 +6,9 @@ blended: each tile's weight is ~0 in the outer 3/8 of its overlap with a neighbo
 the network lacks context) and rises with a raised cosine across the middle quarter, so tiles
 leave no seams and every pixel is decided by a tile that saw enough of its surroundings.
 Tiles default to 1024 model pixels with 256 px overlap: the model's output depends on up to
-~128-256 px of context, so this makes the tiled mask agree with whole-image inference. Results are accumulated and
-written strip by strip: memory grows with the raster's width, never with its area. Windows are
+~128-256 px of context, so this makes the tiled mask agree with whole-image inference. A raster
+that fits one tile is predicted whole in one pass. Results are accumulated and written strip by
+strip: memory grows with the raster's width, never with its area. Windows are
 read by background threads while the model runs.
 
 Outputs (same CRS, transform and size as the input): ``probability.tif`` (uint8, building
@@ -218,8 +219,9 @@ def blend_weight(height: int, width: int, overlap: tuple[int, int],
     Across each side that overlaps a neighbouring tile (``neighbours`` = top, bottom, left,
     right), the weight is ``floor`` over the outer :data:`MARGIN_FRACTION` of the ``overlap``
     (rows, columns), then rises as a raised cosine to 1 over the middle of the overlap; sides
-    on the raster's edge keep full weight. Two neighbours' weights therefore hand over smoothly inside their overlap,
-    and a pixel near one tile's edge is decided by the other tile, which sees its context.
+    on the raster's edge keep full weight. Two neighbours' weights therefore hand over smoothly
+    inside their overlap, and a pixel near one tile's edge is decided by the other tile, which
+    sees its context.
     """
     top, bottom, left, right = neighbours
 
@@ -258,14 +260,8 @@ class InputPlan:
     stride_px: tuple[int, int]
     tile_size: int  # model pixels
     overlap: int  # model pixels
-    model_shape: tuple[int, int] = (0, 0)  # a window resampled to the model grid (rows, cols)
-    padded_shape: tuple[int, int] = (0, 0)  # ... reflect-padded to multiples of 32 for the network
-
-    def __post_init__(self) -> None:
-        if self.model_shape == (0, 0):
-            self.model_shape = (self.tile_size, self.tile_size)
-        if self.padded_shape == (0, 0):
-            self.padded_shape = self.model_shape
+    model_shape: tuple[int, int]  # a window resampled to the model grid (rows, cols)
+    padded_shape: tuple[int, int]  # ... reflect-padded to multiples of 32 for the network
     notes: list[str] = field(default_factory=list)
 
 
@@ -333,45 +329,37 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     model_gsd = model.gsd_m
     extent = (dataset.height * dy / model_gsd, dataset.width * dx / model_gsd)  # model pixels
     if tile_size is None and overlap is None and min(extent) >= MIN_TILE and max(extent) <= MAX_AUTO_TILE:
-        return _whole_raster_plan(dataset, model, extent, gsd_m, bands)
-    if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
-        fits = min(dataset.height * dy, dataset.width * dx) / model_gsd
-        tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, fits // 32 * 32)))
-    if tile_size % 32 or tile_size < MIN_TILE:
-        raise SitewatchError(f"--tile-size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}")
-    overlap = tile_size // 4 if overlap is None else overlap
-    if not 0 <= overlap < tile_size // 2:
-        raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
-    window_h = max(1, round(tile_size * model_gsd / dy))
-    window_w = max(1, round(tile_size * model_gsd / dx))
-    if dataset.height < window_h or dataset.width < window_w:
-        raise SitewatchError(
-            f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
-            f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
-            f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
-            "use a larger extent or a smaller --tile-size"
-        )
-    stride_h = max(1, round((tile_size - overlap) * model_gsd / dy))
-    stride_w = max(1, round((tile_size - overlap) * model_gsd / dx))
+        # one window holding the whole raster, resampled to the model's pixel size at its exact
+        # scale and reflect-padded up to multiples of 32: one pass, no tile edges at all
+        window_px = stride_px = (dataset.height, dataset.width)
+        model_shape = (round(extent[0]), round(extent[1]))
+        padded_shape = (-(-model_shape[0] // 32) * 32, -(-model_shape[1] // 32) * 32)
+        tile_size, overlap, extra_notes = max(padded_shape), 0, ["whole raster in one pass"]
+    else:
+        if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
+            tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, min(extent) // 32 * 32)))
+        if tile_size % 32 or tile_size < MIN_TILE:
+            raise SitewatchError(f"--tile-size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}")
+        overlap = tile_size // 4 if overlap is None else overlap
+        if not 0 <= overlap < tile_size // 2:
+            raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
+        window_px = (max(1, round(tile_size * model_gsd / dy)), max(1, round(tile_size * model_gsd / dx)))
+        if dataset.height < window_px[0] or dataset.width < window_px[1]:
+            raise SitewatchError(
+                f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
+                f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
+                f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
+                "use a larger extent or a smaller --tile-size"
+            )
+        stride_px = (max(1, round((tile_size - overlap) * model_gsd / dy)),
+                     max(1, round((tile_size - overlap) * model_gsd / dx)))
+        model_shape = padded_shape = (tile_size, tile_size)
+        extra_notes = []
     chosen = choose_bands(dataset, model.bands, bands)
     low, high, note = value_stretch(dataset, chosen)
-    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy),
-                     window_px=(window_h, window_w), stride_px=(stride_h, stride_w),
-                     tile_size=tile_size, overlap=overlap, notes=[note])
-
-
-def _whole_raster_plan(dataset: rasterio.DatasetReader, model: LoadedModel, extent: tuple[float, float],
-                       gsd_m: float | None, bands: list[int] | None) -> InputPlan:
-    """One window holding the whole raster: resampled to the model's pixel size at its exact
-    scale, reflect-padded up to multiples of 32, predicted in one pass (no tile edges at all)."""
-    model_shape = (max(1, round(extent[0])), max(1, round(extent[1])))
-    padded = (-(-model_shape[0] // 32) * 32, -(-model_shape[1] // 32) * 32)
-    chosen = choose_bands(dataset, model.bands, bands)
-    low, high, note = value_stretch(dataset, chosen)
-    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=pixel_size_xy_m(dataset, gsd_m),
-                     window_px=(dataset.height, dataset.width), stride_px=(dataset.height, dataset.width),
-                     tile_size=max(padded), overlap=0, model_shape=model_shape, padded_shape=padded,
-                     notes=[note, "whole raster in one pass"])
+    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), window_px=window_px,
+                     stride_px=stride_px, tile_size=tile_size, overlap=overlap, model_shape=model_shape,
+                     padded_shape=padded_shape, notes=[note, *extra_notes])
 
 
 # --- the tiled run -------------------------------------------------------------------------------
