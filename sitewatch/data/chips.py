@@ -1,9 +1,12 @@
-"""The chip cache: every labelled image resampled to the model's pixel size, cut into chips.
+"""The chip cache: every labelled image resampled to the model's pixel size(s), cut into chips.
 
-``prepare_chips`` decodes each source once, resamples it to ``gsd_m`` (ground metres per
-pixel), cuts ``chip_size``² chips and stores them as two memory-mappable ``.npy`` arrays plus a
-JSON index, in a folder named by a hash of the settings. Training epochs then read chips
-straight from the memory map instead of re-decoding PNGs and re-rasterizing polygons.
+``prepare_chips`` decodes each source once, resamples it to each ground pixel size of the
+recipe (``gsd_m``, or every level of ``gsd_levels`` that the source can give without being
+upsampled by more than ``max_upsample``), cuts ``chip_size``² chips and stores them as two
+memory-mappable ``.npy`` arrays plus a JSON index, in a folder named by a hash of the settings.
+Every chip records its pixel size and the area (m²) of the largest building it holds, so the
+sampler can weight pixel sizes and large buildings. Training epochs then read chips straight
+from the memory map instead of re-decoding PNGs and re-rasterizing polygons.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from sitewatch.data.common import IGNORE, LabeledImage
 from sitewatch.data.sources import read_source
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import resample_image, resample_label
 
-CACHE_FORMAT = 3  # bump when the chip layout or reader behaviour changes
+CACHE_FORMAT = 4  # bump when the chip layout or reader behaviour changes
 
 
 def cut_chips(
@@ -70,6 +74,19 @@ class ChipSettings:
     gsd_overrides: tuple[tuple[str, float], ...] = ()
     max_images_per_source: int | None = None
     fair_ramp_zooms: tuple[int, ...] | None = None
+    gsd_levels: tuple[float, ...] = ()
+    max_upsample: float = 1.5
+
+    def levels_for(self, native_gsd_m: float) -> list[float]:
+        """The chip pixel sizes (m) an image of ``native_gsd_m`` contributes to.
+
+        With no ``gsd_levels``, every image is resampled to ``gsd_m`` whatever its native size.
+        Otherwise each level the image reaches without being upsampled by more than
+        ``max_upsample`` (``native / level ≤ max_upsample``).
+        """
+        if not self.gsd_levels:
+            return [self.gsd_m]
+        return [level for level in self.gsd_levels if native_gsd_m / level <= self.max_upsample + 1e-9]
 
     def key(self) -> str:
         payload = json.dumps({"format": CACHE_FORMAT, **self.__dict__}, sort_keys=True, default=str)
@@ -84,6 +101,14 @@ def _gsd_for(sample: LabeledImage, overrides: dict[str, float]) -> float:
                 or sample.source == prefix) and (best is None or len(prefix) > len(best[0])):
             best = (prefix, value)
     return best[1] if best else sample.gsd_m
+
+
+def largest_building_m2(label: np.ndarray, gsd_m: float) -> float:
+    """Area in m² of the largest 8-connected building in a 0/1/IGNORE label at ``gsd_m``."""
+    components, count = ndimage.label(label == 1, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return 0.0
+    return float(np.bincount(components.ravel())[1:].max()) * gsd_m * gsd_m
 
 
 def _iter_samples(settings: ChipSettings) -> Iterator[LabeledImage]:
@@ -116,17 +141,19 @@ def prepare_chips(settings: ChipSettings, cache_dir: Path, rebuild: bool = False
     records: list[dict[str, object]] = []
     for sample in _iter_samples(settings):
         native = _gsd_for(sample, overrides)
-        scale = native / settings.gsd_m
-        image = resample_image(sample.image, scale)
-        label = resample_label(sample.label, scale)
-        for row, col, image_chip, label_chip in cut_chips(image, label, settings.chip_size):
-            images.append(np.ascontiguousarray(image_chip))
-            labels.append(np.ascontiguousarray(label_chip))
-            records.append({
-                "source": sample.source, "group": sample.group, "name": sample.name,
-                "row": row, "col": col, "native_gsd_m": round(native, 4),
-                "gsd_estimated": sample.gsd_estimated,
-            })
+        for level in settings.levels_for(native):
+            scale = native / level
+            image = resample_image(sample.image, scale)
+            label = resample_label(sample.label, scale)
+            for row, col, image_chip, label_chip in cut_chips(image, label, settings.chip_size):
+                images.append(np.ascontiguousarray(image_chip))
+                labels.append(np.ascontiguousarray(label_chip))
+                records.append({
+                    "source": sample.source, "group": sample.group, "name": sample.name,
+                    "row": row, "col": col, "native_gsd_m": round(native, 4),
+                    "gsd_estimated": sample.gsd_estimated, "gsd_m": level,
+                    "largest_building_m2": round(largest_building_m2(label_chip, level), 1),
+                })
     if not records:
         raise SitewatchError(f"{settings.root}: no labelled chips in sources {list(settings.sources)}")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
@@ -169,6 +196,15 @@ class ChipCache:
         if self._labels is None:
             self._labels = np.load(self.folder / "labels.npy", mmap_mode="r")
         return self._labels
+
+    def count_by_gsd(self, indices: Sequence[int]) -> dict[str, int]:
+        """Chip count per pixel size (m, as text keys for JSON), over ``indices``."""
+        default = float(self.settings["gsd_m"])
+        counts: dict[str, int] = {}
+        for i in indices:
+            key = f"{float(self.records[i].get('gsd_m', default)):g}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: float(item[0])))
 
     def summary(self, indices: Sequence[int]) -> dict[str, dict[str, float]]:
         """Per source: chip count and building share of labelled pixels, over ``indices``."""
