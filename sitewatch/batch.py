@@ -33,10 +33,10 @@ from typing import Any
 
 import yaml
 
-from sitewatch.change import ChangeRules
 from sitewatch.checkpoint import file_sha256
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import atomic_path
+from sitewatch.rules import ChangeRules
 
 RECORD = "inputs.json"
 SITE_KEYS = {"id", "rasters", "dates", "rules"}

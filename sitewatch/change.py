@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +26,13 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
-import yaml
 from pyproj import CRS
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, transform_bounds
 
 from sitewatch.errors import SitewatchError
-
-# --- rules ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChangeRules:
-    """Thresholds of matching and flagging (areas m², distances m, shares 0-1).
-
-    See ``configs/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
-    """
-
-    match_min_overlap: float = 0.3
-    expanded_min_share: float = 0.25
-    expanded_min_m2: float = 30.0
-    hall_min_area_m2: float = 1000.0
-    hall_min_share_of_largest: float = 0.5
-    hall_min_area_floor_m2: float = 600.0
-    hall_min_rectangularity: float = 0.75
-    hall_max_elongation: float = 8.0
-    hall_min_width_m: float = 15.0
-    housing_min_area_m2: float = 30.0
-    housing_max_area_m2: float = 600.0
-    housing_max_gap_m: float = 25.0
-    housing_min_count: int = 3
-    absent_max_probability: float = 0.4
-    new_min_confidence: float = 0.4
-    new_min_area_m2: float = 20.0
-    max_shift_px: float = 16.0
-    min_shift_response: float = 0.05
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> ChangeRules:
-        """Read rules from YAML (a mapping of the field names); unknown keys are errors."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise SitewatchError(f"{path}: cannot read change rules ({error})") from None
-        if not isinstance(data, dict):
-            raise SitewatchError(f"{path}: change rules must be a mapping")
-        data = data.get("rules", data)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SitewatchError(f"{path}: unknown change rule(s) {unknown}")
-        return cls(**data)
-
+from sitewatch.footprints import measure
+from sitewatch.rules import ChangeRules
 
 # --- dates ---------------------------------------------------------------------------------------
 
@@ -252,7 +207,8 @@ class ChangeResult:
 
 def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
                   before_probability: np.ndarray | None = None,
-                  after_probability: np.ndarray | None = None) -> ChangeResult:
+                  after_probability: np.ndarray | None = None,
+                  observed: shapely.Geometry | None = None, pixel_m: float = 0.0) -> ChangeResult:
     """Classify, track and flag the buildings of a site seen at several dates.
 
     Args:
@@ -267,6 +223,9 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             None treats it as 0.
         after_probability: the same, per first-date building, at the last date: a building
             whose ground still scores ``absent_max_probability`` is not called demolished.
+        observed: the ground seen at every date (metric CRS); buildings within about two
+            pixels of its edge are marked ``cut_by_edge`` (their area is a lower bound).
+        pixel_m: ground pixel size (m) of the rasters, for that margin.
     """
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
@@ -334,8 +293,9 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
         date_seen=dates[0])
     changes = gpd.GeoDataFrame(pd.concat([present, demolished], ignore_index=True), crs=crs)
     changes["flag"] = ""
+    changes["cut_by_edge"] = touches_edge(changes.geometry.values, observed, max(2 * pixel_m, 1.0))
     is_new = changes["change"] == "new"
-    hall = is_new & assembly_hall_rule(changes, largest_existing, rules)
+    hall = is_new & assembly_hall_rule(changes, largest_existing, rules, changes["cut_by_edge"].to_numpy())
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
     clusters = housing_clusters(changes[is_new & ~hall], rules, crs)
@@ -347,15 +307,56 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
                         largest_existing_m2=largest_existing)
 
 
-def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules) -> pd.Series:
-    """Large (absolute, or relative to the largest existing building), compact, rectilinear."""
-    area = buildings["area_m2"]
-    large = (area >= rules.hall_min_area_m2) | (
-        (largest_existing_m2 > 0) & (area >= rules.hall_min_share_of_largest * largest_existing_m2)
-        & (area >= rules.hall_min_area_floor_m2))
-    compact = (buildings["rectangularity"] >= rules.hall_min_rectangularity) & (
-        buildings["elongation"] <= rules.hall_max_elongation) & (buildings["width_m"] >= rules.hall_min_width_m)
-    return large & compact
+def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
+    """The largest part of each polygon that a ``width_m``-wide square can sweep (metric CRS).
+
+    A morphological opening (inward then outward buffer by ``width_m / 2``, square corners): a
+    long-span hall keeps nearly all of its roof, ragged outline or not, while houses merged into
+    one blob fall apart at the yards and narrow links between them and keep one house-sized
+    part. Empty geometry where nothing survives.
+    """
+    radius = width_m / 2
+    opened = shapely.buffer(shapely.buffer(geometries, -radius, join_style="mitre"), radius,
+                            join_style="mitre")
+    parts, owner = shapely.get_parts(opened, return_index=True)
+    cores = np.array([shapely.Polygon()] * len(geometries), dtype=object)
+    best = np.zeros(len(geometries))
+    for part, index, area in zip(parts, owner, shapely.area(parts), strict=True):
+        if area > best[index]:
+            best[index], cores[index] = area, part
+    return cores
+
+
+def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, margin_m: float) -> np.ndarray:
+    """True for polygons within ``margin_m`` of the edge of the observed ground (cut by it)."""
+    if observed is None or observed.is_empty:
+        return np.zeros(len(geometries), bool)
+    return shapely.dwithin(geometries, observed.boundary, margin_m)
+
+
+def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
+                       cut_by_edge: np.ndarray | None = None) -> pd.Series:
+    """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
+
+    The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of
+    the outline's area, be large (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the
+    largest existing building and at least the floor), rectangular and not too elongated. A
+    building cut by the edge of the observed ground is only partly seen: its visible core needs
+    only the area floor (its true area is larger).
+    """
+    if buildings.empty:
+        return pd.Series(np.zeros(0, bool), index=buildings.index)
+    cores = gpd.GeoSeries(hall_cores(buildings.geometry.values, rules.hall_min_width_m), crs=buildings.crs)
+    shape = measure(cores)
+    core_area = shape["area_m2"]
+    cut = np.zeros(len(buildings), bool) if cut_by_edge is None else np.asarray(cut_by_edge, bool)
+    large = (core_area >= rules.hall_min_area_m2) | (
+        (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
+        & (core_area >= rules.hall_min_area_floor_m2)) | (cut & (core_area >= rules.hall_min_area_floor_m2))
+    solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
+    compact = (shape["rectangularity"] >= rules.hall_min_rectangularity) & (
+        shape["elongation"] <= rules.hall_max_elongation)
+    return pd.Series(large & solid & compact, index=buildings.index)
 
 
 def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None) -> gpd.GeoDataFrame:
@@ -416,6 +417,7 @@ def summarize(result: ChangeResult, site: str, model: dict[str, Any]) -> dict[st
         "new_buildings": [
             {"id": int(row.change_id), "class": row.change, "flag": row.flag or None,
              "area_m2": round(float(row.area_m2), 1),
+             "cut_by_edge": bool(row.cut_by_edge),
              "ratio_to_largest_existing": None if pd.isna(row.ratio_to_largest_existing)
              else float(row.ratio_to_largest_existing),
              "confidence": None if pd.isna(row.confidence) else float(row.confidence),

@@ -9,22 +9,20 @@ read with ``torch.load(weights_only=True)`` only, so a checkpoint carrying code 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
 from sitewatch.errors import SitewatchError
 from sitewatch.model import build_network
+from sitewatch.modelfile import MODEL_FORMAT, check_metadata, file_sha256, read_model_metadata
 from sitewatch.raster import atomic_path
-
-MODEL_FORMAT = "sitewatch-model/1"
 
 
 @dataclass
@@ -41,6 +39,12 @@ class LoadedModel:
         return float(self.metadata["gsd_m"])
 
     @property
+    def gsd_range_m(self) -> tuple[float, float] | None:
+        """Finest and coarsest trained pixel sizes (m) of a multi-scale model, else None."""
+        value = self.metadata.get("gsd_range_m")
+        return (float(value[0]), float(value[1])) if value else None
+
+    @property
     def threshold(self) -> float:
         return float(self.metadata["threshold"])
 
@@ -51,15 +55,6 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.path.name
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -104,24 +99,6 @@ def export_model(checkpoint_path: Path, out_path: Path) -> str:
     return file_sha256(Path(out_path))
 
 
-def read_model_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata of an exported model file."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise SitewatchError(f"{path}: not a readable model file ({error})") from None
-    if "sitewatch" not in header:
-        raise SitewatchError(f"{path}: safetensors file without sitewatch metadata")
-    try:
-        metadata = json.loads(header["sitewatch"])
-    except json.JSONDecodeError as error:
-        raise SitewatchError(f"{path}: broken model metadata ({error})") from None
-    if metadata.get("format") != MODEL_FORMAT:
-        raise SitewatchError(f"{path}: unsupported model format {metadata.get('format')!r}")
-    return metadata
-
-
 def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -153,6 +130,7 @@ def load_model(
     elif path.suffix == ".ckpt":
         checkpoint = read_checkpoint(path)
         metadata = checkpoint["sitewatch"]
+        check_metadata(metadata, path)
         state = network_state(checkpoint)
     else:
         raise SitewatchError(f"{path}: model files are .safetensors (exported) or .ckpt")

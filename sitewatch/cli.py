@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from sitewatch.errors import SitewatchError
@@ -53,11 +52,18 @@ def export(
 @app.command()
 def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors or .ckpt).")]) -> None:
     """Print a model file's metadata as JSON."""
-    from sitewatch.checkpoint import load_model
+    from sitewatch.modelfile import file_sha256, read_model_metadata
 
-    loaded = load_model(model)
-    typer.echo(json.dumps({"path": str(model), "sha256": loaded.sha256, **loaded.metadata},
-                          indent=2))
+    if model.suffix == ".ckpt":  # a training checkpoint needs torch to read
+        from sitewatch.checkpoint import load_model
+
+        loaded = load_model(model)
+        metadata, sha = loaded.metadata, loaded.sha256
+    else:
+        if not model.is_file():
+            raise SitewatchError(f"{model}: model file not found")
+        metadata, sha = read_model_metadata(model), file_sha256(model)
+    typer.echo(json.dumps({"path": str(model), "sha256": sha, **metadata}, indent=2))
 
 
 def _parse_bands(text: str | None) -> list[int] | None:
@@ -67,6 +73,40 @@ def _parse_bands(text: str | None) -> list[int] | None:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise SitewatchError(f"--bands takes 1-based band numbers like 1,2,3, got '{text}'") from None
+
+
+def _check_positive(**values: float | None) -> None:
+    """Refuse a size given on the command line that is not a positive finite number."""
+    import math
+
+    for name, value in values.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SitewatchError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+
+
+def _check_not_negative(**values: float) -> None:
+    """Refuse a size given on the command line that is negative or not finite."""
+    import math
+
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise SitewatchError(f"--{name.replace('_', '-')} must be zero or more, got {value}")
+
+
+def _check_threshold(threshold: float | None) -> None:
+    """Refuse a probability threshold outside 0 < t < 1 (or NaN)."""
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise SitewatchError(f"--threshold must be between 0 and 1, got {threshold}")
+
+
+def _check_readable(rasters: list[Path]) -> None:
+    """Fail before any slow work on a raster path that does not exist or cannot be opened."""
+    from sitewatch.raster import open_raster
+
+    for raster in rasters:
+        if not raster.exists():
+            raise SitewatchError(f"{raster}: file not found")
+        open_raster(raster).close()
 
 
 def _load_model_for_inference(model: Path | None, device: str):
@@ -92,19 +132,21 @@ def segment(
     batch_size: Annotated[int | None, typer.Option(
         help="Tiles per forward pass (default: ~1 M model pixels per pass).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold.")] = None,
+    work_gsd: Annotated[float | None, typer.Option(
+        help="Ground pixel size (m) to run the model at (default: the input's own, within the "
+             "model's trained range).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA).")] = False,
     footprints: Annotated[bool, typer.Option(help="Also write footprints.gpkg / .geojson.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Segment buildings: DIR/<stem>/probability.tif, mask.tif and footprints on each input's grid."""
+    band_list = _parse_bands(bands)
+    _check_positive(gsd=gsd, work_gsd=work_gsd, tile_size=tile_size, batch_size=batch_size)
+    _check_threshold(threshold)
+    _check_readable(rasters)  # before torch and the model load
     from tqdm import tqdm
 
     from sitewatch.predict import Predictor, segment_raster
-    from sitewatch.raster import open_raster
-
-    band_list = _parse_bands(bands)
-    for raster in rasters:  # fail before any work on a path that cannot be read
-        open_raster(raster).close()
     stems = [r.stem for r in rasters]
     if len(set(stems)) != len(stems):
         raise SitewatchError("two input rasters have the same file name; their outputs would collide")
@@ -127,7 +169,7 @@ def segment(
             result = segment_raster(raster, out / raster.stem, predictor, tile_size=tile_size,
                                     overlap=overlap, batch_size=batch_size, gsd_m=gsd,
                                     bands=band_list, threshold=threshold, progress=progress,
-                                    finish=finish)
+                                    finish=finish, work_gsd_m=work_gsd)
         finally:
             bar.close()
         typer.echo(
@@ -166,6 +208,10 @@ def vectorize(
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
 ) -> None:
     """Turn a mask or probability raster into footprints.gpkg (its CRS) and footprints.geojson."""
+    _check_not_negative(min_area=min_area, simplify=simplify)
+    _check_positive(gsd=gsd)
+    _check_threshold(threshold)
+    _check_readable([raster] + ([probability] if probability else []))
     from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
 
     options = FootprintOptions(min_area_m2=min_area, simplify_m=simplify, regularize=regularize,
@@ -187,6 +233,9 @@ def evaluate(
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of masks without a CRS.")] = None,
 ) -> None:
     """Pixel IoU/F1/precision/recall (mask vs mask) and SpaceNet object F1 (polygons)."""
+    if not 0.0 < iou <= 1.0:
+        raise SitewatchError(f"--iou must be in (0, 1], got {iou}")
+    _check_positive(gsd=gsd)
     from sitewatch.evaluate import evaluate_paths
 
     report = evaluate_paths(predicted, reference, out=out, iou_threshold=iou, gsd_m=gsd)
@@ -232,21 +281,27 @@ def change(
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    work_gsd: Annotated[float | None, typer.Option(
+        help="Ground pixel size (m) to run the model at (default: the first raster's own, within "
+             "the model's trained range).")] = None,
 ) -> None:
     """What was built, enlarged or demolished between dates; flags new halls and housing."""
-    from sitewatch.change import ChangeRules
     from sitewatch.paths import default_rules_path
+    from sitewatch.rules import ChangeRules
+
+    change_rules = ChangeRules.from_yaml(rules or default_rules_path())
+    date_list = dates.split(",") if dates else None
+    _check_positive(work_gsd=work_gsd)
+    _check_readable(rasters)  # before torch and the model load
+
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
 
-    rule_file = rules or default_rules_path()
-    change_rules = ChangeRules.from_yaml(rule_file) if rule_file.is_file() else ChangeRules()
-    date_list = dates.split(",") if dates else None
     loaded = _load_model_for_inference(model, device)
     predictor = Predictor(loaded, device=device, backend=backend)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
     result = run_site(rasters, out, predictor, site=site, dates=date_list, rules=change_rules,
-                      progress=lambda message: typer.echo(message, err=True))
+                      progress=lambda message: typer.echo(message, err=True), work_gsd_m=work_gsd)
     _print_site(result.summary, out)
 
 
@@ -262,7 +317,7 @@ def demo(
     if len(rasters) < 2:
         raise SitewatchError(f"{DEMO_SITE}: demo site rasters missing from this checkout")
     change(rasters=rasters, out=out, dates=None, site=DEMO_SITE.name, rules=None, model=None,
-           device=device, backend="auto")
+           device=device, backend="auto", work_gsd=None)
 
 
 @app.command()
@@ -285,14 +340,13 @@ def batch(
     from tqdm import tqdm
 
     from sitewatch.batch import read_manifest, run_local, run_ray, write_batch_summary
-    from sitewatch.change import ChangeRules
     from sitewatch.paths import default_model_path, default_rules_path
+    from sitewatch.rules import ChangeRules
 
     if executor not in {"local", "ray"}:
         raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
     sites = read_manifest(manifest, strict_paths=strict_paths)
-    rule_file = rules or default_rules_path()
-    base_rules = ChangeRules.from_yaml(rule_file) if rule_file.is_file() else ChangeRules()
+    base_rules = ChangeRules.from_yaml(rules or default_rules_path())
     model_path = model or default_model_path()
     _load_model_for_inference(model_path, "cpu")  # a bad model fails before any site starts
     if not resume:
@@ -326,32 +380,48 @@ def batch(
         raise typer.Exit(1)
 
 
+def _click_exceptions() -> tuple[type[Exception], type[BaseException], type[BaseException]]:
+    """The ClickException, Abort and Exit classes of the click that typer really uses.
+
+    typer ≥ 0.22 carries its own copy of click (``typer._click``): catching ``click``'s classes
+    would miss every usage error, so the classes are taken from typer's own exports.
+    """
+    click_exception = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+    return click_exception, typer.Abort, typer.Exit
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"sitewatch: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point with one-line errors and meaningful exit codes."""
+    """Console-script entry point with one-line errors and meaningful exit codes.
+
+    User mistakes and usage errors print one ``sitewatch: error:`` line and exit 2; Ctrl-C
+    exits 130; an unwritable folder or a full disk is one line too.
+    """
+    click_exception, abort, exit_ = _click_exceptions()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="sitewatch", standalone_mode=False)
         if isinstance(code, int) and code:
             if code == 130:  # typer turns Ctrl-C into this exit code
                 print("sitewatch: interrupted", file=sys.stderr)
             sys.exit(code)
     except SitewatchError as error:
-        print(f"sitewatch: error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        print("sitewatch: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
+        _fail(str(error), error.exit_code)
+    except (abort, KeyboardInterrupt):
         print("sitewatch: interrupted", file=sys.stderr)
         sys.exit(130)
     except OSError as error:  # unwritable folder, disk full, vanished file: the user's machine
         where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        reason = error.strerror or str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"sitewatch: error: {where}{reason}", file=sys.stderr)
-        sys.exit(2)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as error:
+        reason = error.strerror or (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        _fail(f"{where}{reason}")
+    except click_exception as error:
+        context = getattr(error, "ctx", None)
+        command = context.command_path if context is not None else "sitewatch"
+        _fail(f"{' '.join(error.format_message().split())} (see '{command} --help')", error.exit_code or 2)
+    except exit_ as error:
         sys.exit(error.exit_code)
 
 

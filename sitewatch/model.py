@@ -28,6 +28,7 @@ from torchmetrics.classification import (
 
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import MODEL_FORMAT
 from sitewatch.pretrained import load_encoder_weights
 from sitewatch.raster import IGNORE
 
@@ -248,13 +249,19 @@ class SegmentationTask(L.LightningModule):
         """Everything inference needs, as plain JSON-able values."""
         info = self.data_info
         return {
-            "format": "sitewatch-model/1",
+            "format": MODEL_FORMAT,
             "network": self.network_settings(),
             "bands": info.get("bands", ["red", "green", "blue"]),
             "mean": info.get("mean", [0.485, 0.456, 0.406]),
             "std": info.get("std", [0.229, 0.224, 0.225]),
             "input_scale": 255.0,
             "gsd_m": info.get("gsd_m"),
+            # multi-scale models: the range of ground pixel sizes (m) they were trained on;
+            # inference works at the input's own pixel size clamped to this range
+            "gsd_range_m": ([min(info["gsd_levels"]), max(info["gsd_levels"])]
+                            if info.get("gsd_levels") else None),
+            "working_gsd": ("the input's own pixel size clamped to gsd_range_m" if info.get("gsd_levels")
+                            else "gsd_m"),
             "tile_size": info.get("patch_size", 256),
             "threshold": self.hparams.threshold,
             "classes": ["background", "building"],

@@ -43,7 +43,20 @@ class ExportInferenceModel(L.Callback):
             return
         self.exported = folder / self.filename
         sha = export_model(Path(source), self.exported)
+        print(final_scores(trainer))
         print(f"exported {source} -> {self.exported} (sha256 {sha})")
+
+
+def final_scores(trainer: L.Trainer) -> str:
+    """One line with the last validation scores and the best checkpoint's monitored score."""
+    last = {key: float(value) for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/") and key.count("/") == 1}
+    shown = ", ".join(f"{key} {value:.3f}" for key, value in sorted(last.items()))
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_score", None)
+    monitor = getattr(callback, "monitor", None)
+    best_text = f"; best {monitor} {float(best):.3f}" if best is not None and monitor else ""
+    return f"final validation (epoch {trainer.current_epoch}): {shown or 'none'}{best_text}"
 
 
 class SitewatchCLI(LightningCLI):

@@ -143,16 +143,13 @@ def test_empty_mask_gives_empty_layer_with_schema(tmp_path: Path) -> None:
     assert gpd.read_file(tmp_path / "e.geojson").empty
 
 
-def test_hundred_thousand_specks_finish_quickly(tmp_path: Path) -> None:
-    import time
-
+@pytest.mark.timeout(300)  # a hang guard only: speed is measured in bench/vectorize.py
+def test_hundred_thousand_specks_leave_one_building(tmp_path: Path) -> None:
     mask = np.zeros((640, 640), np.uint8)
     mask[::2, ::2] = 1  # 102,400 isolated one-pixel specks
     mask[100:160, 100:200] = 1  # and one real building
     path = _write_mask(tmp_path / "specks.tif", mask, "EPSG:32633", Affine(0.5, 0, 500000, 0, -0.5, 5000000))
-    start = time.perf_counter()
     frame = vectorize_raster(path)
-    assert time.perf_counter() - start < 20
     assert len(frame) == 1
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO, assert_one_line_error, run_cli, run_sitewatch
 
-from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint
+from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint, read_model_metadata
 from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
 from sitewatch.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
 from sitewatch.errors import SitewatchError
@@ -210,11 +210,11 @@ def test_fine_tune_starts_from_an_exported_model(smoke_run: Path, tmp_path: Path
                      "--model.encoder_weights=null", f"--model.init_weights={exported}")
     assert result.returncode == 0, result.stderr[-3000:]
     (version,) = (tmp_path / "logs").glob("version_*")
-    rows = list(csv.DictReader((version / "metrics.csv").open()))
-    first_iou = next(float(r["val/iou"]) for r in rows if r.get("val/iou"))
-    original = list(csv.DictReader((smoke_run / "metrics.csv").open()))
-    from_scratch_first = next(float(r["val/iou"]) for r in original if r.get("val/iou"))
-    assert first_iou > from_scratch_first  # starts where the trained model was, not from ImageNet
+    # the CLI run started from the exported file: its own exported model names it by checksum
+    # (an exact check; comparing two runs' validation scores is a coin toss on another machine)
+    training = read_model_metadata(version / "model.safetensors")["training"]
+    assert training["init_weights"] == str(exported)
+    assert training["init_weights_sha256"] == file_sha256(exported)
 
 
 def test_fine_tune_from_a_different_network_is_a_one_line_error(smoke_run: Path, tmp_path: Path,

@@ -1,0 +1,122 @@
+"""The model file contract, readable without torch: format string, checksum, metadata.
+
+An exported model is one ``.safetensors`` file whose header metadata key ``sitewatch`` holds a
+JSON document with everything inference needs. This module reads that header by hand (8-byte
+little-endian header length, then JSON), so commands that only look at a model (``sitewatch
+info``, input checks before a run) answer without importing torch. It also holds the rule that
+picks the ground pixel size inference works at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+from sitewatch.errors import SitewatchError
+
+#: The ``format`` value of every exported model's metadata.
+MODEL_FORMAT = "sitewatch-model/1"
+_MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit on the JSON header
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise SitewatchError(f"{path}: not a readable model file (too short)")
+            (length,) = struct.unpack("<Q", prefix)
+            if not 2 <= length <= _MAX_HEADER_BYTES:
+                raise SitewatchError(f"{path}: not a readable model file (no safetensors header)")
+            raw = handle.read(length)
+    except OSError as error:
+        raise SitewatchError(f"{path}: not a readable model file ({error.strerror or error})") from None
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SitewatchError(f"{path}: not a readable model file (broken safetensors header)") from None
+    if not isinstance(header, dict):
+        raise SitewatchError(f"{path}: not a readable model file (broken safetensors header)")
+    return header
+
+
+def read_model_metadata(path: Path) -> dict[str, Any]:
+    """The checked JSON metadata of an exported ``.safetensors`` model file (no torch needed)."""
+    path = Path(path)
+    header = _safetensors_header(path)
+    extra = header.get("__metadata__") or {}
+    if not isinstance(extra, dict) or "sitewatch" not in extra:
+        raise SitewatchError(f"{path}: safetensors file without sitewatch metadata")
+    try:
+        metadata = json.loads(extra["sitewatch"])
+    except (json.JSONDecodeError, TypeError) as error:
+        raise SitewatchError(f"{path}: broken model metadata ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else None
+        raise SitewatchError(f"{path}: unsupported model format {found!r}")
+    check_metadata(metadata, path)
+    return metadata
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_metadata(metadata: dict[str, Any], path: Path | str) -> None:
+    """Refuse metadata that inference cannot trust (bands, pixel sizes, normalisation, threshold)."""
+    bands = metadata.get("bands")
+    if not isinstance(bands, list) or not bands or not all(isinstance(b, str) for b in bands):
+        raise SitewatchError(f"{path}: model metadata 'bands' must be a list of band names")
+    for key in ("mean", "std"):
+        values = metadata.get(key)
+        if (not isinstance(values, list) or len(values) != len(bands)
+                or not all(isinstance(v, int | float) and math.isfinite(v) for v in values)):
+            raise SitewatchError(f"{path}: model metadata '{key}' must hold {len(bands)} numbers (one per band)")
+    if not all(v > 0 for v in metadata["std"]):
+        raise SitewatchError(f"{path}: model metadata 'std' must be positive")
+    if not _positive(metadata.get("gsd_m")):
+        raise SitewatchError(f"{path}: model metadata 'gsd_m' must be a positive pixel size in metres")
+    gsd_range = metadata.get("gsd_range_m")
+    if gsd_range is not None and (not isinstance(gsd_range, list) or len(gsd_range) != 2
+                                  or not all(_positive(v) for v in gsd_range) or gsd_range[0] > gsd_range[1]):
+        raise SitewatchError(f"{path}: model metadata 'gsd_range_m' must be [finest, coarsest] metres")
+    threshold = metadata.get("threshold")
+    if not (isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold < 1):
+        raise SitewatchError(f"{path}: model metadata 'threshold' must be a number between 0 and 1")
+    if not isinstance(metadata.get("network"), dict):
+        raise SitewatchError(f"{path}: model metadata lacks the network settings")
+
+
+def working_gsd_m(metadata: dict[str, Any], input_gsd_m: float, override_m: float | None = None) -> tuple[float, str]:
+    """The ground pixel size (m) inference works at for an input of ``input_gsd_m``, and why.
+
+    The rule: a pixel size given by the user wins; a multi-scale model (metadata
+    ``gsd_range_m``) works at the input's own pixel size clamped to the range it was trained
+    on, so a 3 m PlanetScope scene is not blown up and a 5 cm drone image is averaged down to
+    the finest trained size; a single-scale model works at its ``gsd_m``.
+    """
+    if override_m is not None:
+        return float(override_m), "set by the user"
+    gsd_range = metadata.get("gsd_range_m")
+    if not gsd_range:
+        return float(metadata["gsd_m"]), "the model's single trained pixel size"
+    finest, coarsest = float(gsd_range[0]), float(gsd_range[1])
+    chosen = min(max(float(input_gsd_m), finest), coarsest)
+    if chosen == float(input_gsd_m):
+        return chosen, f"the input's own pixel size (within the model's {finest:g}-{coarsest:g} m)"
+    side = "finest" if chosen == finest else "coarsest"
+    return chosen, (f"the model's {side} trained pixel size "
+                    f"(input {input_gsd_m:.2f} m is outside {finest:g}-{coarsest:g} m)")

@@ -1,0 +1,87 @@
+"""The change rules: thresholds of matching and flagging, read from ``configs/change.yaml``.
+
+A light module (no raster or torch imports), so a rules file is checked before any slow work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sitewatch.errors import SitewatchError
+
+#: Rules that are shares or probabilities (0-1); every other rule is a size, count or ratio ≥ 0.
+_UNIT_INTERVAL_RULES = ("overlap", "share", "rectangularity", "probability", "confidence", "response")
+
+
+def check_rule(name: str, value: Any, kind: str) -> None:
+    """Refuse a rule value of the wrong type or out of range, naming the rule."""
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SitewatchError(f"change rule '{name}' must be a whole number ≥ 1, got {value!r}")
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise SitewatchError(f"change rule '{name}' must be a number, got {value!r}")
+    if any(word in name for word in _UNIT_INTERVAL_RULES):
+        if not 0.0 <= value <= 1.0:
+            raise SitewatchError(f"change rule '{name}' is a share and must be in 0..1, got {value!r}")
+    elif value < 0:
+        raise SitewatchError(f"change rule '{name}' must not be negative, got {value!r}")
+    if name == "hall_max_elongation" and value < 1:
+        raise SitewatchError(f"change rule '{name}' must be at least 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ChangeRules:
+    """Thresholds of matching and flagging (areas m², distances m, shares 0-1).
+
+    See ``configs/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
+    """
+
+    match_min_overlap: float = 0.3
+    expanded_min_share: float = 0.25
+    expanded_min_m2: float = 30.0
+    hall_min_area_m2: float = 1000.0
+    hall_min_share_of_largest: float = 0.5
+    hall_min_area_floor_m2: float = 600.0
+    hall_min_rectangularity: float = 0.75
+    hall_max_elongation: float = 8.0
+    hall_min_width_m: float = 15.0
+    hall_min_core_share: float = 0.7
+    housing_min_area_m2: float = 30.0
+    housing_max_area_m2: float = 600.0
+    housing_max_gap_m: float = 25.0
+    housing_min_count: int = 3
+    absent_max_probability: float = 0.4
+    new_min_confidence: float = 0.4
+    new_min_area_m2: float = 20.0
+    max_shift_px: float = 16.0
+    min_shift_response: float = 0.05
+
+    def __post_init__(self) -> None:
+        for rule in fields(self):
+            check_rule(rule.name, getattr(self, rule.name), rule.type)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> ChangeRules:
+        """Read rules from YAML (a mapping of the field names); unknown keys are errors."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise SitewatchError(f"{path}: change rules file not found") from None
+        except (OSError, yaml.YAMLError) as error:
+            raise SitewatchError(f"{path}: cannot read change rules ({error})") from None
+        if not isinstance(data, dict):
+            raise SitewatchError(f"{path}: change rules must be a mapping")
+        data = data.get("rules", data)
+        if not isinstance(data, dict):
+            raise SitewatchError(f"{path}: 'rules' must be a mapping of rule names to values")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SitewatchError(f"{path}: unknown change rule(s) {unknown}")
+        return cls(**data)

@@ -1,0 +1,150 @@
+"""The command line's first hour: usage errors, range checks, rules files, model metadata, start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, assert_one_line_error, run_sitewatch
+from safetensors.torch import load_file, save_file
+
+from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import read_model_metadata, working_gsd_m
+from sitewatch.paths import default_model_path
+from sitewatch.rules import ChangeRules
+
+DEMO = REPO / "data" / "demo_site" / "texas_train36_2002-01-01.tif"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["segmnt"], "No such command 'segmnt'"),
+    (["segment", str(DEMO)], "Missing option '--out'"),
+    (["segment", str(DEMO), "--out", "o", "--tile-size", "abc"], "Invalid value for '--tile-size'"),
+    (["info"], "Missing argument"),
+    (["--bogus"], "No such option: --bogus"),
+])
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], needle: str) -> None:
+    result = run_sitewatch(*args)
+    assert_one_line_error(result, needle)
+    assert result.returncode == 2
+
+
+def test_usage_error_of_the_installed_console_script() -> None:
+    """The real entry point in a fresh interpreter: whatever typer/click pair is installed."""
+    result = subprocess.run([sys.executable, "-m", "sitewatch.cli", "segment"], capture_output=True,
+                            text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "sitewatch: error: Missing argument 'rasters'. (see 'sitewatch segment --help')"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--gsd", "nan"], "--gsd must be a positive number"),
+    (["--gsd", "inf"], "--gsd must be a positive number"),
+    (["--work-gsd", "0"], "--work-gsd must be a positive number"),
+    (["--threshold", "2"], "--threshold must be between 0 and 1"),
+    (["--threshold", "nan"], "--threshold must be between 0 and 1"),
+    (["--tile-size", "-64"], "--tile-size must be a positive number"),
+])
+def test_numbers_on_the_command_line_are_range_checked(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = run_sitewatch("segment", str(DEMO), "--out", str(tmp_path / "o"), *args)
+    assert_one_line_error(result, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_vectorize_and_evaluate_numbers_are_range_checked(tmp_path: Path) -> None:
+    assert_one_line_error(run_sitewatch("vectorize", str(DEMO), "--simplify", "-1"), "--simplify")
+    assert_one_line_error(run_sitewatch("vectorize", str(DEMO), "--min-area", "nan"), "--min-area")
+    assert_one_line_error(run_sitewatch("evaluate", str(DEMO), str(DEMO), "--iou", "0"), "--iou")
+
+
+def test_missing_rules_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    result = run_sitewatch("change", str(DEMO), str(DEMO), "--out", str(tmp_path / "d"),
+                           "--rules", str(tmp_path / "halls_everywhere.yml"))
+    assert_one_line_error(result, "halls_everywhere.yml: change rules file not found")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("hall_min_area_m2: big", "'hall_min_area_m2' must be a number"),
+    ("hall_min_area_m2: -5", "'hall_min_area_m2' must not be negative"),
+    ("hall_min_area_m2: .nan", "'hall_min_area_m2' must be a number"),
+    ("hall_min_area_m2: null", "'hall_min_area_m2' must be a number"),
+    ("housing_min_count: 2.5", "'housing_min_count' must be a whole number"),
+    ("housing_min_count: 0", "'housing_min_count' must be a whole number"),
+    ("match_min_overlap: 1.5", "'match_min_overlap' is a share"),
+    ("hall_min_area: 5", "unknown change rule(s) ['hall_min_area']"),
+    ("rules: [1, 2]", "'rules' must be a mapping"),
+])
+def test_bad_rule_values_name_the_rule(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(SitewatchError) as caught:
+        ChangeRules.from_yaml(path)
+    assert needle in str(caught.value)
+    result = run_sitewatch("change", str(DEMO), str(DEMO), "--out", str(tmp_path / "d"), "--rules", str(path))
+    assert_one_line_error(result, needle)
+
+
+def test_shipped_rules_file_matches_the_defaults() -> None:
+    assert ChangeRules.from_yaml(REPO / "configs" / "change.yaml") == ChangeRules()
+
+
+def _model_with(tmp_path: Path, **changes) -> Path:
+    source = default_model_path()
+    metadata = read_model_metadata(source)
+    metadata.update(changes)
+    target = tmp_path / "lying.safetensors"
+    save_file(load_file(str(source)), str(target), metadata={"sitewatch": json.dumps(metadata)})
+    return target
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"gsd_m": 0}, "'gsd_m' must be a positive pixel size"),
+    ({"bands": ["red", "green"]}, "'mean' must hold 2 numbers"),
+    ({"mean": [0.5]}, "'mean' must hold 3 numbers"),
+    ({"threshold": "0.5"}, "'threshold' must be a number between 0 and 1"),
+    ({"gsd_range_m": [3, 0.3]}, "'gsd_range_m' must be [finest, coarsest]"),
+])
+def test_model_metadata_that_lies_is_refused(tmp_path: Path, changes: dict, needle: str) -> None:
+    model = _model_with(tmp_path, **changes)
+    with pytest.raises(SitewatchError) as caught:
+        read_model_metadata(model)
+    assert needle in str(caught.value)
+    assert_one_line_error(run_sitewatch("info", str(model)), needle)
+
+
+def test_working_pixel_size_rule() -> None:
+    multi = {"gsd_m": 0.5, "gsd_range_m": [0.3, 3.0]}
+    assert working_gsd_m(multi, 3.0)[0] == 3.0  # PlanetScope: its own 3 m, no blow-up
+    assert working_gsd_m(multi, 0.5)[0] == 0.5
+    assert working_gsd_m(multi, 0.05)[0] == 0.3  # drone: averaged down to the finest trained size
+    assert working_gsd_m(multi, 10.0)[0] == 3.0
+    assert working_gsd_m(multi, 3.0, override_m=1.0) == (1.0, "set by the user")
+    assert working_gsd_m({"gsd_m": 0.5}, 3.0)[0] == 0.5  # a single-scale model keeps its size
+
+
+def test_info_answers_without_importing_torch() -> None:
+    code = ("import sys; from sitewatch.cli import main\n"
+            "try:\n    main(['info', sys.argv[1]])\nexcept SystemExit as e:\n    assert not e.code\n"
+            "assert 'torch' not in sys.modules, 'info imported torch'")
+    result = subprocess.run([sys.executable, "-c", code, str(default_model_path())], capture_output=True,
+                            text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["format"] == "sitewatch-model/1"
+
+
+def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    code = ("import sys; from sitewatch.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code == 2, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported before the input check'")
+    for args in (["change", "missing_a.tif", "missing_b.tif", "--out", str(tmp_path / "c")],
+                 ["segment", "missing.tif", "--out", str(tmp_path / "s")]):
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "missing" in result.stderr and "file not found" in result.stderr
