@@ -396,7 +396,7 @@ def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
     """Metric attributes of polygons in a metric CRS (areas m², lengths m, angles ° from north)."""
     geoms = geometries.values
     envelope = shapely.oriented_envelope(geoms)
-    coords = [np.asarray(e.exterior.coords) if isinstance(e, Polygon) else np.zeros((5, 2))
+    coords = [np.asarray(e.exterior.coords) if isinstance(e, Polygon) and not e.is_empty else np.zeros((5, 2))
               for e in envelope]
     side_a = np.array([np.hypot(*(c[1] - c[0])) for c in coords])
     side_b = np.array([np.hypot(*(c[2] - c[1])) for c in coords])

@@ -95,6 +95,7 @@ def run_site(
     progress: Callable[[str], None] | None = None,
     extra_files: dict[str, str] | None = None,
     window_progress: Callable[[int, int], None] | None = None,
+    work_gsd_m: float | None = None,
 ) -> SiteRun:
     """Run the whole change job for one site and write its outputs into ``out_dir``.
 
@@ -109,6 +110,8 @@ def run_site(
         progress: called with a short message as each stage starts.
         extra_files: more text files (name → content) to add to the output folder.
         window_progress: called with (windows done, windows total) while each date is segmented.
+        work_gsd_m: ground pixel size (m) to run the model at (default: the first raster's own,
+            clamped to the model's trained range); every date is on the first raster's grid.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules()
@@ -143,7 +146,7 @@ def run_site(
         for date, path in zip(when, aligned, strict=True):
             say(f"segmenting {date}")
             segmented.append(segment_raster(path, staging / "segment" / date.isoformat(), predictor,
-                                            progress=window_progress))
+                                            progress=window_progress, work_gsd_m=work_gsd_m))
         grey0, factor = _grey(aligned[0])
         shifts, frames = [], []
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
@@ -161,11 +164,15 @@ def run_site(
         before = _mean_under(frames[-1], segmented[0].probability_path)
         after = _mean_under(frames[0], segmented[-1].probability_path)
         metric_crs = _utm_for(crs, transform, segmented[0])
-        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before, after)
+        observed = _extent(crs, transform, segmented[0]).to_crs(metric_crs).iloc[0]
+        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before, after,
+                               observed=observed, pixel_m=float(np.sqrt(pixel_m[0] * pixel_m[1])))
         result.shifts = shifts
         say("writing outputs")
         model = {"name": predictor.model.name, "sha256": predictor.model.sha256,
-                 "gsd_m": predictor.model.gsd_m, "device": predictor.description}
+                 "gsd_m": segmented[0].work_gsd_m, "gsd_rule": segmented[0].work_gsd_rule,
+                 "trained_gsd_m": predictor.model.gsd_range_m or predictor.model.gsd_m,
+                 "device": predictor.description}
         summary = summarize(result, site, model)
         changes = result.changes.to_crs(crs)
         clusters = result.clusters.to_crs(crs)
@@ -184,12 +191,17 @@ def run_site(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _utm_for(crs, transform, segmented) -> CRS:
-    """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
+def _extent(crs, transform, segmented) -> gpd.GeoSeries:
+    """The first raster's footprint (its CRS), the grid every date is warped onto."""
     import shapely
 
     bounds = rasterio.transform.array_bounds(segmented.height, segmented.width, transform)
-    return gpd.GeoSeries([shapely.box(*bounds)], crs=crs).estimate_utm_crs()
+    return gpd.GeoSeries([shapely.box(*bounds)], crs=crs)
+
+
+def _utm_for(crs, transform, segmented) -> CRS:
+    """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
+    return _extent(crs, transform, segmented).estimate_utm_crs()
 
 
 def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,

@@ -39,6 +39,7 @@ from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import working_gsd_m
 from sitewatch.raster import (
     open_raster,
     overview_shape,
@@ -262,6 +263,8 @@ class InputPlan:
     overlap: int  # model pixels
     model_shape: tuple[int, int]  # a window resampled to the model grid (rows, cols)
     padded_shape: tuple[int, int]  # ... reflect-padded to multiples of 32 for the network
+    work_gsd_m: float  # ground pixel size (m) the model runs at
+    work_gsd_rule: str  # why that pixel size
     notes: list[str] = field(default_factory=list)
 
 
@@ -315,9 +318,22 @@ def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np
 
 
 def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int | None,
-               overlap: int | None,
-               gsd_m: float | None, bands: list[int] | None) -> InputPlan:
-    """Work out bands, stretch and window sizes; errors for rasters that cannot be segmented."""
+               overlap: int | None, gsd_m: float | None, bands: list[int] | None,
+               work_gsd_m: float | None = None) -> InputPlan:
+    """Work out bands, stretch, working pixel size and window sizes.
+
+    Args:
+        dataset: the input raster.
+        model: the loaded model (its metadata gives the trained pixel sizes).
+        tile_size, overlap: model-grid tile side and overlap in pixels (None: automatic).
+        gsd_m: pixel size (m) of a raster without georeferencing.
+        bands: 1-based input bands for the model's bands.
+        work_gsd_m: the ground pixel size (m) to run the model at (None: the rule of
+            :func:`sitewatch.modelfile.working_gsd_m`).
+
+    Raises:
+        SitewatchError: for rasters that cannot be segmented.
+    """
     pixels = dataset.width * dataset.height
     if pixels > max_pixels() or dataset.width > MAX_WIDTH:
         raise SitewatchError(
@@ -326,14 +342,14 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
             "(cut it into tiles, or raise SITEWATCH_MAX_PIXELS)"
         )
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
-    model_gsd = model.gsd_m
+    model_gsd, gsd_rule = working_gsd_m(model.metadata, float(np.sqrt(dx * dy)), work_gsd_m)
     extent = (dataset.height * dy / model_gsd, dataset.width * dx / model_gsd)  # model pixels
-    if tile_size is None and overlap is None and min(extent) >= MIN_TILE and max(extent) <= MAX_AUTO_TILE:
+    if tile_size is None and overlap is None and max(extent) <= MAX_AUTO_TILE:
         # one window holding the whole raster, resampled to the model's pixel size at its exact
-        # scale and reflect-padded up to multiples of 32: one pass, no tile edges at all
+        # scale and padded up to multiples of 32 (at least MIN_TILE): one pass, no tile edges
         window_px = stride_px = (dataset.height, dataset.width)
-        model_shape = (round(extent[0]), round(extent[1]))
-        padded_shape = (-(-model_shape[0] // 32) * 32, -(-model_shape[1] // 32) * 32)
+        model_shape = (max(1, round(extent[0])), max(1, round(extent[1])))
+        padded_shape = (max(MIN_TILE, -(-model_shape[0] // 32) * 32), max(MIN_TILE, -(-model_shape[1] // 32) * 32))
         tile_size, overlap, extra_notes = max(padded_shape), 0, ["whole raster in one pass"]
     else:
         if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
@@ -359,7 +375,8 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     low, high, note = value_stretch(dataset, chosen)
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), window_px=window_px,
                      stride_px=stride_px, tile_size=tile_size, overlap=overlap, model_shape=model_shape,
-                     padded_shape=padded_shape, notes=[note, *extra_notes])
+                     padded_shape=padded_shape, work_gsd_m=model_gsd, work_gsd_rule=gsd_rule,
+                     notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *extra_notes])
 
 
 # --- the tiled run -------------------------------------------------------------------------------
@@ -379,6 +396,8 @@ class SegmentResult:
     windows: int
     pixel_size_m: tuple[float, float]
     notes: list[str]
+    work_gsd_m: float = 0.0
+    work_gsd_rule: str = ""
 
     @property
     def probability_path(self) -> Path:
@@ -418,8 +437,10 @@ class _WindowReader:
         scaled = np.where(np.isfinite(scaled), scaled, self.mean)  # nodata → band mean
         normalised = (scaled - self.mean) / self.std
         pad_rows, pad_cols = (p - m for p, m in zip(plan.padded_shape, plan.model_shape, strict=True))
-        if pad_rows or pad_cols:
-            normalised = np.pad(normalised, ((0, 0), (0, pad_rows), (0, pad_cols)), mode="reflect")
+        if pad_rows or pad_cols:  # mirror the image into the padding (edge values where it is too small)
+            small = pad_rows >= normalised.shape[1] or pad_cols >= normalised.shape[2]
+            normalised = np.pad(normalised, ((0, 0), (0, pad_rows), (0, pad_cols)),
+                                mode="edge" if small else "reflect")
         return normalised
 
     def close(self) -> None:
@@ -475,6 +496,7 @@ def segment_raster(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     finish: Callable[[Path], None] | None = None,
+    work_gsd_m: float | None = None,
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (``probability.tif``, ``mask.tif``).
 
@@ -495,18 +517,20 @@ def segment_raster(
         progress: called with (windows done, windows total).
         finish: called with the staging folder (holding both rasters) before it is renamed,
             for later stages that add outputs (footprints) to the same atomic folder.
+        work_gsd_m: ground pixel size (m) to run the model at (default: the input's own,
+            clamped to the model's trained range; see :func:`sitewatch.modelfile.working_gsd_m`).
     """
     # GDAL's block cache defaults to 5 % of RAM; a bounded one keeps memory flat in raster size
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
         return _segment_raster(path, out_dir, predictor, tile_size=tile_size, overlap=overlap,
                                batch_size=batch_size, gsd_m=gsd_m, bands=bands, threshold=threshold,
-                               workers=workers, progress=progress, finish=finish)
+                               workers=workers, progress=progress, finish=finish, work_gsd_m=work_gsd_m)
 
 
 def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_size: int | None,
                     overlap: int | None, batch_size: int | None, gsd_m: float | None, bands: list[int] | None,
                     threshold: float | None, workers: int, progress: Callable[[int, int], None] | None,
-                    finish: Callable[[Path], None] | None) -> SegmentResult:
+                    finish: Callable[[Path], None] | None, work_gsd_m: float | None) -> SegmentResult:
     started = time.perf_counter()
     model = predictor.model
     threshold = model.threshold if threshold is None else threshold
@@ -514,7 +538,8 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
     staging: Path | None = None
     reader: _WindowReader | None = None
     try:
-        plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands)
+        plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands,
+                          work_gsd_m=work_gsd_m)
         _check_not_all_nodata(dataset)
         height, width = dataset.height, dataset.width
         (win_h, win_w), (stride_h, stride_w) = plan.window_px, plan.stride_px
@@ -615,6 +640,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
             area_km2=width * height * dx * dy / 1e6, seconds=time.perf_counter() - started,
             device=predictor.description, building_share=building_px / max(valid_px, 1),
             windows=len(windows), pixel_size_m=plan.pixel_size_m, notes=plan.notes,
+            work_gsd_m=plan.work_gsd_m, work_gsd_rule=plan.work_gsd_rule,
         )
     except rasterio.errors.RasterioIOError as error:
         raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({error})") from None
