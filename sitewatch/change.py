@@ -223,8 +223,10 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             None treats it as 0.
         after_probability: the same, per first-date building, at the last date: a building
             whose ground still scores ``absent_max_probability`` is not called demolished.
-        observed: the ground seen at every date (metric CRS); buildings within about two
-            pixels of its edge are marked ``cut_by_edge`` (their area is a lower bound).
+        observed: the ground with valid data at every date (metric CRS). A building that would
+            be new or demolished but lies mostly (≥ half) outside it is ``not_observed``: one
+            of the dates did not see its ground. Buildings within about two pixels of its edge
+            are marked ``cut_by_edge`` (their area is a lower bound).
         pixel_m: ground pixel size (m) of the rasters, for that margin.
     """
     if len(footprints) < 2:
@@ -272,6 +274,7 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     confidence = np.clip(last["mean_probability"].fillna(0.5).to_numpy() * (1 - before), 0, 1)
     weak = (change == "new") & ((confidence < rules.new_min_confidence) | (area < rules.new_min_area_m2))
     change[weak] = "unchanged"  # too weak or too small to report as a new building
+    change[(change == "new") & (seen_share(last.geometry.values, observed) < 0.5)] = "not_observed"
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
@@ -286,10 +289,13 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
     gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
     gone_ids -= set(np.nonzero(after >= rules.absent_max_probability)[0].tolist())
-    demolished = first.iloc[sorted(gone_ids)].assign(
-        change="demolished", area_before_m2=first["area_m2"].values[sorted(gone_ids)],
+    gone = sorted(gone_ids)
+    unseen = seen_share(first.geometry.values[gone], observed) < 0.5
+    demolished = first.iloc[gone].assign(
+        change=np.where(unseen, "not_observed", "demolished"),
+        area_before_m2=first["area_m2"].values[gone],
         ratio_to_largest_existing=np.nan, confidence=np.nan,
-        last_seen=[last_seen[int(t)] for t in first["track_id"].values[sorted(gone_ids)]],
+        last_seen=[last_seen[int(t)] for t in first["track_id"].values[gone]],
         date_seen=dates[0])
     changes = gpd.GeoDataFrame(pd.concat([present, demolished], ignore_index=True), crs=crs)
     changes["flag"] = ""
@@ -325,6 +331,15 @@ def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
         if area > best[index]:
             best[index], cores[index] = area, part
     return cores
+
+
+def seen_share(geometries: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:
+    """Share (0-1) of each polygon's area on ground observed at every date (1 when unknown)."""
+    if observed is None or len(geometries) == 0:
+        return np.ones(len(geometries))
+    area = shapely.area(geometries)
+    inside = shapely.area(shapely.intersection(geometries, observed))
+    return np.divide(inside, area, out=np.ones(len(geometries)), where=area > 0)
 
 
 def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, margin_m: float) -> np.ndarray:
@@ -404,7 +419,7 @@ def summarize(result: ChangeResult, site: str, model: dict[str, Any]) -> dict[st
     """The ``summary.json`` document."""
     changes = result.changes
     counts = {name: int((changes["change"] == name).sum())
-              for name in ("new", "expanded", "unchanged", "demolished")}
+              for name in ("new", "expanded", "unchanged", "demolished", "not_observed")}
     flags = {name: int((changes["flag"] == name).sum()) for name in ("assembly_hall", "housing")}
     flags["housing_clusters"] = len(result.clusters)
     new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)

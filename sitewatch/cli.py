@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from sitewatch.errors import SitewatchError
+from sitewatch.outputs import check_output_dir
 
 app = typer.Typer(
     name="sitewatch",
@@ -29,7 +30,7 @@ app = typer.Typer(
     add_help_option=False,
 )
 def train(ctx: typer.Context) -> None:
-    """Train with LightningCLI (same as ``python train.py``): ``sitewatch train fit --config FILE``."""
+    """Train with LightningCLI (same as 'python train.py'): sitewatch train fit --config FILE."""
     from sitewatch.training import main as train_main
 
     train_main(list(ctx.args))
@@ -101,11 +102,12 @@ def _check_threshold(threshold: float | None) -> None:
 
 def _check_readable(rasters: list[Path]) -> None:
     """Fail before any slow work on a raster path that does not exist or cannot be opened."""
+    for raster in rasters:  # the cheap check first: no raster library needed to say this
+        if not raster.exists():
+            raise SitewatchError(f"{raster}: file not found")
     from sitewatch.raster import open_raster
 
     for raster in rasters:
-        if not raster.exists():
-            raise SitewatchError(f"{raster}: file not found")
         open_raster(raster).close()
 
 
@@ -150,8 +152,8 @@ def segment(
     stems = [r.stem for r in rasters]
     if len(set(stems)) != len(stems):
         raise SitewatchError("two input rasters have the same file name; their outputs would collide")
-    if any(out.resolve() == r.parent.resolve() / r.stem for r in rasters):
-        raise SitewatchError(f"{out}: output folder would overwrite an input")
+    for raster in rasters:
+        check_output_dir(out / raster.stem, rasters)
     loaded = _load_model_for_inference(model, device)
     predictor = Predictor(loaded, device=device, backend=backend, tta=tta, compile=compile)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
@@ -174,7 +176,8 @@ def segment(
             bar.close()
         typer.echo(
             f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
-            f"{result.windows} tiles, {result.seconds:.1f} s on {result.device}, "
+            f"{result.windows} tile{'s' if result.windows != 1 else ''}, {result.seconds:.1f} s on {result.device}, "
+            f"model at {result.work_gsd_m:g} m, "
             f"buildings {100 * result.building_share:.1f}%"
             + (f", {counts['footprints']} footprints" if footprints else "")
             + f" -> {result.out_dir}"
@@ -293,6 +296,7 @@ def change(
     date_list = dates.split(",") if dates else None
     _check_positive(work_gsd=work_gsd)
     _check_readable(rasters)  # before torch and the model load
+    check_output_dir(out, rasters)
 
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
@@ -310,7 +314,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo_out"),
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
 ) -> None:
-    """Run ``change`` on the shipped sample site with the shipped model."""
+    """Run 'change' on the shipped sample site with the shipped model."""
     from sitewatch.paths import DEMO_SITE
 
     rasters = sorted(DEMO_SITE.glob("*.tif"))
@@ -335,11 +339,10 @@ def batch(
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
 ) -> None:
     """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
-    import shutil as _shutil
-
     from tqdm import tqdm
 
     from sitewatch.batch import read_manifest, run_local, run_ray, write_batch_summary
+    from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path, default_rules_path
     from sitewatch.rules import ChangeRules
 
@@ -347,11 +350,13 @@ def batch(
         raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
     sites = read_manifest(manifest, strict_paths=strict_paths)
     base_rules = ChangeRules.from_yaml(rules or default_rules_path())
+    for site in sites:  # every site's folder is checked before any work or deletion
+        check_output_dir(out / site.id, site.rasters)
     model_path = model or default_model_path()
     _load_model_for_inference(model_path, "cpu")  # a bad model fails before any site starts
     if not resume:
         for site in sites:
-            _shutil.rmtree(out / site.id, ignore_errors=True)
+            remove_owned(out / site.id)  # only what sitewatch wrote; the user's files stay
     bar = tqdm(total=len(sites), unit="site", disable=None, position=0)
     windows = tqdm(total=0, unit="tile", disable=None, position=1, leave=False)
 
@@ -383,7 +388,7 @@ def batch(
 def _click_exceptions() -> tuple[type[Exception], type[BaseException], type[BaseException]]:
     """The ClickException, Abort and Exit classes of the click that typer really uses.
 
-    typer ≥ 0.22 carries its own copy of click (``typer._click``): catching ``click``'s classes
+    Recent typer releases (0.29 here) carry their own copy of click (``typer._click``): catching ``click``'s classes
     would miss every usage error, so the classes are taken from typer's own exports.
     """
     click_exception = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")

@@ -17,6 +17,9 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import rasterio
+import rasterio.features
+import shapely
+import shapely.geometry
 from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.features import rasterize
@@ -34,8 +37,9 @@ from sitewatch.change import (
 )
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
-from sitewatch.predict import Predictor, segment_raster
-from sitewatch.raster import open_raster, pixel_size_xy_m, replace_dir, staging_dir
+from sitewatch.outputs import check_output_dir, publish_dir
+from sitewatch.predict import MASK_NODATA, Predictor, segment_raster
+from sitewatch.raster import open_raster, pixel_size_xy_m, staging_dir
 from sitewatch.report import write_report
 
 SUMMARY = "summary.json"
@@ -101,7 +105,8 @@ def run_site(
 
     Args:
         rasters: the site at two or more dates (any order; sorted by date).
-        out_dir: output folder; replaced as a whole when the run succeeds.
+        out_dir: output folder; when the run succeeds, sitewatch's earlier results in it are
+            replaced (files the user added are kept; see :mod:`sitewatch.outputs`).
         predictor: model on its device.
         site: site name for the report (default: the folder name of ``out_dir``).
         dates: ISO dates, one per raster, overriding metadata and file names.
@@ -122,10 +127,7 @@ def run_site(
     rasters, when = [rasters[i] for i in order], [when[i] for i in order]
     site = site or Path(out_dir).name
     out_dir = Path(out_dir)
-    if any(out_dir.resolve() == r.parent.resolve() for r in rasters):
-        raise SitewatchError(f"{out_dir}: output folder is the input folder; choose another")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SUMMARY).is_file():
-        raise SitewatchError(f"{out_dir}: folder exists and holds other files; choose an empty or new folder")
+    check_output_dir(out_dir, rasters)
     staging = staging_dir(out_dir)
     try:
         with open_raster(rasters[0]) as reference:
@@ -164,7 +166,8 @@ def run_site(
         before = _mean_under(frames[-1], segmented[0].probability_path)
         after = _mean_under(frames[0], segmented[-1].probability_path)
         metric_crs = _utm_for(crs, transform, segmented[0])
-        observed = _extent(crs, transform, segmented[0]).to_crs(metric_crs).iloc[0]
+        observed, coverage = observed_ground([r.mask_path for r in segmented], crs)
+        observed = gpd.GeoSeries([observed], crs=crs).to_crs(metric_crs).iloc[0]
         result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before, after,
                                observed=observed, pixel_m=float(np.sqrt(pixel_m[0] * pixel_m[1])))
         result.shifts = shifts
@@ -174,21 +177,66 @@ def run_site(
                  "trained_gsd_m": predictor.model.gsd_range_m or predictor.model.gsd_m,
                  "device": predictor.description}
         summary = summarize(result, site, model)
+        summary["coverage"] = coverage.as_dict(when)
         changes = result.changes.to_crs(crs)
         clusters = result.clusters.to_crs(crs)
         _write_layers(staging, changes, clusters, result.footprints, when, crs)
-        (staging / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        (staging / SUMMARY).write_text(summary_json(summary))
         write_report(staging / "report.html", summary, changes, clusters, aligned[0], aligned[-1])
         for name, content in (extra_files or {}).items():
             (staging / name).write_text(content)
         for temporary in ("aligned", "segment"):
             shutil.rmtree(staging / temporary, ignore_errors=True)
-        replace_dir(staging, out_dir)
+        publish_dir(staging, out_dir)
         staging = None
         return SiteRun(out_dir=out_dir, summary=summary)
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass
+class Coverage:
+    """How much of the site each date saw (shares 0-1 of the first raster's grid)."""
+
+    per_date: list[float]
+    all_dates: float
+
+    def as_dict(self, dates: list) -> dict[str, Any]:
+        return {"valid_share_per_date": {d.isoformat(): round(v, 4) for d, v in zip(dates, self.per_date, strict=True)},
+                "observed_at_every_date_share": round(self.all_dates, 4)}
+
+
+def observed_ground(mask_paths: list[Path], crs) -> tuple[shapely.Geometry, Coverage]:
+    """The ground with valid data at every date (polygon in the masks' CRS) and the coverage.
+
+    Masks are on one grid (every date warped onto the first); nodata (outside a raster,
+    declared nodata, NaN/inf pixels, clouds masked out) is :data:`MASK_NODATA`.
+    """
+    together, shares, transform = None, [], None
+    for path in mask_paths:
+        with rasterio.open(path) as dataset:
+            valid = dataset.read(1) != MASK_NODATA
+            transform = dataset.transform
+        shares.append(float(valid.mean()))
+        together = valid if together is None else together & valid
+    pieces = [shapely.geometry.shape(geometry) for geometry, _ in
+              rasterio.features.shapes(together.astype(np.uint8), mask=together, transform=transform)]
+    return shapely.union_all(pieces), Coverage(per_date=shares, all_dates=float(together.mean()))
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """``summary.json`` text: strict JSON, non-finite numbers written as null."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(json.loads(json.dumps(summary, default=str))), indent=2, allow_nan=False)
 
 
 def _extent(crs, transform, segmented) -> gpd.GeoSeries:

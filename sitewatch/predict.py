@@ -40,11 +40,11 @@ from rasterio.windows import Window
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import working_gsd_m
+from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.raster import (
     open_raster,
     overview_shape,
     pixel_size_xy_m,
-    replace_dir,
     staging_dir,
     write_cog,
 )
@@ -505,7 +505,8 @@ def segment_raster(
 
     Args:
         path: input raster (any GDAL format, any CRS, 1+ bands, uint8/uint16/float).
-        out_dir: the folder to create (replaced if it exists).
+        out_dir: the folder to create (an earlier result of ours in it is replaced; files the
+            user added are kept; a folder holding the input or other files is refused).
         predictor: model + device + backend.
         tile_size, overlap: model-grid tile side and overlap in model pixels (default: the
             largest tile up to 1024 that the raster fills, a quarter of it).
@@ -534,6 +535,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
     started = time.perf_counter()
     model = predictor.model
     threshold = model.threshold if threshold is None else threshold
+    check_output_dir(Path(out_dir), [Path(path)])
     dataset = open_raster(path)
     staging: Path | None = None
     reader: _WindowReader | None = None
@@ -597,7 +599,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                 strip = Window(0, buffer_top, width, n)
                 probability = np.divide(acc[:n], acc_w[:n], out=np.zeros_like(acc[:n]),
                                         where=acc_w[:n] > 0)
-                valid = dataset.dataset_mask(window=strip) > 0
+                valid = valid_pixels(dataset, plan.bands, strip)
                 prob_u8 = np.rint(probability * 255).astype(np.uint8)
                 mask = (probability > threshold).astype(np.uint8)
                 prob_u8[~valid] = 0
@@ -632,7 +634,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
         mask_tmp.unlink()
         if finish is not None:
             finish(staging)
-        replace_dir(staging, out_dir)
+        publish_dir(staging, out_dir)
         staging = None
         dx, dy = plan.pixel_size_m
         return SegmentResult(
@@ -650,6 +652,17 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
         dataset.close()
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def valid_pixels(dataset: rasterio.DatasetReader, bands: list[int], window: Window) -> np.ndarray:
+    """Pixels with data: inside the dataset mask and, for float rasters, finite in every band used.
+
+    NaN and ±inf are nodata wherever they appear, whether or not the raster declares them.
+    """
+    valid = dataset.dataset_mask(window=window) > 0
+    if any(np.issubdtype(np.dtype(dataset.dtypes[b - 1]), np.floating) for b in bands):
+        valid &= np.isfinite(dataset.read(bands, window=window)).all(axis=0)
+    return valid
 
 
 def _check_not_all_nodata(dataset: rasterio.DatasetReader) -> None:

@@ -37,9 +37,10 @@ def _picture(path: Path, window: Window | None, max_px: int) -> tuple[Image.Imag
         pixels = dataset.read(bands, window=window, out_shape=(3, *shape), resampling=Resampling.average)
         transform = dataset.window_transform(window) @ rasterio.Affine.scale(window.width / shape[1],
                                                                              window.height / shape[0])
-    if pixels.dtype != np.uint8:
-        low, high = np.percentile(pixels, [2, 98])
-        pixels = np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255)
+    if pixels.dtype != np.uint8:  # a 2-98 % stretch of the finite values; NaN/inf drawn black
+        finite = np.isfinite(pixels)
+        low, high = np.percentile(pixels[finite], [2, 98]) if finite.any() else (0.0, 1.0)
+        pixels = np.where(finite, np.clip((pixels - low) / max(high - low, 1e-6) * 255, 0, 255), 0)
     return Image.fromarray(np.moveaxis(pixels.astype(np.uint8), 0, -1)), transform
 
 
