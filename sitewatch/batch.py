@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sitewatch.checkpoint import file_sha256
+from sitewatch.dates import parse_date
 from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import file_sha256
 from sitewatch.raster import atomic_path
-from sitewatch.rules import ChangeRules
+from sitewatch.rules import ChangeRules, load_yaml
 
 RECORD = "inputs.json"
 SITE_KEYS = {"id", "rasters", "dates", "rules"}
@@ -54,12 +53,7 @@ class Site:
 
 
 def _load_yaml(path: Path) -> list[dict[str, Any]]:
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SitewatchError(f"{path}: not valid YAML{where}") from None
+    document = load_yaml(path)
     if not isinstance(document, dict) or not isinstance(document.get("sites"), list):
         raise SitewatchError(f"{path}: manifest needs a 'sites:' list")
     unknown = sorted(set(document) - {"sites"})
@@ -69,7 +63,7 @@ def _load_yaml(path: Path) -> list[dict[str, Any]]:
 
 
 def _load_csv(path: Path) -> list[dict[str, Any]]:
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     if not rows or not {"site_id", "raster"} <= set(rows[0]):
         raise SitewatchError(f"{path}: CSV manifest needs the columns site_id,raster[,date]")
     unknown = sorted(set(rows[0]) - {"site_id", "raster", "date"})
@@ -129,6 +123,12 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
         if not isinstance(rules, dict) or set(rules) - valid_rules:
             bad = sorted(set(rules) - valid_rules) if isinstance(rules, dict) else rules
             raise SitewatchError(f"{path}: site {site_id}: unknown rule(s) {bad}")
+        try:
+            dataclasses.replace(ChangeRules(), **rules)  # types and ranges, before any work
+        except SitewatchError as error:
+            raise SitewatchError(f"{path}: site {site_id}: {error}") from None
+        if dates is not None and not all(parse_date(d) for d in dates):
+            raise SitewatchError(f"{path}: site {site_id}: 'dates' must be ISO dates like 2024-08-27")
         sites.append(Site(site_id, resolved, dates, rules))
     if not sites:
         raise SitewatchError(f"{path}: manifest lists no sites")

@@ -385,6 +385,10 @@ def batch(
         raise typer.Exit(1)
 
 
+#: Libraries whose exceptions mean a file could not be read or written (GDAL, OGR).
+_IO_LIBRARIES = {"rasterio", "pyogrio", "fiona"}
+
+
 def _click_exceptions() -> tuple[type[Exception], type[BaseException], type[BaseException]]:
     """The ClickException, Abort and Exit classes of the click that typer really uses.
 
@@ -428,6 +432,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{' '.join(error.format_message().split())} (see '{command} --help')", error.exit_code or 2)
     except exit_ as error:
         sys.exit(error.exit_code)
+    except Exception as error:  # noqa: BLE001 - sorted below: GDAL/OGR I/O failures are the machine's
+        if type(error).__module__.split(".")[0] not in _IO_LIBRARIES:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        _fail(f"reading or writing a geodata file failed (disk full, unreadable or locked file?): {message}")
 
 
 if __name__ == "__main__":

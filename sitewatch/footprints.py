@@ -25,7 +25,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from rasterio.features import shapes
 from rasterio.windows import Window
 from scipy import ndimage
@@ -423,11 +423,29 @@ def empty_footprints(crs: CRS | None) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
+def utm_crs(crs: CRS | str | int, bounds: tuple[float, float, float, float]) -> CRS:
+    """The UTM zone (WGS84, metres) of the ground within ``bounds`` (given in ``crs``).
+
+    pyproj's choice for the area (as geopandas makes it); for a site across the ±180°
+    meridian, whose longitudes wrap, the zone and hemisphere of the site's centre point.
+    """
+    area = gpd.GeoSeries([shapely.box(*bounds)], crs=crs)
+    west, _, east, _ = area.to_crs(4326).total_bounds
+    if east - west <= 180.0:
+        try:
+            return area.estimate_utm_crs()
+        except RuntimeError:
+            pass
+    to_lonlat = Transformer.from_crs(area.crs, CRS.from_epsg(4326), always_xy=True)
+    lon, lat = to_lonlat.transform((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+    if not (np.isfinite(lon) and np.isfinite(lat)):
+        raise SitewatchError(f"cannot place the site on the globe in CRS {area.crs.to_string()}")
+    zone = min(int(((lon + 180.0) % 360.0) // 6) + 1, 60)
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
 def _metric_crs(crs: CRS | None, bounds: tuple[float, float, float, float]) -> CRS | None:
-    if crs is None:
-        return None
-    frame = gpd.GeoSeries([shapely.box(*bounds)], crs=crs)
-    return frame.estimate_utm_crs()
+    return None if crs is None else utm_crs(crs, bounds)
 
 
 # --- the stage ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from sitewatch.change import (
     warp_onto,
 )
 from sitewatch.errors import SitewatchError
-from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import MASK_NODATA, Predictor, segment_raster
 from sitewatch.raster import open_raster, pixel_size_xy_m, staging_dir
@@ -249,7 +249,7 @@ def _extent(crs, transform, segmented) -> gpd.GeoSeries:
 
 def _utm_for(crs, transform, segmented) -> CRS:
     """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
-    return _extent(crs, transform, segmented).estimate_utm_crs()
+    return utm_crs(crs, tuple(_extent(crs, transform, segmented).total_bounds))
 
 
 def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,

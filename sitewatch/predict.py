@@ -265,6 +265,7 @@ class InputPlan:
     padded_shape: tuple[int, int]  # ... reflect-padded to multiples of 32 for the network
     work_gsd_m: float  # ground pixel size (m) the model runs at
     work_gsd_rule: str  # why that pixel size
+    palette: np.ndarray | None = None  # 256×3 colour table of a paletted raster (indices → RGB)
     notes: list[str] = field(default_factory=list)
 
 
@@ -291,6 +292,21 @@ def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: l
         f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
         "choose them with --bands"
     )
+
+
+def colour_table(dataset: rasterio.DatasetReader) -> np.ndarray | None:
+    """The 256×3 RGB lookup of a 1-band paletted raster, else None."""
+    if dataset.count != 1 or dataset.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        colormap = dataset.colormap(1)
+    except ValueError:
+        return None
+    table = np.zeros((256, 3), np.float32)
+    for index, rgba in colormap.items():
+        if 0 <= index < 256:
+            table[index] = rgba[:3]
+    return table
 
 
 def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
@@ -371,11 +387,16 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
                      max(1, round((tile_size - overlap) * model_gsd / dx)))
         model_shape = padded_shape = (tile_size, tile_size)
         extra_notes = []
-    chosen = choose_bands(dataset, model.bands, bands)
-    low, high, note = value_stretch(dataset, chosen)
+    palette = colour_table(dataset) if bands is None else None
+    if palette is not None:  # paletted: indices are expanded through the colour table, 0-255
+        chosen, note = [1] * len(model.bands), "paletted, expanded through its colour table"
+        low, high = np.zeros(len(chosen)), np.full(len(chosen), 255.0)
+    else:
+        chosen = choose_bands(dataset, model.bands, bands)
+        low, high, note = value_stretch(dataset, chosen)
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), window_px=window_px,
                      stride_px=stride_px, tile_size=tile_size, overlap=overlap, model_shape=model_shape,
-                     padded_shape=padded_shape, work_gsd_m=model_gsd, work_gsd_rule=gsd_rule,
+                     padded_shape=padded_shape, work_gsd_m=model_gsd, work_gsd_rule=gsd_rule, palette=palette,
                      notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *extra_notes])
 
 
@@ -428,9 +449,15 @@ class _WindowReader:
 
     def read(self, window: Window) -> np.ndarray:
         dataset, plan = self._dataset(), self.plan
-        pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), *plan.model_shape),
-                              resampling=Resampling.bilinear, masked=True)
-        values = pixels.astype(np.float32).filled(np.nan)
+        if plan.palette is not None:  # indices cannot be interpolated: nearest, then the colour table
+            indices = dataset.read(1, window=window, out_shape=plan.model_shape, resampling=Resampling.nearest,
+                                   masked=True)
+            values = np.moveaxis(plan.palette[indices.filled(0)], -1, 0)
+            values[:, np.ma.getmaskarray(indices)] = np.nan
+        else:
+            pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), *plan.model_shape),
+                                  resampling=Resampling.bilinear, masked=True)
+            values = pixels.astype(np.float32).filled(np.nan)
         low = plan.low.reshape(-1, 1, 1).astype(np.float32)
         high = plan.high.reshape(-1, 1, 1).astype(np.float32)
         scaled = np.clip((values - low) / (high - low), 0.0, 1.0)

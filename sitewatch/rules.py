@@ -14,6 +14,31 @@ import yaml
 
 from sitewatch.errors import SitewatchError
 
+
+def load_yaml(path: Path) -> Any:
+    """Parse a small YAML settings file safely: UTF-8 (a BOM is fine), no aliases.
+
+    Aliases are refused before anything is built, so an alias bomb (a few hundred bytes that
+    expand to gigabytes) costs nothing.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SitewatchError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SitewatchError(f"{path}: cannot read ({error})") from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise SitewatchError(f"{path}: YAML aliases (*name) are not allowed (line {mark.line + 1})")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SitewatchError(f"{path}: not valid YAML{where}") from None
+
+
 #: Rules that are shares or probabilities (0-1); every other rule is a size, count or ratio ≥ 0.
 _UNIT_INTERVAL_RULES = ("overlap", "share", "rectangularity", "probability", "confidence", "response")
 
@@ -69,12 +94,9 @@ class ChangeRules:
     @classmethod
     def from_yaml(cls, path: Path) -> ChangeRules:
         """Read rules from YAML (a mapping of the field names); unknown keys are errors."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise SitewatchError(f"{path}: change rules file not found") from None
-        except (OSError, yaml.YAMLError) as error:
-            raise SitewatchError(f"{path}: cannot read change rules ({error})") from None
+        if not Path(path).is_file():
+            raise SitewatchError(f"{path}: change rules file not found")
+        data = load_yaml(path) or {}
         if not isinstance(data, dict):
             raise SitewatchError(f"{path}: change rules must be a mapping")
         data = data.get("rules", data)
