@@ -132,16 +132,64 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb"}
 
 
-def read_binary_raster(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(building, valid)`` of a mask file: 0/1 with nodata, or 0/255 (any band count)."""
-    from sitewatch.raster import open_raster
+@dataclass
+class Grid:
+    """A raster's pixel grid: CRS (None when not georeferenced), transform and shape (rows, cols)."""
 
-    with open_raster(path) as dataset:
-        values = dataset.read(1)
-        valid = np.ones(values.shape, bool) if dataset.nodata is None else values != dataset.nodata
+    crs: object
+    transform: object
+    shape: tuple[int, int]
+
+
+def _binary(values: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(building, valid)`` of mask values: 0/1 with nodata, or 0/255 (a label file's 0/255)."""
+    uniques = np.unique(values)
+    if np.all(np.isin(uniques, [0, 255])) and 255 in uniques and nodata != 255:
+        return values == 255, np.ones(values.shape, bool)
+    valid = np.ones(values.shape, bool) if nodata is None else values != nodata
     if values[valid].size and values[valid].max() > 1:
         return values > 127, valid
     return values == 1, valid
+
+
+def read_binary_raster(path, onto: Grid | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(building, valid)`` of a mask file: 0/1 with nodata, or 0/255 (any band count).
+
+    With ``onto`` (another georeferenced raster's grid), the mask is first placed on that grid
+    by its own georeferencing (nearest neighbour); pixels it does not cover are not valid.
+    """
+    from rasterio.warp import Resampling, reproject, transform_bounds
+
+    from sitewatch.raster import open_raster
+
+    with open_raster(path) as dataset:
+        values, nodata, crs, transform = dataset.read(1), dataset.nodata, dataset.crs, dataset.transform
+        bounds = dataset.bounds
+    building, valid = _binary(values, nodata)
+    if onto is None or onto.crs is None or crs is None:
+        return building, valid
+    west, south, east, north = transform_bounds(crs, onto.crs, *bounds)
+    rows, cols = onto.shape
+    corners = [onto.transform @ (0, 0), onto.transform @ (cols, rows)]
+    o_west, o_east = sorted(c[0] for c in corners)
+    o_south, o_north = sorted(c[1] for c in corners)
+    if west >= o_east or east <= o_west or south >= o_north or north <= o_south:
+        raise SitewatchError(f"{path}: does not overlap the predicted mask on the ground")
+    placed = np.zeros(onto.shape, np.uint8)
+    covered = np.zeros(onto.shape, np.uint8)
+    common = {"src_transform": transform, "src_crs": crs, "dst_transform": onto.transform,
+              "dst_crs": onto.crs, "resampling": Resampling.nearest}
+    reproject((building & valid).astype(np.uint8), placed, **common)
+    reproject(valid.astype(np.uint8), covered, dst_nodata=0, **common)
+    return placed == 1, covered == 1
+
+
+def raster_grid(path) -> Grid:
+    """The pixel grid of a raster file."""
+    from sitewatch.raster import open_raster
+
+    with open_raster(path) as dataset:
+        return Grid(dataset.crs, dataset.transform, (dataset.height, dataset.width))
 
 
 def read_polygons(path) -> gpd.GeoDataFrame:
@@ -183,10 +231,14 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
         else:
             raise SitewatchError(f"{path}: give a mask (.tif/.png) or polygons (.gpkg/.geojson)")
     report: dict = {"predicted": str(predicted), "reference": str(reference)}
-    if kinds == ["raster", "raster"]:
+    if kinds == ["raster", "raster"]:  # pixel scores on the predicted grid, aligned by georeferencing
+        grid = raster_grid(predicted)
         p, p_valid = read_binary_raster(predicted)
-        r, r_valid = read_binary_raster(reference)
-        report["pixel"] = pixel_scores(p, r, p_valid & r_valid if p.shape == r.shape else None).as_dict()
+        r, r_valid = read_binary_raster(reference, onto=grid)
+        if p.shape != r.shape:
+            raise SitewatchError(f"{reference}: mask is {r.shape[1]}×{r.shape[0]} px, the prediction "
+                                 f"{p.shape[1]}×{p.shape[0]}; without georeferencing both need the same grid")
+        report["pixel"] = pixel_scores(p, r, p_valid & r_valid).as_dict()
     options = FootprintOptions(regularize=False, simplify_m=0.0, min_area_m2=0.0)
     layers = [vectorize_raster(path, options=options, gsd_m=gsd_m) if kind == "raster" else read_polygons(path)
               for path, kind in zip((predicted, reference), kinds, strict=True)]

@@ -472,13 +472,18 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
     dataset = open_raster(mask_path)
     prob_dataset = open_raster(probability_path) if probability_path else None
     try:
+        if prob_dataset is not None and (prob_dataset.width, prob_dataset.height) != (dataset.width, dataset.height):
+            raise SitewatchError(
+                f"{probability_path}: probability raster is {prob_dataset.width}×{prob_dataset.height} px, "
+                f"the mask {dataset.width}×{dataset.height} px; give the probability of the same grid")
         crs = CRS.from_user_input(dataset.crs) if dataset.crs else None
         if crs is None and gsd_m is None:
             raise SitewatchError(f"{mask_path}: mask has no CRS; give its pixel size with --gsd")
         transform = dataset.transform if crs is not None else Affine.scale(gsd_m, -gsd_m)
         dx, dy = pixel_size_xy_m(dataset, gsd_m)
         pixel_m = math.sqrt(dx * dy)
-        is_probability = _looks_like_probability(dataset)
+        kind = raster_kind(dataset)
+        is_probability = kind == "probability"
         pieces: list[_Piece] = []
         for top, bottom in _strips(dataset.height, options.strip_rows):
             window = Window(0, top, dataset.width, bottom - top)
@@ -487,6 +492,10 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
                 probability = _as_probability(values, dataset.dtypes[0])
                 binary = probability > options.threshold
                 valid = dataset.read_masks(1, window=window) > 0
+            elif kind == "mask255":
+                valid = dataset.read_masks(1, window=window) > 0
+                probability = None
+                binary = values == MASK_NODATA
             else:
                 valid = values != MASK_NODATA
                 if dataset.nodata is not None:
@@ -528,20 +537,23 @@ def drop_specks(binary: np.ndarray, min_pixels: float, keep_edges: tuple[bool, b
     return binary & ~small[labels]
 
 
-def _looks_like_probability(dataset: rasterio.DatasetReader) -> bool:
-    """A mask holds 0/1 (+ nodata 255); anything else is read as a probability raster."""
+def raster_kind(dataset: rasterio.DatasetReader) -> str:
+    """How a raster encodes buildings: ``"mask"`` (0/1, nodata 255), ``"mask255"`` (0/255
+    without a nodata of 255, as many label files are) or ``"probability"`` (anything else)."""
     dtype = np.dtype(dataset.dtypes[0])
     if np.issubdtype(dtype, np.floating):
-        return True
+        return "probability"
     if dtype != np.uint8:
         raise SitewatchError(f"{dataset.name}: expected a uint8 mask or a probability raster, got {dtype}")
     sample = dataset.read(1, out_shape=overview_shape(dataset, 1024))
     values = np.unique(sample)
+    if np.all(np.isin(values, [0, MASK_NODATA])) and MASK_NODATA in values and dataset.nodata != MASK_NODATA:
+        return "mask255"
     if np.all(np.isin(values, [0, 1, MASK_NODATA])):
-        return False
+        return "mask"
     if dataset.nodata == MASK_NODATA and values.max() > 1:
         raise SitewatchError(f"{dataset.name}: not a binary mask (values {values[:8].tolist()}...)")
-    return True
+    return "probability"
 
 
 def _as_probability(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -93,3 +93,58 @@ def test_site_across_the_antimeridian_gets_a_utm_zone() -> None:
     assert chosen.to_epsg() in (32760, 32701)  # the southern zone on either side of ±180°
     area = gpd.GeoSeries([shapely.box(*bounds)], crs="EPSG:32760").to_crs(chosen).area.iloc[0]
     assert area == pytest.approx(30_000 * 10_000, rel=0.01)
+
+
+def _label_raster(path: Path, values, west: float = 620_000.0, north: float = 3_350_000.0, **extra) -> Path:
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    values = np.asarray(values, np.uint8)
+    profile = {"driver": "GTiff", "width": values.shape[1], "height": values.shape[0], "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32614", "transform": Affine(0.3, 0, west, 0, -0.3, north)}
+    with rasterio.open(path, "w", **{**profile, **extra}) as out:
+        out.write(values[None])
+    return path
+
+
+@pytest.fixture()
+def austin_label():
+    from sitewatch.data.common import read_binary_mask
+
+    return read_binary_mask(REPO / "data/samples/inria_austin/label/austin7_00166_430_319.png")
+
+
+def test_evaluate_aligns_masks_by_georeferencing(tmp_path: Path, austin_label) -> None:
+    from sitewatch.evaluate import evaluate_paths
+
+    predicted = _label_raster(tmp_path / "p.tif", austin_label, nodata=255)
+    # the same ground on a grid shifted by 50 px (the reference file starts 15 m further east)
+    shifted = _label_raster(tmp_path / "r.tif", austin_label[:, 50:], west=620_000.0 + 50 * 0.3, nodata=255)
+    report = evaluate_paths(predicted, shifted)
+    assert report["pixel"]["iou"] == 1.0  # scored where both grids have data
+    # objects: the buildings in the 50 columns the reference lacks, or cut by its edge, do not match
+    assert report["object"]["f1"] > 0.7
+    # the same mask 1 km away: not the same ground
+    far = _label_raster(tmp_path / "far.tif", austin_label, west=621_000.0, nodata=255)
+    with pytest.raises(SitewatchError, match="does not overlap"):
+        evaluate_paths(predicted, far)
+    assert_one_line_error(run_sitewatch("evaluate", str(predicted), str(far)), "does not overlap")
+
+
+def test_zero_255_masks_read_as_buildings(tmp_path: Path, austin_label) -> None:
+    from sitewatch.evaluate import evaluate_paths
+    from sitewatch.footprints import vectorize_raster
+
+    zero255 = _label_raster(tmp_path / "label255.tif", austin_label * 255)
+    ones = _label_raster(tmp_path / "label01.tif", austin_label, nodata=255)
+    assert len(vectorize_raster(zero255)) == len(vectorize_raster(ones)) > 5
+    report = evaluate_paths(ones, zero255)
+    assert report["pixel"]["iou"] == 1.0 and report["object"]["f1"] == 1.0
+
+
+def test_vectorize_refuses_a_probability_of_another_size(tmp_path: Path, austin_label) -> None:
+    mask = _label_raster(tmp_path / "m.tif", austin_label, nodata=255)
+    other = _label_raster(tmp_path / "p.tif", austin_label[:100, :100] * 200)
+    assert_one_line_error(run_sitewatch("vectorize", str(mask), "--probability", str(other)),
+                          "give the probability of the same grid")
