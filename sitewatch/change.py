@@ -297,16 +297,20 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
 
     The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of
-    the outline's area, be large (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the
+    the outline's area; its shape, with notches narrower than half the span closed, must be large (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the
     largest existing building and at least the floor), rectangular and not too elongated. A
     building cut by the edge of the observed ground is only partly seen: its visible core needs
     only the area floor (its true area is larger).
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)
-    cores = gpd.GeoSeries(hall_cores(buildings.geometry.values, rules.hall_min_width_m), crs=buildings.crs)
-    shape = measure(cores)
-    core_area = shape["area_m2"]
+    cores = hall_cores(buildings.geometry.values, rules.hall_min_width_m)
+    core_area = shapely.area(cores)
+    # the shape tests see the core with notches narrower than half the span closed (bites of
+    # shadow or trees in a traced roof), not every wiggle of the outline
+    notch = rules.hall_min_width_m / 4
+    closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
+    shape = measure(gpd.GeoSeries(closed, crs=buildings.crs))
     cut = np.zeros(len(buildings), bool) if cut_by_edge is None else np.asarray(cut_by_edge, bool)
     large = (core_area >= rules.hall_min_area_m2) | (
         (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)

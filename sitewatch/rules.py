@@ -76,7 +76,7 @@ class ChangeRules:
     hall_min_rectangularity: float = 0.75
     hall_max_elongation: float = 8.0
     hall_min_width_m: float = 15.0
-    hall_min_core_share: float = 0.7
+    hall_min_core_share: float = 0.5
     housing_min_area_m2: float = 30.0
     housing_max_area_m2: float = 600.0
     housing_max_gap_m: float = 25.0

@@ -79,6 +79,47 @@ def test_half_the_largest_existing_building_is_a_hall() -> None:
     assert row.flag == "assembly_hall" and row.ratio_to_largest_existing == pytest.approx(0.65)
 
 
+def test_ragged_hall_outline_is_still_a_hall() -> None:
+    """A 90 × 40 m hall traced with deep bites (shadows, trees, a loading yard) and a bump."""
+    hall = box(0, 0, 90, 40)
+    for x in range(4, 88, 9):  # 4 m wide, 6 m deep bites along both long sides
+        hall = hall.difference(box(x, 34, x + 4, 40.1)).difference(box(x + 2, -0.1, x + 6, 6))
+    ragged = hall.difference(box(60, 20, 90.1, 40.1)).union(box(90, 5, 96, 12))  # a cut corner, a bump
+    shape = layer([ragged]).iloc[0]
+    assert shape.rectangularity < 0.75  # the old outline rule missed this hall
+    existing = [box(500, 500, 560, 550)]  # 3,000 m²
+    changes = compare_dates([layer(existing), layer(existing + [ragged])], [D1, D2], ChangeRules()).changes
+    assert changes.set_index("change")["flag"]["new"] == "assembly_hall"
+
+
+def test_merged_row_of_houses_is_not_a_hall() -> None:
+    """Five 14 × 18 m houses, staggered and joined by 4 m wide yards and driveways into one blob."""
+    houses = [box(18 * i, 3 * (i % 2), 18 * i + 14, 3 * (i % 2) + 18) for i in range(5)]
+    links = [box(18 * i + 13, 6, 18 * i + 19, 10) for i in range(4)]
+    from shapely import union_all
+
+    blob = union_all(houses + links)
+    shape = layer([blob]).iloc[0]
+    assert shape.area_m2 > 1000 and shape.width_m >= 15  # big and wide enough for the old outline rule
+    changes = compare_dates([layer([box(500, 500, 520, 520)]), layer([box(500, 500, 520, 520), blob])],
+                            [D1, D2], ChangeRules()).changes
+    assert (changes["flag"] == "assembly_hall").sum() == 0
+
+
+def test_hall_cut_by_the_edge_is_flagged_with_a_lower_bound() -> None:
+    """Only 30 × 28 m (840 m²) of a hall is inside the image: at least that, and still a hall."""
+    site = box(0, 0, 300, 300)
+    existing = [box(10, 10, 70, 60)]  # 3,000 m²: half of it is more than the cut part
+    cut = box(270, 100, 300, 128)
+    changes = compare_dates([layer(existing), layer(existing + [cut])], [D1, D2],
+                            ChangeRules(), observed=site, pixel_m=0.5).changes
+    row = changes[changes["change"] == "new"].iloc[0]
+    assert row.flag == "assembly_hall" and bool(row.cut_by_edge)
+    inside = compare_dates([layer(existing), layer(existing + [box(100, 100, 130, 128)])],
+                           [D1, D2], ChangeRules(), observed=site, pixel_m=0.5).changes
+    assert (inside["flag"] == "assembly_hall").sum() == 0  # 840 m² fully seen: under 1,000 m²
+
+
 def test_synthetic_expansion_of_a_real_footprint(samples: Path) -> None:
     pixel, _, _ = read_xbd_json(samples / "xbd/joplin/labels/joplin-tornado_00000000_pre_disaster.json")
     real = [affinity.affine_transform(p, [0.45, 0, 0, -0.45, 360000, 4100000]) for p in pixel[:20]]
