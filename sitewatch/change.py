@@ -296,11 +296,11 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
                        cut_by_edge: np.ndarray | None = None) -> pd.Series:
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
 
-    The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of
-    the outline's area; its shape, with notches narrower than half the span closed, must be large (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the
-    largest existing building and at least the floor), rectangular and not too elongated. A
-    building cut by the edge of the observed ground is only partly seen: its visible core needs
-    only the area floor (its true area is larger).
+    The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of the
+    outline's area. Its shape, with notches narrower than half the span closed, must be large
+    (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the largest existing building and
+    at least the floor), rectangular and not too elongated. A building cut by the edge of the
+    observed ground is only partly seen: its visible core needs only the area floor.
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)

@@ -52,6 +52,7 @@ from sitewatch.raster import (
 Backend = Literal["auto", "torch", "onnx"]
 MASK_NODATA = 255
 MIN_TILE = 64
+MIN_EXTENT = 16  # model pixels a side: less is too little ground to say anything about
 MAX_AUTO_TILE = 1024
 MARGIN_FRACTION = 0.375  # of a tile overlap, next to a neighbour: weight ~0 (context-starved)
 BATCH_PIXELS = 4 * 512 * 512  # model pixels per forward pass when the batch size is automatic
@@ -360,6 +361,11 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd, gsd_rule = working_gsd_m(model.metadata, float(np.sqrt(dx * dy)), work_gsd_m)
     extent = (dataset.height * dy / model_gsd, dataset.width * dx / model_gsd)  # model pixels
+    if min(extent) < MIN_EXTENT:
+        raise SitewatchError(
+            f"{dataset.name}: raster is {dataset.width}×{dataset.height} px ({dataset.width * dx:.0f}×"
+            f"{dataset.height * dy:.0f} m), smaller than one model tile's minimum of {MIN_EXTENT} px at "
+            f"{model_gsd:g} m ({MIN_EXTENT * model_gsd:.0f} m a side)")
     if tile_size is None and overlap is None and max(extent) <= MAX_AUTO_TILE:
         # one window holding the whole raster, resampled to the model's pixel size at its exact
         # scale and padded up to multiples of 32 (at least MIN_TILE): one pass, no tile edges

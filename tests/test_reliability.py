@@ -212,11 +212,11 @@ def test_change_output_and_dates_mistakes(case: str, samples: Path, tmp_path: Pa
     if case == "dates":
         extra, needle = ["--dates", "2012-05-01"], "1 dates for 2 rasters"
     elif case == "same-folder":
-        out, needle = tmp_path / "in", "output folder is the input folder"
+        out, needle = tmp_path / "in", "output folder holds the input"
     else:
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-        needle = "holds other files"
+        needle = "holds files sitewatch did not write"
     result = run_sitewatch("change", *map(str, rasters), "--out", str(out), *extra)
     assert_one_line_error(result, needle)
     assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
