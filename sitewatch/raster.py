@@ -214,8 +214,8 @@ def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None)
     differ by cos(latitude)). A raster without georeferencing needs ``gsd_m``.
     """
     if gsd_m is not None:
-        if gsd_m <= 0:
-            raise SitewatchError(f"--gsd must be positive, got {gsd_m}")
+        if not (np.isfinite(gsd_m) and gsd_m > 0):
+            raise SitewatchError(f"pixel size must be a positive number of metres, got {gsd_m}")
         return float(gsd_m), float(gsd_m)
     if not is_georeferenced(dataset):
         raise SitewatchError(

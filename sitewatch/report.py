@@ -23,7 +23,7 @@ from rasterio.windows import Window, from_bounds
 from sitewatch.raster import atomic_path
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "unchanged": (90, 200, 250),
-           "demolished": (180, 80, 255), "housing": (255, 230, 0)}
+           "demolished": (180, 80, 255), "not_observed": (160, 160, 160), "housing": (255, 230, 0)}
 
 
 def _picture(path: Path, window: Window | None, max_px: int) -> tuple[Image.Image, rasterio.Affine]:
@@ -94,7 +94,9 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
     ]
     flagged = []
     for row in changes[changes["flag"] == "assembly_hall"].itertuples():
-        flagged.append((f"Assembly hall #{row.change_id}: {row.area_m2:,.0f} m², "
+        size = (f"cut by the edge: at least {row.area_m2:,.0f} m²" if getattr(row, "cut_by_edge", False)
+                else f"{row.area_m2:,.0f} m²")
+        flagged.append((f"Assembly hall #{row.change_id}: {size}, "
                         f"{_ratio_text(row.ratio_to_largest_existing)}", row.geometry.bounds,
                         changes[changes["change_id"] == row.change_id]))
     for cluster in clusters.itertuples():
@@ -122,6 +124,14 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
     shifts = "; ".join(f"{s['dx_m']:+.1f} m east, {-s['dy_m']:+.1f} m north "
                        f"({'corrected' if s['applied'] else 'not applied'})"
                        for s in summary["shift"]) or "none"
+    coverage = summary.get("coverage")
+    coverage_text = ""
+    if coverage:
+        per_date = ", ".join(f"{d} {100 * v:.0f} %" for d, v in coverage["valid_share_per_date"].items())
+        coverage_text = (f"Ground with valid data: {per_date}; at every date "
+                         f"{100 * coverage['observed_at_every_date_share']:.0f} % of the site. Buildings on "
+                         f"ground a date did not see are counted as not observed "
+                         f"({summary['counts'].get('not_observed', 0)}), never as new or demolished.")
     legend = " ".join(f"<span style='border-bottom:3px solid rgb{c}'>{e(k)}</span>" for k, c in COLOURS.items())
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sitewatch: {e(summary['site'])}</title>
@@ -134,9 +144,10 @@ td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
 </style></head><body>
 <h1>Site {e(summary['site'])}: {e(dates[0])} → {e(dates[-1])}</h1>
 <p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary['model']['name'])}
-(sha256 {e(summary['model']['sha256'][:12])}…, {e(str(summary['model']['gsd_m']))} m/pixel)
-on {e(summary['model']['device'])}.
+(sha256 {e(summary['model']['sha256'][:12])}…) run at {e(str(summary['model']['gsd_m']))} m/pixel
+({e(str(summary['model'].get('gsd_rule', '')))}) on {e(summary['model']['device'])}.
 Measured shift between dates: {e(shifts)}.</p>
+<p class="muted" id="coverage">{e(coverage_text)}</p>
 <h2>Overview</h2><p>{legend}</p>
 <div class="overview">{''.join(_figure_html(t, i) for t, i in panels)}</div>
 <h2>Counts</h2><table>{counts}</table>
