@@ -1,6 +1,6 @@
 """Validation of a model file on the held-out areas of a training config, per source and pixel size.
 
-    python bench/heldout.py [--model models/sitewatch-unet-lite0-0.5m.safetensors]
+    python bench/heldout.py [--model models/sitewatch-unet-lite0-ms.safetensors]
                             [--config configs/default.yaml] [--out bench/results/heldout.json]
                             [--sizes native 0.5 1 2 3]
 
@@ -42,6 +42,7 @@ from sitewatch.predict import Predictor, segment_raster  # noqa: E402
 from sitewatch.raster import resample_image, resample_label  # noqa: E402
 
 LARGE_M2 = 1000.0
+WORK_GSD: list[float | None] = [None]  # --work-gsd: run the model at this pixel size (m)
 MAX_UPSAMPLE = 1.5
 SATELLITE = ("xbd", "idabd", "benchmark_samples", "shanghai", "inria_austin")
 
@@ -123,7 +124,7 @@ def score_item(item, predictor: Predictor, tmp: Path, totals: dict, per_image: l
     folder.mkdir(exist_ok=True)
     image, label = write_pair(folder, item)
     gsd = None if item.crs else item.gsd_m
-    result = segment_raster(image, folder / item.name, predictor, gsd_m=gsd)
+    result = segment_raster(image, folder / item.name, predictor, gsd_m=gsd, work_gsd_m=WORK_GSD[0])
     report = evaluate_paths(result.mask_path, label, gsd_m=gsd)
     pixel, objects = report["pixel"], report["object"]
     entry = totals[(item.source, size)]
@@ -164,11 +165,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/heldout.json")
     parser.add_argument("--sizes", nargs="+", default=["native"],
                         help="ground pixel sizes in metres to score at, or 'native'")
+    parser.add_argument("--work-gsd", type=float, default=None,
+                        help="run the model at this pixel size (m) instead of the model's rule")
     parser.add_argument("--pictures", type=Path, default=None,
                         help="write the weakest native image of each source (label green, prediction red)")
     args = parser.parse_args()
     data = yaml.safe_load(args.config.read_text())["data"]
     root = args.root or (REPO / data["root"])
+    WORK_GSD[0] = args.work_gsd
     predictor = Predictor(load_model(args.model), device="auto", backend="auto")
     totals: dict = defaultdict(lambda: defaultdict(float))
     per_image: list[dict] = []

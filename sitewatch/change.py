@@ -244,7 +244,7 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     changes["flag"] = ""
     changes["cut_by_edge"] = touches_edge(changes.geometry.values, observed, max(2 * pixel_m, 1.0))
     is_new = changes["change"] == "new"
-    hall = is_new & assembly_hall_rule(changes, largest_existing, rules, changes["cut_by_edge"].to_numpy())
+    hall = is_new & assembly_hall_rule(changes, largest_existing, rules)
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
     clusters = housing_clusters(changes[is_new & ~hall], rules, crs)
@@ -292,15 +292,15 @@ def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, marg
     return shapely.dwithin(geometries, observed.boundary, margin_m)
 
 
-def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
-                       cut_by_edge: np.ndarray | None = None) -> pd.Series:
+def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules) -> pd.Series:
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
 
     The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of the
     outline's area. Its shape, with notches narrower than half the span closed, must be large
     (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the largest existing building and
     at least the floor), rectangular and not too elongated. A building cut by the edge of the
-    observed ground is only partly seen: its visible core needs only the area floor.
+    observed ground is judged on the core that is seen (a straight cut leaves a rectangle); its
+    record says its area is a lower bound.
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)
@@ -311,10 +311,9 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     notch = rules.hall_min_width_m / 4
     closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
     shape = measure(gpd.GeoSeries(closed, crs=buildings.crs))
-    cut = np.zeros(len(buildings), bool) if cut_by_edge is None else np.asarray(cut_by_edge, bool)
     large = (core_area >= rules.hall_min_area_m2) | (
         (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
-        & (core_area >= rules.hall_min_area_floor_m2)) | (cut & (core_area >= rules.hall_min_area_floor_m2))
+        & (core_area >= rules.hall_min_area_floor_m2))
     solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
     compact = (shape["rectangularity"] >= rules.hall_min_rectangularity) & (
         shape["elongation"] <= rules.hall_max_elongation)

@@ -174,6 +174,10 @@ class SegmentationTask(L.LightningModule):
             ``.ckpt`` (read weights-only) whose network has the same settings. All network
             weights start from it (``encoder_weights`` is then not needed); optimizer and
             schedule start fresh. ``--ckpt_path`` is for resuming the same run instead.
+        work_gsd_upsample, work_gsd_range_m: the inference rule stored with the model: work at
+            the input's pixel size divided by ``work_gsd_upsample``, clamped to
+            ``work_gsd_range_m`` metres (see :func:`sitewatch.modelfile.working_gsd_m`); None:
+            the input's own size within the trained range.
     """
 
     def __init__(
@@ -190,6 +194,8 @@ class SegmentationTask(L.LightningModule):
         threshold: float = 0.5,
         channels_last: bool = True,
         init_weights: str | None = None,
+        work_gsd_upsample: float | None = None,
+        work_gsd_range_m: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -260,8 +266,9 @@ class SegmentationTask(L.LightningModule):
             # inference works at the input's own pixel size clamped to this range
             "gsd_range_m": ([min(info["gsd_levels"]), max(info["gsd_levels"])]
                             if info.get("gsd_levels") else None),
-            "working_gsd": ("the input's own pixel size clamped to gsd_range_m" if info.get("gsd_levels")
-                            else "gsd_m"),
+            "work_gsd_rule": ({"upsample": self.hparams.work_gsd_upsample,
+                               "range_m": list(self.hparams.work_gsd_range_m)}
+                              if self.hparams.work_gsd_upsample and self.hparams.work_gsd_range_m else None),
             "tile_size": info.get("patch_size", 256),
             "threshold": self.hparams.threshold,
             "classes": ["background", "building"],

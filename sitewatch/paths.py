@@ -9,7 +9,7 @@ from sitewatch.errors import SitewatchError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
-DEFAULT_MODEL_NAME = "sitewatch-unet-lite0-0.5m.safetensors"
+DEFAULT_MODEL_NAME = "sitewatch-unet-lite0-ms.safetensors"
 CHECKSUMS = MODELS_DIR / "SHA256SUMS"
 CONFIGS_DIR = REPO_ROOT / "configs"
 DEMO_SITE = REPO_ROOT / "data" / "demo_site"

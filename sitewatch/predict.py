@@ -455,11 +455,13 @@ class _WindowReader:
 
     def read(self, window: Window) -> np.ndarray:
         dataset, plan = self._dataset(), self.plan
-        if plan.palette is not None:  # indices cannot be interpolated: nearest, then the colour table
-            indices = dataset.read(1, window=window, out_shape=plan.model_shape, resampling=Resampling.nearest,
-                                   masked=True)
-            values = np.moveaxis(plan.palette[indices.filled(0)], -1, 0)
-            values[:, np.ma.getmaskarray(indices)] = np.nan
+        if plan.palette is not None:  # indices cannot be interpolated: colours first, then resample
+            indices = dataset.read(1, window=window, masked=True)
+            colours = plan.palette[indices.filled(0)]
+            colours[np.ma.getmaskarray(indices)] = np.nan
+            size = (plan.model_shape[1], plan.model_shape[0])
+            interpolation = cv2.INTER_AREA if size[0] < colours.shape[1] else cv2.INTER_LINEAR
+            values = np.moveaxis(cv2.resize(colours, size, interpolation=interpolation), -1, 0)
         else:
             pixels = dataset.read(plan.bands, window=window, out_shape=(len(plan.bands), *plan.model_shape),
                                   resampling=Resampling.bilinear, masked=True)

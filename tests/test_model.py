@@ -16,7 +16,7 @@ from sitewatch.evaluate import pixel_scores
 from sitewatch.paths import CHECKSUMS, DEFAULT_MODEL_NAME, default_model_path, recorded_checksum
 
 # Set a little under the held-out figure in models/MODEL_CARD.md for this tile's source.
-HELD_OUT_IOU_FLOOR = 0.75  # the card: 0.794 on this tile, 0.788 over the source
+HELD_OUT_IOU_FLOOR = 0.75  # measured 0.840 on this tile (models/MODEL_CARD.md), 0.828 over the source at 0.5 m
 
 
 def test_shipped_model_is_small_and_its_checksum_recorded() -> None:
