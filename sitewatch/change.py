@@ -76,6 +76,10 @@ class Shift:
     dx_m: float = 0.0
     dy_m: float = 0.0
 
+    def inverse(self) -> Shift:
+        """The opposite shift (to move first-date footprints onto a later date's pixels)."""
+        return Shift(-self.dx_px, -self.dy_px, self.response, self.applied, -self.dx_m, -self.dy_m)
+
     def as_dict(self) -> dict[str, float | bool]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
@@ -232,12 +236,18 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
     gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
     gone_ids -= set(np.nonzero(after >= rules.absent_max_probability)[0].tolist())
+    # like a new building, a demolition is reported only when sure: the building was clear at
+    # the first date and its ground is clear of it at the last (a weak detection that flickers
+    # with a shift of a few pixels is not a demolition)
+    gone_confidence = np.clip(first["mean_probability"].fillna(0.5).to_numpy() * (1 - after), 0, 1)
+    gone_ids -= set(np.nonzero((gone_confidence < rules.new_min_confidence)
+                               | (first["area_m2"].to_numpy(float) < rules.new_min_area_m2))[0].tolist())
     gone = sorted(gone_ids)
     unseen = seen_share(first.geometry.values[gone], observed) < 0.5
     demolished = first.iloc[gone].assign(
         change=np.where(unseen, "not_observed", "demolished"),
         area_before_m2=first["area_m2"].values[gone],
-        ratio_to_largest_existing=np.nan, confidence=np.nan,
+        ratio_to_largest_existing=np.nan, confidence=np.round(gone_confidence[gone], 3),
         last_seen=[last_seen[int(t)] for t in first["track_id"].values[gone]],
         date_seen=dates[0])
     changes = gpd.GeoDataFrame(pd.concat([present, demolished], ignore_index=True), crs=crs)

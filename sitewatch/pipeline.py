@@ -164,7 +164,11 @@ def run_site(
                 frame = shift_footprints(frame, shift, transform)
             frames.append(frame)
         before = _mean_under(frames[-1], segmented[0].probability_path)
-        after = _mean_under(frames[0], segmented[-1].probability_path)
+        # the first date's buildings are looked up on the last date's raster where they appear
+        # there: moved by the measured shift (the last date's footprints were moved back by it)
+        last_shift = shifts[-1] if shifts else None
+        seen_later = frames[0] if last_shift is None else shift_footprints(frames[0], last_shift.inverse(), transform)
+        after = _mean_under(seen_later, segmented[-1].probability_path)
         metric_crs = _utm_for(crs, transform, segmented[0])
         observed, coverage = observed_ground([r.mask_path for r in segmented], crs)
         observed = gpd.GeoSeries([observed], crs=crs).to_crs(metric_crs).iloc[0]
