@@ -258,8 +258,8 @@ def write_batch_summary(out_root: Path, rows: Iterable[dict[str, Any]]) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_root / "batch_summary.json") as tmp:
         tmp.write_text(json.dumps({"sites": rows}, indent=2, default=str))
-    columns = ["site", "status", "new", "expanded", "unchanged", "demolished", "assembly_hall", "housing",
-               "housing_clusters", "seconds", "reason"]
+    columns = ["site", "status", "new", "expanded", "unchanged", "demolished", "not_observed", "assembly_hall",
+               "housing", "housing_clusters", "seconds", "reason"]
     with atomic_path(out_root / "batch_summary.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

@@ -225,10 +225,12 @@ def test_change_output_and_dates_mistakes(case: str, samples: Path, tmp_path: Pa
 @pytest.mark.parametrize("case", ["suffix", "missing", "sizes"])
 def test_evaluate_mistakes(case: str, tmp_path: Path) -> None:
     a = _raster(tmp_path / "a.tif", np.zeros((1, 50, 50), np.uint8))
-    b = _raster(tmp_path / "b.tif", np.zeros((1, 60, 60), np.uint8))
+    b = _raster(tmp_path / "b.tif", np.zeros((1, 60, 60), np.uint8), crs=None, transform=None)
     args, needle = {"suffix": ([str(a), str(tmp_path / "x.txt")], "give a mask"),
                     "missing": ([str(a), str(tmp_path / "none.gpkg")], "file not found"),
-                    "sizes": ([str(a), str(b)], "mask sizes differ")}[case]
+                    "sizes": ([str(_raster(tmp_path / "c.tif", np.zeros((1, 50, 50), np.uint8), crs=None,
+                                           transform=None)), str(b), "--gsd", "0.5"],
+                              "without georeferencing both need the same grid")}[case]
     assert_one_line_error(run_sitewatch("evaluate", *args), needle)
 
 
