@@ -10,6 +10,7 @@ read with ``torch.load(weights_only=True)`` only, so a checkpoint carrying code 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SitewatchError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # Lightning saves with pickle protocol 4, which loads fine
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickle with code, truncation, not a zip...
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise SitewatchError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -612,7 +613,9 @@ def write_footprints(frame: gpd.GeoDataFrame, gpkg: Path | None, geojson: Path |
     import pyogrio
 
     if gpkg is not None:
-        with atomic_path(gpkg) as tmp:
+        with atomic_path(gpkg) as tmp, warnings.catch_warnings():
+            # a layer of a raster without CRS is written without one, as documented, not warned about
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
             pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG",
                                     geometry_type="Polygon" if frame.empty else None)
     if geojson is not None:

@@ -83,8 +83,10 @@ def _mean_under(frame: gpd.GeoDataFrame, probability_path: Path) -> np.ndarray:
         values = dataset.read(1).astype(np.float32) / 255.0
         labels = rasterize([(g, i + 1) for i, g in enumerate(frame.geometry)], out_shape=values.shape,
                            transform=dataset.transform, fill=0, dtype="int32", all_touched=True)
-    means = ndimage.mean(values, labels, np.arange(1, len(frame) + 1))
-    return np.nan_to_num(np.asarray(means, float))
+    index = np.arange(1, len(frame) + 1)
+    sums = ndimage.sum(values, labels, index)
+    counts = ndimage.sum(np.ones_like(values), labels, index)
+    return np.divide(sums, counts, out=np.zeros(len(frame)), where=np.asarray(counts) > 0)  # 0 where none
 
 
 def run_site(

@@ -26,6 +26,6 @@ def write_pair_rasters(name: str, earlier: np.ndarray, later: np.ndarray, transf
         scale = native_gsd_m / coarsen_to_m
         height, width = earlier.shape[:2]
         earlier, later = resample_image(earlier, scale), resample_image(later, scale)
-        transform = transform * Affine.scale(width / earlier.shape[1], height / earlier.shape[0])
+        transform = transform @ Affine.scale(width / earlier.shape[1], height / earlier.shape[0])
     return [write_geotiff(folder / f"{name}_{date}.tif", image, transform, crs, {})
             for date, image in (("2012-05-01", earlier), ("2018-05-01", later))]
