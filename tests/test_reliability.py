@@ -257,10 +257,16 @@ def _harvey_mosaic(samples: Path, path: Path, copies: int) -> Path:
     return _raster(path, np.concatenate(rows, axis=1))
 
 
+def _restore_ctrl_c() -> None:
+    """In the child: Ctrl-C handled as a user's terminal would (a suite started in the background
+    by a shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _segment_process(raster: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "infer.py", "segment", str(raster), "--out", str(out), "--quiet"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, preexec_fn=_restore_ctrl_c)
 
 
 def test_same_input_gives_byte_identical_outputs(big_raster: Path, tmp_path: Path) -> None:
