@@ -42,7 +42,6 @@ from sitewatch.predict import Predictor, segment_raster  # noqa: E402
 from sitewatch.raster import resample_image, resample_label  # noqa: E402
 
 LARGE_M2 = 1000.0
-WORK_GSD: list[float | None] = [None]  # --work-gsd: run the model at this pixel size (m)
 MAX_UPSAMPLE = 1.5
 SATELLITE = ("xbd", "idabd", "benchmark_samples", "shanghai", "inria_austin")
 
@@ -119,12 +118,12 @@ def held_out_items(root: Path, patterns: list[str]):
 
 
 def score_item(item, predictor: Predictor, tmp: Path, totals: dict, per_image: list, size: str,
-               pictures: Path | None) -> None:
+               pictures: Path | None, work_gsd: float | None) -> None:
     folder = tmp / size
     folder.mkdir(exist_ok=True)
     image, label = write_pair(folder, item)
     gsd = None if item.crs else item.gsd_m
-    result = segment_raster(image, folder / item.name, predictor, gsd_m=gsd, work_gsd_m=WORK_GSD[0])
+    result = segment_raster(image, folder / item.name, predictor, gsd_m=gsd, work_gsd_m=work_gsd)
     report = evaluate_paths(result.mask_path, label, gsd_m=gsd)
     pixel, objects = report["pixel"], report["object"]
     entry = totals[(item.source, size)]
@@ -172,7 +171,6 @@ def main() -> None:
     args = parser.parse_args()
     data = yaml.safe_load(args.config.read_text())["data"]
     root = args.root or (REPO / data["root"])
-    WORK_GSD[0] = args.work_gsd
     predictor = Predictor(load_model(args.model), device="auto", backend="auto")
     totals: dict = defaultdict(lambda: defaultdict(float))
     per_image: list[dict] = []
@@ -181,7 +179,8 @@ def main() -> None:
             for size in args.sizes:
                 resized = at_size(item, size)
                 if resized is not None:
-                    score_item(resized, predictor, Path(tmp), totals, per_image, size, args.pictures)
+                    score_item(resized, predictor, Path(tmp), totals, per_image, size, args.pictures,
+                               args.work_gsd)
     rows = summarise(totals)
     print(f"model {args.model}")
     print(f"{'source':18s} {'size':>6s} {'images':>6s} {'pixel IoU':>9s} {'object F1':>9s} {'buildings':>9s} "

@@ -218,10 +218,10 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
-    confidence = np.clip(last["mean_probability"].fillna(0.5).to_numpy() * (1 - before), 0, 1)
-    weak = (change == "new") & ((confidence < rules.new_min_confidence) | (area < rules.new_min_area_m2))
+    confidence = sureness(last, before)
+    weak = (change == "new") & too_weak(confidence, area, rules)
     change[weak] = "unchanged"  # too weak or too small to report as a new building
-    change[(change == "new") & (seen_share(last.geometry.values, observed) < 0.5)] = "not_observed"
+    change[(change == "new") & mostly_unseen(last.geometry.values, observed)] = "not_observed"
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
@@ -239,13 +239,11 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     # like a new building, a demolition is reported only when sure: the building was clear at
     # the first date and its ground is clear of it at the last (a weak detection that flickers
     # with a shift of a few pixels is not a demolition)
-    gone_confidence = np.clip(first["mean_probability"].fillna(0.5).to_numpy() * (1 - after), 0, 1)
-    gone_ids -= set(np.nonzero((gone_confidence < rules.new_min_confidence)
-                               | (first["area_m2"].to_numpy(float) < rules.new_min_area_m2))[0].tolist())
+    gone_confidence = sureness(first, after)
+    gone_ids -= set(np.nonzero(too_weak(gone_confidence, first["area_m2"].to_numpy(float), rules))[0].tolist())
     gone = sorted(gone_ids)
-    unseen = seen_share(first.geometry.values[gone], observed) < 0.5
     demolished = first.iloc[gone].assign(
-        change=np.where(unseen, "not_observed", "demolished"),
+        change=np.where(mostly_unseen(first.geometry.values[gone], observed), "not_observed", "demolished"),
         area_before_m2=first["area_m2"].values[gone],
         ratio_to_largest_existing=np.nan, confidence=np.round(gone_confidence[gone], 3),
         last_seen=[last_seen[int(t)] for t in first["track_id"].values[gone]],
@@ -286,13 +284,25 @@ def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
     return cores
 
 
-def seen_share(geometries: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:
-    """Share (0-1) of each polygon's area on ground observed at every date (1 when unknown)."""
+def sureness(frame: gpd.GeoDataFrame, other_date_probability: np.ndarray) -> np.ndarray:
+    """Confidence (0-1) of a change: the building's own mean probability × (1 − the mean
+    probability on its ground at the other date)."""
+    own = frame["mean_probability"].fillna(0.5).to_numpy()
+    return np.clip(own * (1 - other_date_probability), 0, 1)
+
+
+def too_weak(confidence: np.ndarray, area_m2: np.ndarray, rules: ChangeRules) -> np.ndarray:
+    """Changes not worth reporting: under the confidence or the area floor of a new building."""
+    return (confidence < rules.new_min_confidence) | (area_m2 < rules.new_min_area_m2)
+
+
+def mostly_unseen(geometries: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:
+    """True for polygons with less than half their area on ground observed at every date."""
     if observed is None or len(geometries) == 0:
-        return np.ones(len(geometries))
+        return np.zeros(len(geometries), bool)
     area = shapely.area(geometries)
     inside = shapely.area(shapely.intersection(geometries, observed))
-    return np.divide(inside, area, out=np.ones(len(geometries)), where=area > 0)
+    return np.divide(inside, area, out=np.ones(len(geometries)), where=area > 0) < 0.5
 
 
 def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, margin_m: float) -> np.ndarray:

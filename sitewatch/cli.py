@@ -78,20 +78,22 @@ def _parse_bands(text: str | None) -> list[int] | None:
 
 def _check_positive(**values: float | None) -> None:
     """Refuse a size given on the command line that is not a positive finite number."""
-    import math
-
-    for name, value in values.items():
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise SitewatchError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    _check_sizes(values, zero_allowed=False)
 
 
 def _check_not_negative(**values: float) -> None:
     """Refuse a size given on the command line that is negative or not finite."""
+    _check_sizes(values, zero_allowed=True)
+
+
+def _check_sizes(values: dict[str, float | None], zero_allowed: bool) -> None:
     import math
 
     for name, value in values.items():
-        if not (math.isfinite(value) and value >= 0):
-            raise SitewatchError(f"--{name.replace('_', '-')} must be zero or more, got {value}")
+        if value is None or (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+            continue
+        need = "zero or more" if zero_allowed else "a positive number"
+        raise SitewatchError(f"--{name.replace('_', '-')} must be {need}, got {value}")
 
 
 def _check_threshold(threshold: float | None) -> None:
@@ -135,8 +137,8 @@ def segment(
         help="Tiles per forward pass (default: ~1 M model pixels per pass).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold.")] = None,
     work_gsd: Annotated[float | None, typer.Option(
-        help="Ground pixel size (m) to run the model at (default: the input's own, within the "
-             "model's trained range).")] = None,
+        help="Ground pixel size (m) to run the model at (default: the model's rule, from the "
+             "input's pixel size).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA).")] = False,
     footprints: Annotated[bool, typer.Option(help="Also write footprints.gpkg / .geojson.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -285,8 +287,8 @@ def change(
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     work_gsd: Annotated[float | None, typer.Option(
-        help="Ground pixel size (m) to run the model at (default: the first raster's own, within "
-             "the model's trained range).")] = None,
+        help="Ground pixel size (m) to run the model at (default: the model's rule, from the "
+             "first raster's pixel size).")] = None,
 ) -> None:
     """What was built, enlarged or demolished between dates; flags new halls and housing."""
     from sitewatch.paths import default_rules_path

@@ -158,6 +158,7 @@ def read_binary_raster(path, onto: Grid | None = None) -> tuple[np.ndarray, np.n
     With ``onto`` (another georeferenced raster's grid), the mask is first placed on that grid
     by its own georeferencing (nearest neighbour); pixels it does not cover are not valid.
     """
+    from rasterio.transform import array_bounds
     from rasterio.warp import Resampling, reproject, transform_bounds
 
     from sitewatch.raster import open_raster
@@ -169,10 +170,7 @@ def read_binary_raster(path, onto: Grid | None = None) -> tuple[np.ndarray, np.n
     if onto is None or onto.crs is None or crs is None:
         return building, valid
     west, south, east, north = transform_bounds(crs, onto.crs, *bounds)
-    rows, cols = onto.shape
-    corners = [onto.transform @ (0, 0), onto.transform @ (cols, rows)]
-    o_west, o_east = sorted(c[0] for c in corners)
-    o_south, o_north = sorted(c[1] for c in corners)
+    o_west, o_south, o_east, o_north = array_bounds(*onto.shape, onto.transform)
     if west >= o_east or east <= o_west or south >= o_north or north <= o_south:
         raise SitewatchError(f"{path}: does not overlap the predicted mask on the ground")
     placed = np.zeros(onto.shape, np.uint8)

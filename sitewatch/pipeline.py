@@ -117,8 +117,8 @@ def run_site(
         progress: called with a short message as each stage starts.
         extra_files: more text files (name → content) to add to the output folder.
         window_progress: called with (windows done, windows total) while each date is segmented.
-        work_gsd_m: ground pixel size (m) to run the model at (default: the first raster's own,
-            clamped to the model's trained range); every date is on the first raster's grid.
+        work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied
+            to the first raster's pixel size); every date is on the first raster's grid.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules()
@@ -245,17 +245,9 @@ def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(clean(json.loads(json.dumps(summary, default=str))), indent=2, allow_nan=False)
 
 
-def _extent(crs, transform, segmented) -> gpd.GeoSeries:
-    """The first raster's footprint (its CRS), the grid every date is warped onto."""
-    import shapely
-
-    bounds = rasterio.transform.array_bounds(segmented.height, segmented.width, transform)
-    return gpd.GeoSeries([shapely.box(*bounds)], crs=crs)
-
-
 def _utm_for(crs, transform, segmented) -> CRS:
     """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
-    return utm_crs(crs, tuple(_extent(crs, transform, segmented).total_bounds))
+    return utm_crs(crs, rasterio.transform.array_bounds(segmented.height, segmented.width, transform))
 
 
 def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,

@@ -553,8 +553,8 @@ def segment_raster(
         progress: called with (windows done, windows total).
         finish: called with the staging folder (holding both rasters) before it is renamed,
             for later stages that add outputs (footprints) to the same atomic folder.
-        work_gsd_m: ground pixel size (m) to run the model at (default: the input's own,
-            clamped to the model's trained range; see :func:`sitewatch.modelfile.working_gsd_m`).
+        work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied
+            to the input's pixel size; see :func:`sitewatch.modelfile.working_gsd_m`).
     """
     # GDAL's block cache defaults to 5 % of RAM; a bounded one keeps memory flat in raster size
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
