@@ -232,12 +232,15 @@ def vectorize(
 @app.command()
 def evaluate(
     predicted: Annotated[Path, typer.Argument(help="Predicted mask (.tif/.png) or footprints (.gpkg/.geojson).")],
-    reference: Annotated[Path, typer.Argument(help="Reference mask or polygons, same kind or a mask.")],
+    reference: Annotated[Path, typer.Argument(help="Reference mask, or footprints (any vector file, any CRS).")],
     out: Annotated[Path | None, typer.Option(help="Write scores.json and per-building IoU here.")] = None,
     iou: Annotated[float, typer.Option(help="Object match IoU threshold.")] = 0.5,
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of masks without a CRS.")] = None,
 ) -> None:
-    """Pixel IoU/F1/precision/recall (mask vs mask) and SpaceNet object F1 (polygons)."""
+    """Pixel IoU/F1/precision/recall and SpaceNet object F1 against a reference mask or footprints.
+
+    Pixel scores need a predicted mask; footprints given as the reference are burned onto its grid.
+    """
     if not 0.0 < iou <= 1.0:
         raise SitewatchError(f"--iou must be in (0, 1], got {iou}")
     _check_positive(gsd=gsd)

@@ -1,6 +1,7 @@
 """Accuracy measures written once and shared by training reports, ``evaluate`` and benchmarks.
 
-* pixel scores of a predicted mask against a reference mask (nodata ignored);
+* pixel scores of a predicted mask against a reference mask (nodata ignored) or reference
+  footprints (any CRS) burned onto the prediction's grid;
 * SpaceNet-style object scores: predicted and reference polygons matched one to one, best
   IoU first, a match counting when IoU ≥ 0.5;
 * change scores (pixel change F1 against a LEVIR-style change mask).
@@ -14,6 +15,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from sitewatch.data.common import burn_polygons
+from sitewatch.data.geodata import read_footprints
 from sitewatch.errors import SitewatchError
 
 
@@ -205,6 +208,17 @@ def read_polygons(path) -> gpd.GeoDataFrame:
     return frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
 
 
+def burn_reference(path, grid: Grid) -> np.ndarray:
+    """Reference footprints (any CRS) reprojected onto a georeferenced grid and rasterized.
+
+    A pixel is building when its centre falls inside a footprint (the training labels' rule).
+    """
+    if grid.crs is None:
+        raise SitewatchError(f"{path}: footprints need a georeferenced prediction to be placed on")
+    footprints = read_footprints(path).to_crs(grid.crs)
+    return burn_polygons(list(footprints.geometry.values), grid.transform, grid.shape) == 1
+
+
 def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
                    gsd_m: float | None = None) -> dict:
     """Score predicted against reference files; masks give pixel scores, all give object scores.
@@ -237,6 +251,9 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
             raise SitewatchError(f"{reference}: mask is {r.shape[1]}×{r.shape[0]} px, the prediction "
                                  f"{p.shape[1]}×{p.shape[0]}; without georeferencing both need the same grid")
         report["pixel"] = pixel_scores(p, r, p_valid & r_valid).as_dict()
+    if kinds == ["raster", "vector"]:  # reference footprints burned onto the predicted grid
+        p, p_valid = read_binary_raster(predicted)
+        report["pixel"] = pixel_scores(p, burn_reference(reference, raster_grid(predicted)), p_valid).as_dict()
     options = FootprintOptions(regularize=False, simplify_m=0.0, min_area_m2=0.0)
     layers = [vectorize_raster(path, options=options, gsd_m=gsd_m) if kind == "raster" else read_polygons(path)
               for path, kind in zip((predicted, reference), kinds, strict=True)]

@@ -29,8 +29,12 @@ from torchmetrics.classification import (
 from sitewatch import __version__
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import MODEL_FORMAT
+from sitewatch.paths import default_model_path, recorded_checksum
 from sitewatch.pretrained import load_encoder_weights
 from sitewatch.raster import IGNORE
+
+#: ``init_weights`` value naming the model inference uses by default.
+DEFAULT_INIT_WEIGHTS = "default"
 
 # Per-source metrics are computed on every rank each epoch (so DDP ranks stay in step), also
 # for a source that a short sanity check did not reach: that case is expected, not a warning.
@@ -125,6 +129,11 @@ class BinarySegmentationLoss(nn.Module):
         return total
 
 
+def init_weights_path(value: str) -> Path:
+    """The model file named by ``init_weights``: a path, or ``default`` for the default model."""
+    return default_model_path() if value == DEFAULT_INIT_WEIGHTS else Path(value)
+
+
 def load_initial_weights(network: nn.Module, settings: dict[str, Any], path: Path) -> str:
     """Copy the weights of a trained sitewatch model into ``network``; return the file's SHA-256.
 
@@ -135,7 +144,7 @@ def load_initial_weights(network: nn.Module, settings: dict[str, Any], path: Pat
     """
     from sitewatch.checkpoint import load_model  # checkpoint builds networks with this module
 
-    source = load_model(path)
+    source = load_model(path, expected_sha256=recorded_checksum(path))
     theirs = source.metadata.get("network", {})
     differing = sorted(key for key in settings if theirs.get(key) != settings[key])
     if differing:
@@ -171,7 +180,8 @@ class SegmentationTask(L.LightningModule):
         threshold: probability above which a pixel is building (stored for inference).
         channels_last: use channels-last memory format (faster on CPU and tensor cores).
         init_weights: fine-tune from this model: an exported ``.safetensors`` or a sitewatch
-            ``.ckpt`` (read weights-only) whose network has the same settings. All network
+            ``.ckpt`` (read weights-only) whose network has the same settings, or ``default``:
+            the model inference uses by default (``$SITEWATCH_MODEL``, else the shipped one). All network
             weights start from it (``encoder_weights`` is then not needed); optimizer and
             schedule start fresh. ``--ckpt_path`` is for resuming the same run instead.
         work_gsd_upsample, work_gsd_range_m: the inference rule stored with the model: work at
@@ -218,7 +228,7 @@ class SegmentationTask(L.LightningModule):
                                    encoder_weights=self.hparams.encoder_weights)
         if self.hparams.init_weights:
             self.initial_model_sha256 = load_initial_weights(self.model, self.network_settings(),
-                                                             Path(self.hparams.init_weights))
+                                                             init_weights_path(self.hparams.init_weights))
         if self.hparams.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 

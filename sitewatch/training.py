@@ -66,11 +66,13 @@ class SitewatchCLI(LightningCLI):
 def main(args: list[str] | None = None) -> None:
     """Run the training CLI; user errors print one line and exit with code 2."""
     finished = False
+    argv = sys.argv
+    if args is not None:  # LightningCLI reads sys.argv; given both, it warns about the mix
+        sys.argv = [argv[0], *args]
     try:
         SitewatchCLI(
             SegmentationTask,
             BuildingDataModule,
-            args=args,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
         )
@@ -79,6 +81,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"sitewatch: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     finally:
+        sys.argv = argv
         close_process_group(wait_for_peers=finished)
 
 

@@ -23,6 +23,9 @@ import numpy as np
 from scipy import ndimage
 
 from sitewatch.data.common import IGNORE, LabeledImage
+from sitewatch.data.layouts import read_layout
+from sitewatch.data.owndata import OwnData, read_own_data
+from sitewatch.data.slippy import read_fair_ramp
 from sitewatch.data.sources import read_source
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import resample_image, resample_label
@@ -76,6 +79,9 @@ class ChipSettings:
     fair_ramp_zooms: tuple[int, ...] | None = None
     gsd_levels: tuple[float, ...] = ()
     max_upsample: float = 1.5
+    datasets: tuple[tuple[str, str], ...] = ()  # (official layout, dataset folder)
+    own_data: OwnData | None = None
+    inputs_fingerprint: str | None = None  # of the own-data files: a changed file rebuilds the cache
 
     def levels_for(self, native_gsd_m: float) -> list[float]:
         """The chip pixel sizes (m) an image of ``native_gsd_m`` contributes to.
@@ -111,15 +117,22 @@ def largest_building_m2(label: np.ndarray, gsd_m: float) -> float:
     return float(np.bincount(components.ravel())[1:].max()) * gsd_m * gsd_m
 
 
-def _iter_samples(settings: ChipSettings) -> Iterator[LabeledImage]:
+def _readers(settings: ChipSettings) -> Iterator[Iterator[LabeledImage]]:
+    """One iterator of labelled images per source: data-root sources, official layouts, own data."""
     root = Path(settings.root)
     for source in settings.sources:
         if source == "fair_ramp" and settings.fair_ramp_zooms is not None:
-            from sitewatch.data.slippy import read_fair_ramp
-
-            samples: Iterator[LabeledImage] = read_fair_ramp(root, settings.fair_ramp_zooms)
+            yield read_fair_ramp(root, settings.fair_ramp_zooms)
         else:
-            samples = read_source(root, source)
+            yield read_source(root, source)
+    for layout, folder in settings.datasets:
+        yield read_layout(layout, Path(folder))
+    if settings.own_data is not None:
+        yield read_own_data(settings.own_data)
+
+
+def _iter_samples(settings: ChipSettings) -> Iterator[LabeledImage]:
+    for samples in _readers(settings):
         for index, sample in enumerate(samples):
             if settings.max_images_per_source is not None and index >= settings.max_images_per_source:
                 break
@@ -155,7 +168,10 @@ def prepare_chips(settings: ChipSettings, cache_dir: Path, rebuild: bool = False
                     "largest_building_m2": round(largest_building_m2(label_chip, level), 1),
                 })
     if not records:
-        raise SitewatchError(f"{settings.root}: no labelled chips in sources {list(settings.sources)}")
+        names = [*settings.sources, *(layout for layout, _ in settings.datasets),
+                 *(["own data"] if settings.own_data else [])]
+        raise SitewatchError(f"no labelled chips in {', '.join(names)} (every image smaller than a third of a "
+                             "chip, unlabelled, or outside the label extent)")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
     try:
         np.save(staging / "images.npy", np.stack(images))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -17,6 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
+from sitewatch.data.layouts import LAYOUTS
+from sitewatch.data.owndata import SOURCE as OWN_SOURCE
+from sitewatch.data.owndata import VAL_GROUPS as OWN_VAL_GROUPS
+from sitewatch.data.owndata import OwnData
 from sitewatch.data.sources import SOURCES, available_sources
 from sitewatch.data.transforms import eval_transform, train_transform
 from sitewatch.errors import SitewatchError
@@ -104,12 +109,28 @@ def sampling_weights(cache: ChipCache, indices: Sequence[int], source_weights: d
 
 
 class BuildingDataModule(L.LightningDataModule):
-    """Building segmentation chips from the public datasets under ``root``.
+    """Building segmentation chips from public datasets and from one's own labelled rasters.
+
+    Three kinds of input, alone or together: the sample-style sources under ``root``, full
+    public datasets in their official layouts (``datasets``), and one's own georeferenced
+    rasters with footprint files (``images`` + ``labels``).
 
     Args:
         root: data folder laid out like ``../shared/data`` (its README lists the formats).
-        sources: source names to use (see :data:`sitewatch.data.sources.SOURCES`); all
-            present under ``root`` when None.
+        sources: source names to use (see :data:`sitewatch.data.sources.SOURCES`); when None,
+            all present under ``root``, unless ``datasets`` or ``images`` are given (then none).
+        datasets: official dataset layout → its folder, e.g. ``{spacenet2: /data/AOI_2_Vegas_Train,
+            inria: /data/AerialImageDataset}`` (see :data:`sitewatch.data.layouts.LAYOUTS`).
+        images: one's own rasters: a folder, a glob pattern or a file, or a list of them; every
+            raster needs a CRS (any CRS, any band count and bit depth).
+        labels: building footprint file(s) for ``images`` (GeoPackage, GeoJSON, Shapefile,
+            GeoParquet; any CRS), reprojected onto each raster.
+        label_extent: a vector file of the area the labels cover; other ground is ignored
+            rather than called background. None: the whole of every raster is labelled.
+        val_split: how ``images`` are split for validation: ``block`` (a corner block holding
+            ``val_share`` of each raster's area) or ``rasters`` (whole rasters); never by chip.
+        val_share: share of the ground (``block``) or of the rasters (``rasters``) held out.
+        bands: 1-based bands of ``images`` for red, green, blue (default: as at inference).
         gsd_m: the model's reference ground pixel size in metres; with no ``gsd_levels`` every
             source is resampled to it.
         gsd_levels: ground pixel sizes (m) to draw chips at (multi-scale training); each
@@ -127,7 +148,8 @@ class BuildingDataModule(L.LightningDataModule):
         chip_size: side of cached chips in pixels (at ``gsd_m``).
         patch_size: side of training crops in pixels (≤ ``chip_size``).
         val_groups: glob patterns over group names (``source/area``, e.g. ``fair_ramp/area5``,
-            ``idabd/*``) whose chips form the validation set.
+            ``idabd/*``) whose chips form the validation set; with ``images`` and none given,
+            ``own/*/val`` (the held-out part of one's own data).
         source_weights: sampling weight of one chip, per source (default 1).
         samples_per_epoch: training chips drawn per epoch (default: all training chips).
         gsd_overrides: pixel size in metres per source or group prefix, replacing the
@@ -171,21 +193,22 @@ class BuildingDataModule(L.LightningDataModule):
         coarse_from_m: float | None = None,
         grey_share: float = 0.0,
         max_val_chips: int | None = None,
+        datasets: dict[str, str] | None = None,
+        images: list[str] | str | None = None,
+        labels: list[str] | str | None = None,
+        label_extent: str | None = None,
+        val_split: Literal["block", "rasters"] = "block",
+        val_share: float = 0.2,
+        bands: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise SitewatchError(f"{self.root}: dataset folder not found")
-        present = available_sources(self.root)
-        if sources is None:
-            sources = present
-        unknown = [s for s in sources if s not in SOURCES]
-        if unknown:
-            raise SitewatchError(f"unknown data source(s) {unknown} (known: {', '.join(SOURCES)})")
-        missing = [s for s in sources if s not in present]
-        if missing:
-            raise SitewatchError(f"{self.root}: no folder for source(s) {missing}")
-        if not sources:
+        self.datasets = check_datasets(datasets or {})
+        self.own_data = own_data_spec(images, labels, label_extent, val_split, val_share, bands)
+        if sources is None and (self.datasets or self.own_data):
+            sources = []
+        self.root_sources = check_sources(self.root, sources)
+        if not self.root_sources and not self.datasets and not self.own_data:
             raise SitewatchError(f"{self.root}: dataset folder holds no known source")
         if patch_size > chip_size:
             raise SitewatchError(f"patch_size {patch_size} is larger than chip_size {chip_size}")
@@ -197,11 +220,11 @@ class BuildingDataModule(L.LightningDataModule):
             raise SitewatchError(f"grey_share must be in 0..1, got {grey_share}")
         if not max_upsample >= 1.0 or not large_building_weight > 0:
             raise SitewatchError("max_upsample must be ≥ 1 and large_building_weight positive")
-        self.sources = list(sources)
+        self.sources = [*self.root_sources, *self.datasets, *([OWN_SOURCE] if self.own_data else [])]
         self.gsd_m = gsd_m
         self.chip_size = chip_size
         self.patch_size = patch_size
-        self.val_groups = list(val_groups or [])
+        self.val_groups = list(val_groups or (OWN_VAL_GROUPS if self.own_data else []))
         self.source_weights = dict(source_weights or {})
         self.samples_per_epoch = samples_per_epoch
         self.batch_size = batch_size
@@ -218,7 +241,7 @@ class BuildingDataModule(L.LightningDataModule):
         self.max_val_chips = max_val_chips
         self.settings = ChipSettings(
             root=str(self.root.resolve()),
-            sources=tuple(self.sources),
+            sources=tuple(self.root_sources),
             gsd_m=gsd_m,
             chip_size=chip_size,
             gsd_overrides=tuple(sorted((gsd_overrides or {}).items())),
@@ -226,6 +249,9 @@ class BuildingDataModule(L.LightningDataModule):
             fair_ramp_zooms=tuple(fair_ramp_zooms) if fair_ramp_zooms else None,
             gsd_levels=tuple(sorted(float(level) for level in gsd_levels or ())),
             max_upsample=max_upsample,
+            datasets=tuple(sorted(self.datasets.items())),
+            own_data=self.own_data,
+            inputs_fingerprint=self.own_data.fingerprint() if self.own_data else None,
         )
         self.cache: ChipCache | None = None
         self.train_indices: list[int] = []
@@ -248,8 +274,9 @@ class BuildingDataModule(L.LightningDataModule):
         self.train_indices = [i for i, g in enumerate(groups) if not self.is_validation(g)]
         if not self.val_indices:
             raise SitewatchError(
-                f"validation split is empty: no group matches val_groups {self.val_groups} "
-                f"(groups: {sorted(set(groups))[:12]})"
+                f"validation split is empty: no chip of a group matching val_groups {self.val_groups} "
+                f"(groups with chips: {sorted(set(groups))[:12]}; held-out ground smaller than a third of "
+                "a chip gives none: lower data.chip_size or raise data.val_share)"
             )
         if not self.train_indices:
             raise SitewatchError(f"training split is empty: val_groups {self.val_groups} take all")
@@ -297,9 +324,63 @@ class BuildingDataModule(L.LightningDataModule):
             "chip_size": self.chip_size, "patch_size": self.patch_size,
             "val_groups": self.val_groups, "source_weights": self.source_weights,
             "gsd_overrides": dict(self.settings.gsd_overrides),
+            "datasets": self.datasets,
         }
+        if self.own_data is not None:
+            summary["own_data"] = {
+                "images": [str(p) for p in self.own_data.rasters()], "labels": list(self.own_data.labels),
+                "label_extent": self.own_data.label_extent, "val_split": self.own_data.val_split,
+                "val_share": self.own_data.val_share, "bands": self.own_data.bands,
+            }
         if self.cache is not None:
             summary["train"] = self.cache.summary(self.train_indices)
             summary["val"] = self.cache.summary(self.val_indices)
             summary["train_chips_by_gsd"] = self.cache.count_by_gsd(self.train_indices)
         return summary
+
+
+def check_sources(root: Path, sources: list[str] | None) -> list[str]:
+    """The data-root sources to read: all present under ``root`` when None; errors name the folder."""
+    if sources is not None and not sources:
+        return []
+    if not root.is_dir():
+        raise SitewatchError(f"{root}: dataset folder not found")
+    present = available_sources(root)
+    if sources is None:
+        return present
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise SitewatchError(f"unknown data source(s) {unknown} (known: {', '.join(SOURCES)})")
+    missing = [s for s in sources if s not in present]
+    if missing:
+        raise SitewatchError(f"{root}: no folder for source(s) {missing}")
+    return list(sources)
+
+
+def check_datasets(datasets: dict[str, str]) -> dict[str, str]:
+    """Official layout name → dataset folder, each checked to exist."""
+    for name, folder in datasets.items():
+        if name not in LAYOUTS:
+            raise SitewatchError(f"data.datasets: unknown layout '{name}' (known: {', '.join(LAYOUTS)})")
+        if not Path(folder).is_dir():
+            raise SitewatchError(f"{folder}: folder of dataset '{name}' not found")
+    return {name: str(Path(folder).resolve()) for name, folder in datasets.items()}
+
+
+def own_data_spec(images: list[str] | str | None, labels: list[str] | str | None, label_extent: str | None,
+                  val_split: str, val_share: float, bands: list[int] | None) -> OwnData | None:
+    """The checked own-data settings, or None when no ``images`` are given."""
+    if images is None:
+        if labels is not None:
+            raise SitewatchError("data.labels given without data.images (the rasters they label)")
+        return None
+    spec = OwnData(images=tuple(str(Path(p).resolve()) if Path(p).exists() else str(p) for p in _as_tuple(images)),
+                   labels=tuple(str(Path(p).resolve()) for p in _as_tuple(labels)),
+                   label_extent=str(Path(label_extent).resolve()) if label_extent else None,
+                   val_split=val_split, val_share=val_share, bands=tuple(bands) if bands else None)
+    spec.check()
+    return spec
+
+
+def _as_tuple(value: list[str] | str | None) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value or ())

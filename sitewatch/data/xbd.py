@@ -86,30 +86,64 @@ def gsd_from_polygon_pairs(pixel: list[BaseGeometry], lonlat: list[BaseGeometry]
     return math.sqrt(ground_area / pixel_area)
 
 
-def read_joplin(root: Path) -> Iterator[LabeledImage]:
-    """Yield ``root/xbd/joplin`` pre-disaster images with their JSON polygons rasterized."""
-    folder = require_dir(root / "xbd" / "joplin", "xbd/joplin")
-    images = sorted(require_dir(folder / "images", "xbd/joplin/images").glob("*_pre_disaster.png"))
+def xbd_json_sample(image_path: Path, label_path: Path, *, source: str, group: str) -> LabeledImage:
+    """One xBD image with its label JSON's pixel polygons rasterized.
+
+    The pixel size is measured from the same buildings in pixel and lon/lat WKT (the JSON's
+    ``gsd`` only when the image has no building).
+    """
+    pixel, lonlat, metadata = read_xbd_json(label_path)
+    image = read_rgb(image_path)
+    width, height = metadata.get("width"), metadata.get("height")
+    if (width, height) != (None, None) and (width, height) != image.shape[1::-1]:
+        raise SitewatchError(
+            f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its label "
+            f"file says {width}×{height}"
+        )
+    label = burn_polygons(pixel, Affine.identity(), image.shape[:2])
+    measured = gsd_from_polygon_pairs(pixel, lonlat)
+    gsd = measured if measured is not None else float(metadata.get("gsd", 0.5))
+    return LabeledImage(
+        name=image_path.stem.removesuffix("_pre_disaster"), source=source, group=group, image=image,
+        label=label, gsd_m=gsd, gsd_estimated=measured is None, n_polygons=len(pixel),
+        extra={"capture_date": metadata.get("capture_date")},
+    )
+
+
+def _pre_disaster_pairs(folder: Path) -> Iterator[tuple[Path, Path]]:
+    """``(image, label JSON)`` of every pre-disaster image in ``folder/images``."""
+    images = sorted(p for p in require_dir(folder / "images", f"{folder.name}/images").iterdir()
+                    if p.stem.endswith("_pre_disaster") and p.suffix.lower() in {".png", ".tif", ".tiff"})
     if not images:
-        raise SitewatchError(f"{folder / 'images'}: no *_pre_disaster.png images")
+        raise SitewatchError(f"{folder / 'images'}: no *_pre_disaster images")
     for image_path in images:
         label_path = folder / "labels" / f"{image_path.stem}.json"
         if not label_path.is_file():
             raise SitewatchError(f"{image_path}: label {label_path} missing")
-        pixel, lonlat, metadata = read_xbd_json(label_path)
-        image = read_rgb(image_path)
-        width, height = metadata.get("width"), metadata.get("height")
-        if (width, height) != (None, None) and (width, height) != image.shape[1::-1]:
-            raise SitewatchError(
-                f"{image_path}: image is {image.shape[1]}×{image.shape[0]} but its label "
-                f"file says {width}×{height}"
-            )
-        label = burn_polygons(pixel, Affine.identity(), image.shape[:2])
-        measured = gsd_from_polygon_pairs(pixel, lonlat)
-        gsd = measured if measured is not None else float(metadata.get("gsd", 0.5))
-        stem = image_path.stem.removesuffix("_pre_disaster")
-        yield LabeledImage(
-            name=stem, source="joplin", group="joplin/joplin", image=image, label=label,
-            gsd_m=gsd, gsd_estimated=measured is None, n_polygons=len(pixel),
-            extra={"capture_date": metadata.get("capture_date")},
-        )
+        yield image_path, label_path
+
+
+def read_joplin(root: Path) -> Iterator[LabeledImage]:
+    """Yield ``root/xbd/joplin`` pre-disaster images with their JSON polygons rasterized."""
+    folder = require_dir(root / "xbd" / "joplin", "xbd/joplin")
+    for image_path, label_path in _pre_disaster_pairs(folder):
+        yield xbd_json_sample(image_path, label_path, source="joplin", group="joplin/joplin")
+
+
+XBD_SPLITS = ("train", "tier1", "tier3", "hold", "test")
+
+
+def read_xbd_layout(folder: Path) -> Iterator[LabeledImage]:
+    """The full xBD dataset in its official layout: ``<split>/{images,labels}`` (or one split).
+
+    Pre-disaster images only; group ``xbd/<split>/<disaster>`` (tiles of one disaster touch).
+    """
+    folder = require_dir(Path(folder), "xbd")
+    splits = [folder] if (folder / "images").is_dir() else [folder / s for s in XBD_SPLITS if (folder / s).is_dir()]
+    if not splits:
+        raise SitewatchError(f"{folder}: no xBD split folder ({', '.join(XBD_SPLITS)}) with images/ and labels/")
+    for split in splits:
+        for image_path, label_path in _pre_disaster_pairs(split):
+            disaster = image_path.stem.rsplit("_", 3)[0]
+            yield xbd_json_sample(image_path, label_path, source="xbd",
+                                  group=f"xbd/{split.name}/{disaster}")

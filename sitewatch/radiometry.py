@@ -1,0 +1,109 @@
+"""Radiometry: which bands feed the model and how their values map to the model's 0..1 range.
+
+One definition used by inference (``predict``) and by the training readers of GeoTIFFs
+(``data.geodata``), so a 16-bit or paletted raster is seen the same way when a model learns from
+it and when it segments it: uint8 as is, float data already in 0..1 as is, anything else a
+per-band 2-98 % percentile stretch; a 1-band paletted raster through its colour table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+
+from sitewatch.errors import SitewatchError
+from sitewatch.raster import overview_shape
+
+RGB = ("red", "green", "blue")
+
+
+def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
+    """1-based band indexes feeding the model's bands (``red, green, blue``).
+
+    ``override`` wins; else the bands' colour interpretation; else one band is repeated
+    (panchromatic) or the first ``len(wanted)`` bands are taken in order.
+    """
+    count = dataset.count
+    if override:
+        if any(b < 1 or b > count for b in override):
+            raise SitewatchError(f"{dataset.name}: --bands {override} outside 1..{count}")
+        if len(override) == 1:
+            return override * len(wanted)
+        if len(override) != len(wanted):
+            raise SitewatchError(f"--bands needs {len(wanted)} band numbers ({', '.join(wanted)})")
+        return list(override)
+    interp = {ci: i + 1 for i, ci in enumerate(dataset.colorinterp)}
+    by_name = {"red": ColorInterp.red, "green": ColorInterp.green, "blue": ColorInterp.blue}
+    if all(by_name.get(w) in interp for w in wanted):
+        return [interp[by_name[w]] for w in wanted]
+    if count == 1:
+        return [1] * len(wanted)  # panchromatic: grey into every band
+    if count >= len(wanted):
+        return list(range(1, len(wanted) + 1))
+    raise SitewatchError(
+        f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
+        "choose them with --bands"
+    )
+
+
+def colour_table(dataset: rasterio.DatasetReader) -> np.ndarray | None:
+    """The 256×3 RGB lookup of a 1-band paletted raster, else None."""
+    if dataset.count != 1 or dataset.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        colormap = dataset.colormap(1)
+    except ValueError:
+        return None
+    table = np.zeros((256, 3), np.float32)
+    for index, rgba in colormap.items():
+        if 0 <= index < 256:
+            table[index] = rgba[:3]
+    return table
+
+
+def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-band (low, high) raw values mapped to 0 and 1 before normalisation.
+
+    uint8 → 0..255 as trained. Other types: float data already in 0..1 keeps it; anything else
+    gets a 2-98 % percentile stretch measured on a decimated read of the valid pixels.
+    """
+    dtype = np.dtype(dataset.dtypes[bands[0] - 1])
+    if dtype == np.uint8:
+        return np.zeros(len(bands)), np.full(len(bands), 255.0), "uint8 0-255"
+    shape = overview_shape(dataset, 1024)
+    sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
+                          masked=True).astype(np.float64)
+    valid = ~np.ma.getmaskarray(sample).any(axis=0) & np.all(np.isfinite(sample.filled(np.nan)), axis=0)
+    if not valid.any():
+        raise SitewatchError(f"{dataset.name}: every pixel is nodata or not a number")
+    values = sample.filled(np.nan)[:, valid]
+    if np.issubdtype(dtype, np.floating) and values.min() >= 0 and values.max() <= 1.0:
+        return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
+    low = np.percentile(values, 2, axis=1)
+    high = np.percentile(values, 98, axis=1)
+    high = np.where(high > low, high, low + 1)
+    return low, high, f"{dtype.name} 2-98% stretch"
+
+
+def read_rgb8(dataset: rasterio.DatasetReader, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The whole raster as the model sees it: ``(H×W×3 uint8 RGB, H×W bool valid)``.
+
+    Bands and value stretch as at inference (:func:`choose_bands`, :func:`value_stretch`,
+    :func:`colour_table`); ``valid`` is False where the dataset mask says nodata or a float
+    value is not finite.
+    """
+    palette = colour_table(dataset) if bands is None else None
+    chosen = [1] * len(RGB) if palette is not None else choose_bands(dataset, list(RGB), bands)
+    raw = dataset.read(sorted(set(chosen)))
+    by_band = {band: raw[i] for i, band in enumerate(sorted(set(chosen)))}
+    valid = dataset.dataset_mask() > 0
+    if palette is not None:
+        rgb = palette[by_band[1]]
+    else:
+        stacked = np.stack([by_band[b] for b in chosen]).astype(np.float64)
+        valid &= np.isfinite(stacked).all(axis=0)
+        low, high, _ = value_stretch(dataset, chosen)
+        scaled = (stacked - low[:, None, None]) / (high - low)[:, None, None]
+        rgb = np.moveaxis(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0, -1) * 255.0
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), valid
