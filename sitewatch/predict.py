@@ -34,13 +34,14 @@ import cv2
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
+from sitewatch.radiometry import choose_bands, colour_table, value_stretch
 from sitewatch.raster import (
     open_raster,
     overview_shape,
@@ -268,70 +269,6 @@ class InputPlan:
     work_gsd_rule: str  # why that pixel size
     palette: np.ndarray | None = None  # 256×3 colour table of a paletted raster (indices → RGB)
     notes: list[str] = field(default_factory=list)
-
-
-def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
-    """1-based band indexes feeding the model's bands (``red, green, blue``)."""
-    count = dataset.count
-    if override:
-        if any(b < 1 or b > count for b in override):
-            raise SitewatchError(f"{dataset.name}: --bands {override} outside 1..{count}")
-        if len(override) == 1:
-            return override * len(wanted)
-        if len(override) != len(wanted):
-            raise SitewatchError(f"--bands needs {len(wanted)} band numbers ({', '.join(wanted)})")
-        return list(override)
-    interp = {ci: i + 1 for i, ci in enumerate(dataset.colorinterp)}
-    by_name = {"red": ColorInterp.red, "green": ColorInterp.green, "blue": ColorInterp.blue}
-    if all(by_name.get(w) in interp for w in wanted):
-        return [interp[by_name[w]] for w in wanted]
-    if count == 1:
-        return [1] * len(wanted)  # panchromatic: grey into every band
-    if count >= len(wanted):
-        return list(range(1, len(wanted) + 1))
-    raise SitewatchError(
-        f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
-        "choose them with --bands"
-    )
-
-
-def colour_table(dataset: rasterio.DatasetReader) -> np.ndarray | None:
-    """The 256×3 RGB lookup of a 1-band paletted raster, else None."""
-    if dataset.count != 1 or dataset.colorinterp[0] != ColorInterp.palette:
-        return None
-    try:
-        colormap = dataset.colormap(1)
-    except ValueError:
-        return None
-    table = np.zeros((256, 3), np.float32)
-    for index, rgba in colormap.items():
-        if 0 <= index < 256:
-            table[index] = rgba[:3]
-    return table
-
-
-def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-band (low, high) raw values mapped to 0 and 1 before normalisation.
-
-    uint8 → 0..255 as trained. Other types: float data already in 0..1 keeps it; anything else
-    gets a 2-98 % percentile stretch measured on a decimated read of the valid pixels.
-    """
-    dtype = np.dtype(dataset.dtypes[bands[0] - 1])
-    if dtype == np.uint8:
-        return np.zeros(len(bands)), np.full(len(bands), 255.0), "uint8 0-255"
-    shape = overview_shape(dataset, 1024)
-    sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
-                          masked=True).astype(np.float64)
-    valid = ~np.ma.getmaskarray(sample).any(axis=0) & np.all(np.isfinite(sample.filled(np.nan)), axis=0)
-    if not valid.any():
-        raise SitewatchError(f"{dataset.name}: every pixel is nodata or not a number")
-    values = sample.filled(np.nan)[:, valid]
-    if np.issubdtype(dtype, np.floating) and values.min() >= 0 and values.max() <= 1.0:
-        return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
-    low = np.percentile(values, 2, axis=1)
-    high = np.percentile(values, 98, axis=1)
-    high = np.where(high > low, high, low + 1)
-    return low, high, f"{dtype.name} 2-98% stretch"
 
 
 def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int | None,
