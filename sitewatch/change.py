@@ -9,7 +9,7 @@ Pure functions over plain values: arrays with their grids, GeoDataFrames of foot
 * matching: footprints of consecutive dates are linked by overlap (one-to-many for merges and
   splits); each building of the last date gets ``new``, ``expanded`` or ``unchanged``, each
   first-date building that is gone ``demolished``; tracks carry ``first_seen``/``last_seen``;
-* flags (rules in ``configs/change.yaml``): ``assembly_hall`` and ``housing`` clusters.
+* flags (rules in ``sitewatch/assets/change.yaml``): ``assembly_hall`` and ``housing`` clusters.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import typer
 from sitewatch.errors import SitewatchError
 from sitewatch.outputs import check_output_dir
 
+RULES_HELP = "Change rules YAML (default: the shipped ones; see `sitewatch rules`)."
+
 app = typer.Typer(
     name="sitewatch",
     help="Building segmentation, footprints and change detection for sites seen from above.",
@@ -51,9 +53,13 @@ def export(
 
 
 @app.command()
-def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors or .ckpt).")]) -> None:
+def info(model: Annotated[Path | None, typer.Argument(
+        help="Model file (.safetensors or .ckpt); default: the default model.")] = None) -> None:
     """Print a model file's metadata as JSON."""
     from sitewatch.modelfile import file_sha256, read_model_metadata
+    from sitewatch.paths import default_model_path
+
+    model = model or default_model_path()
 
     if model.suffix == ".ckpt":  # a training checkpoint needs torch to read
         from sitewatch.checkpoint import load_model
@@ -65,6 +71,14 @@ def info(model: Annotated[Path, typer.Argument(help="Model file (.safetensors or
             raise SitewatchError(f"{model}: model file not found")
         metadata, sha = read_model_metadata(model), file_sha256(model)
     typer.echo(json.dumps({"path": str(model), "sha256": sha, **metadata}, indent=2))
+
+
+@app.command()
+def rules() -> None:
+    """Print the shipped change rules (YAML): 'sitewatch rules > my_rules.yaml', edit, pass --rules."""
+    from sitewatch.paths import default_rules_path
+
+    typer.echo(default_rules_path().read_text(), nl=False)
 
 
 def _parse_bands(text: str | None) -> list[int] | None:
@@ -285,7 +299,7 @@ def change(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for this site.")],
     dates: Annotated[str | None, typer.Option(help="ISO dates, comma-separated, one per raster.")] = None,
     site: Annotated[str | None, typer.Option(help="Site name for the report (default: folder name).")] = None,
-    rules: Annotated[Path | None, typer.Option(help="Change rules YAML (default configs/change.yaml).")] = None,
+    rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
@@ -324,7 +338,7 @@ def demo(
 
     rasters = sorted(DEMO_SITE.glob("*.tif"))
     if len(rasters) < 2:
-        raise SitewatchError(f"{DEMO_SITE}: demo site rasters missing from this checkout")
+        raise SitewatchError(f"{DEMO_SITE}: demo site rasters missing from this installation")
     change(rasters=rasters, out=out, dates=None, site=DEMO_SITE.name, rules=None, model=None,
            device=device, backend="auto", work_gsd=None)
 
@@ -338,7 +352,7 @@ def batch(
     ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip sites whose outputs are current.")] = True,
     strict_paths: Annotated[bool, typer.Option("--strict-paths", help="Refuse paths outside the manifest.")] = False,
-    rules: Annotated[Path | None, typer.Option(help="Change rules YAML (default configs/change.yaml).")] = None,
+    rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",

@@ -1,32 +1,47 @@
-"""Where sitewatch finds its shipped files (the default model and its recorded checksum)."""
+"""Where sitewatch finds its shipped files: the default model, its checksum, the change rules, the demo site.
+
+They are package data (``sitewatch/assets``, found through :mod:`importlib.resources`), so an
+installed wheel carries them and every command works from any folder; ``$SITEWATCH_MODEL`` and
+``--model`` choose another model.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from sitewatch.errors import SitewatchError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = REPO_ROOT / "models"
+
+def _assets_dir() -> Path:
+    """The package's ``assets`` folder on the file system (wheels install unzipped)."""
+    folder = files("sitewatch") / "assets"
+    if not isinstance(folder, Path):
+        raise SitewatchError(f"sitewatch's package data is not on the file system ({folder}); reinstall it unzipped")
+    return folder
+
+
+ASSETS_DIR = _assets_dir()
+MODELS_DIR = ASSETS_DIR
 DEFAULT_MODEL_NAME = "sitewatch-unet-lite0-ms.safetensors"
 CHECKSUMS = MODELS_DIR / "SHA256SUMS"
-CONFIGS_DIR = REPO_ROOT / "configs"
-DEMO_SITE = REPO_ROOT / "data" / "demo_site"
+DEMO_SITE = ASSETS_DIR / "demo_site"
+DEFAULT_RULES = ASSETS_DIR / "change.yaml"
 
 
 def default_rules_path() -> Path:
-    """The change rules shipped in ``configs/change.yaml``."""
-    return CONFIGS_DIR / "change.yaml"
+    """The shipped change rules (``sitewatch/assets/change.yaml``; ``sitewatch rules`` prints them)."""
+    return DEFAULT_RULES
 
 
 def default_model_path() -> Path:
-    """``$SITEWATCH_MODEL`` if set, else the shipped model in ``models/``."""
+    """``$SITEWATCH_MODEL`` if set, else the shipped model."""
     return Path(os.environ.get("SITEWATCH_MODEL", MODELS_DIR / DEFAULT_MODEL_NAME))
 
 
 def recorded_checksum(model: Path) -> str | None:
-    """The SHA-256 recorded in ``models/SHA256SUMS`` for a shipped model file, else None."""
+    """The SHA-256 recorded in the shipped ``SHA256SUMS`` for a shipped model file, else None."""
     model = Path(model).resolve()
     if model.parent != MODELS_DIR.resolve() or not CHECKSUMS.is_file():
         return None

@@ -1,4 +1,6 @@
-"""The change rules: thresholds of matching and flagging, read from ``configs/change.yaml``.
+"""The change rules: thresholds of matching and flagging.
+
+Read from ``sitewatch/assets/change.yaml`` (package data; ``sitewatch rules`` prints it) or a user's copy.
 
 A light module (no raster or torch imports), so a rules file is checked before any slow work.
 """
@@ -64,7 +66,7 @@ def check_rule(name: str, value: Any, kind: str) -> None:
 class ChangeRules:
     """Thresholds of matching and flagging (areas m², distances m, shares 0-1).
 
-    See ``configs/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
+    See ``sitewatch/assets/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
     """
 
     match_min_overlap: float = 0.3

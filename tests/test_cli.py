@@ -13,17 +13,17 @@ from safetensors.torch import load_file, save_file
 
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import read_model_metadata, working_gsd_m
-from sitewatch.paths import default_model_path
+from sitewatch.paths import DEMO_SITE, default_model_path, default_rules_path
 from sitewatch.rules import ChangeRules
 
-DEMO = REPO / "data" / "demo_site" / "texas_train36_2002-01-01.tif"
+DEMO = DEMO_SITE / "texas_train36_2002-01-01.tif"
 
 
 @pytest.mark.parametrize("args, needle", [
     (["segmnt"], "No such command 'segmnt'"),
     (["segment", str(DEMO)], "Missing option '--out'"),
     (["segment", str(DEMO), "--out", "o", "--tile-size", "abc"], "Invalid value for '--tile-size'"),
-    (["info"], "Missing argument"),
+    (["evaluate"], "Missing argument"),
     (["--bogus"], "No such option: --bogus"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(args: list[str], needle: str) -> None:
@@ -91,7 +91,7 @@ def test_bad_rule_values_name_the_rule(tmp_path: Path, text: str, needle: str) -
 
 
 def test_shipped_rules_file_matches_the_defaults() -> None:
-    assert ChangeRules.from_yaml(REPO / "configs" / "change.yaml") == ChangeRules()
+    assert ChangeRules.from_yaml(default_rules_path()) == ChangeRules()
 
 
 def _model_with(tmp_path: Path, **changes) -> Path:

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from conftest import REPO
 
 from sitewatch.checkpoint import load_model
-from sitewatch.paths import default_model_path
+from sitewatch.paths import DEMO_SITE, default_model_path
 from sitewatch.pipeline import run_site
 from sitewatch.predict import Predictor
 
-EARLIER, LATER = sorted((REPO / "data" / "demo_site").glob("*.tif"))
+EARLIER, LATER = sorted(DEMO_SITE.glob("*.tif"))
 BLOCK = (slice(120, 256), slice(0, 128))  # rows, columns of the later image blanked out:
 # the south-west quadrant, where most of the 2002 buildings stand
 

@@ -14,8 +14,9 @@ from rasterio._err import CPLE_AppDefinedError
 from sitewatch.batch import read_manifest
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import utm_crs
+from sitewatch.paths import DEMO_SITE
 
-DEMO = sorted((REPO / "data" / "demo_site").glob("*.tif"))
+DEMO = sorted(DEMO_SITE.glob("*.tif"))
 BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
 b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
 c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]

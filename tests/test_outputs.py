@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_one_line_error, run_sitewatch
+from conftest import assert_one_line_error, run_sitewatch
 
 from sitewatch.errors import SitewatchError
 from sitewatch.outputs import MARKER, check_output_dir, owned_files, publish_dir, remove_owned
+from sitewatch.paths import DEMO_SITE
 
-DEMO = sorted((REPO / "data" / "demo_site").glob("*.tif"))
+DEMO = sorted(DEMO_SITE.glob("*.tif"))
 
 
 def _copy_demo(folder: Path) -> list[Path]:
