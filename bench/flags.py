@@ -75,13 +75,13 @@ def run_pair(dataset: str, native_gsd: float, pair, size: str, predictor: Predic
                                  coarsen_to_m=coarsen, native_gsd_m=native_gsd)
     run = run_site(rasters, folder / "out", predictor)
     summary = run.summary
-    halls = [b for b in summary["new_buildings"] if b["flag"] == "assembly_hall"]
+    halls = [b for b in summary.new_buildings if b.flag == "assembly_hall"]
     hall_hint, housing_hint, _ = EXPECTED.get(pair.name, (None, None, ""))
     return PairResult(pair=pair.name, dataset=dataset, size="native" if coarsen is None else f"{coarsen:g} m",
-                      work_gsd_m=summary["model"]["gsd_m"], expected_hall=hall_hint,
-                      expected_housing=housing_hint, halls=summary["flags"]["assembly_hall"],
-                      housing_clusters=summary["flags"]["housing_clusters"],
-                      new_buildings=summary["counts"]["new"], hall_records=halls)
+                      work_gsd_m=summary.model.gsd_m, expected_hall=hall_hint,
+                      expected_housing=housing_hint, halls=summary.flags.assembly_hall,
+                      housing_clusters=summary.flags.housing_clusters,
+                      new_buildings=summary.counts.new, hall_records=[h.as_dict() for h in halls])
 
 
 def score(rows: list[PairResult]) -> dict[str, dict[str, int]]:

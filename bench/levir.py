@@ -50,7 +50,7 @@ def main() -> None:
                          "new_recall_iou50": strict["object"]["recall"],
                          "new_precision_iou50": strict["object"]["precision"],
                          "new_recall_iou25": lenient["object"]["recall"],
-                         "flags": run.summary["flags"], "counts": run.summary["counts"]})
+                         "flags": run.summary.flags.as_dict(), "counts": run.summary.counts.as_dict()})
     header = ("pair", "objects", "new", "px F1", "R@.5", "P@.5", "R@.25")
     print(f"{header[0]:22s} {header[1]:>7s} {header[2]:>4s} {header[3]:>6s} {header[4]:>5s} {header[5]:>5s} "
           f"{header[6]:>6s}  flags")

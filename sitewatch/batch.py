@@ -29,13 +29,14 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sitewatch.dates import parse_date
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import file_sha256
 from sitewatch.raster import atomic_path
 from sitewatch.rules import ChangeRules, load_yaml
+from sitewatch.summary import CHANGE_CLASSES, FLAGS, ChangeCounts, FlagCounts, SiteSummary
 
 RECORD = "inputs.json"
 SITE_KEYS = {"id", "rasters", "dates", "rules"}
@@ -154,38 +155,68 @@ def is_done(out_dir: Path, record: dict[str, Any]) -> bool:
         return False
 
 
+@dataclass
+class SiteRow:
+    """One line of the batch summary: a site's status, time, counts and flags, or why it failed."""
+
+    site: str
+    status: Literal["done", "skipped", "failed"] = "failed"
+    reason: str = ""
+    seconds: float = 0.0
+    counts: ChangeCounts | None = None
+    flags: FlagCounts | None = None
+    dates: list[str] | None = None
+    traceback: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as ``batch_summary.json`` holds it."""
+        row: dict[str, Any] = {"site": self.site, "status": self.status, "reason": self.reason,
+                               "seconds": self.seconds}
+        if self.counts is not None and self.flags is not None:
+            row.update(counts=self.counts.as_dict(), flags=self.flags.as_dict(), dates=self.dates)
+        if self.traceback is not None:
+            row["traceback"] = self.traceback
+        return row
+
+    def counts_and_flags(self) -> dict[str, int]:
+        """Counts per change class and flag (empty for a failed site)."""
+        if self.counts is None or self.flags is None:
+            return {}
+        return {**self.counts.as_dict(), **self.flags.as_dict()}
+
+
 def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
-            window_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+            window_progress: Callable[[int, int], None] | None = None) -> SiteRow:
     """Run one site (or skip it when its outputs are current); never raises."""
     from sitewatch.pipeline import run_site
 
     started = time.perf_counter()
-    row: dict[str, Any] = {"site": site.id, "status": "failed", "reason": "", "seconds": 0.0}
+    row = SiteRow(site=site.id)
     try:
         rules = dataclasses.replace(base_rules, **site.rules)
         record = input_record(site, predictor.model.sha256, rules)
         target = out_root / site.id
         if is_done(target, record):
-            summary = json.loads((target / "summary.json").read_text())
-            row["status"] = "skipped"
+            summary = SiteSummary.from_json((target / "summary.json").read_text())
+            row.status = "skipped"
         else:
             summary = run_site(site.rasters, target, predictor, site=site.id, dates=site.dates, rules=rules,
                                extra_files={RECORD: json.dumps(record, indent=2)},
                                window_progress=window_progress).summary
-            row["status"] = "done"
-        row.update(counts=summary["counts"], flags=summary["flags"], dates=summary["dates"])
+            row.status = "done"
+        row.counts, row.flags, row.dates = summary.counts, summary.flags, list(summary.dates)
     except SitewatchError as error:
-        row["reason"] = str(error)
+        row.reason = str(error)
     except Exception as error:  # noqa: BLE001 - one site's bug must not stop the batch
-        row["reason"] = f"{type(error).__name__}: {error}".splitlines()[0]
-        row["traceback"] = traceback.format_exc(limit=5)
-    row["seconds"] = round(time.perf_counter() - started, 2)
+        row.reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        row.traceback = traceback.format_exc(limit=5)
+    row.seconds = round(time.perf_counter() - started, 2)
     return row
 
 
 def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
-              rules: ChangeRules, on_done: Callable[[dict], None],
-              window_progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+              rules: ChangeRules, on_done: Callable[[SiteRow], None],
+              window_progress: Callable[[int, int], None] | None = None) -> list[SiteRow]:
     """Sites one after another in this process, the model loaded once."""
     from sitewatch.checkpoint import load_model
     from sitewatch.paths import recorded_checksum
@@ -201,8 +232,8 @@ def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, 
 
 
 def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
-            rules: ChangeRules, on_done: Callable[[dict], None], workers: int = 2,
-            address: str | None = None) -> list[dict[str, Any]]:
+            rules: ChangeRules, on_done: Callable[[SiteRow], None], workers: int = 2,
+            address: str | None = None) -> list[SiteRow]:
     """Sites spread over Ray actors, each loading the model once (GPU actors take one GPU).
 
     Starts a local Ray with ``workers`` CPUs unless ``address`` names an existing cluster.
@@ -234,12 +265,12 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
                 model = load_model(model_path, expected_sha256=recorded_checksum(model_path))
                 self.predictor = Predictor(model, device=device, backend=backend)
 
-            def run(self, site: Site) -> dict[str, Any]:
+            def run(self, site: Site) -> SiteRow:
                 return run_one(site, out_root, self.predictor, rules)
 
         actors = [SiteWorker.remote() for _ in range(max(1, min(workers, len(sites))))]
         pending = {actors[i % len(actors)].run.remote(site): i for i, site in enumerate(sites)}
-        rows: list[dict[str, Any] | None] = [None] * len(sites)
+        rows: list[SiteRow | None] = [None] * len(sites)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -252,17 +283,16 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
             ray.shutdown()
 
 
-def write_batch_summary(out_root: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_batch_summary(out_root: Path, rows: Iterable[SiteRow]) -> None:
     """``batch_summary.json`` and ``batch_summary.csv``, written atomically."""
     rows = list(rows)
     out_root.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_root / "batch_summary.json") as tmp:
-        tmp.write_text(json.dumps({"sites": rows}, indent=2, default=str))
-    columns = ["site", "status", "new", "expanded", "unchanged", "demolished", "not_observed", "assembly_hall",
-               "housing", "housing_clusters", "seconds", "reason"]
+        tmp.write_text(json.dumps({"sites": [row.as_dict() for row in rows]}, indent=2, default=str))
+    columns = ["site", "status", *CHANGE_CLASSES, *FLAGS, "housing_clusters", "seconds", "reason"]
     with atomic_path(out_root / "batch_summary.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({"site": row["site"], "status": row["status"], "seconds": row["seconds"],
-                             "reason": row.get("reason", ""), **row.get("counts", {}), **row.get("flags", {})})
+            writer.writerow({"site": row.site, "status": row.status, "seconds": row.seconds,
+                             "reason": row.reason, **row.counts_and_flags()})

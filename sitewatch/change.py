@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import geopandas as gpd
@@ -33,6 +32,18 @@ from sitewatch.dates import parse_date, raster_date, resolve_dates  # noqa: F401
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import measure
 from sitewatch.rules import ChangeRules
+from sitewatch.summary import (
+    CHANGE_CLASSES,
+    FLAGS,
+    ChangeCounts,
+    CoverageRecord,
+    FlagCounts,
+    HousingCluster,
+    ModelRun,
+    NewBuilding,
+    ShiftRecord,
+    SiteSummary,
+)
 
 # --- alignment -----------------------------------------------------------------------------------
 
@@ -80,8 +91,10 @@ class Shift:
         """The opposite shift (to move first-date footprints onto a later date's pixels)."""
         return Shift(-self.dx_px, -self.dy_px, self.response, self.applied, -self.dx_m, -self.dy_m)
 
-    def as_dict(self) -> dict[str, float | bool]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+    def record(self) -> ShiftRecord:
+        """The shift as reported (pixels and metres rounded to 3 decimals)."""
+        return ShiftRecord(*(round(v, 3) if isinstance(v, float) else v for v in
+                             (self.dx_px, self.dy_px, self.response, self.applied, self.dx_m, self.dy_m)))
 
 
 def estimate_shift(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules,
@@ -258,8 +271,6 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     clusters = housing_clusters(changes[is_new & ~hall], rules, crs)
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
-    if not clusters.empty:
-        clusters["member_ids"] = clusters["member_ids"].apply(lambda ids: ",".join(map(str, ids)))
     return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
                         largest_existing_m2=largest_existing)
 
@@ -381,36 +392,30 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
     return gpd.GeoDataFrame(rows, geometry=shapes, crs=crs)
 
 
-def summarize(result: ChangeResult, site: str, model: dict[str, Any]) -> dict[str, Any]:
-    """The ``summary.json`` document."""
+def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: CoverageRecord | None) -> SiteSummary:
+    """The site's findings as a typed summary (new and enlarged buildings largest first)."""
     changes = result.changes
-    counts = {name: int((changes["change"] == name).sum())
-              for name in ("new", "expanded", "unchanged", "demolished", "not_observed")}
-    flags = {name: int((changes["flag"] == name).sum()) for name in ("assembly_hall", "housing")}
-    flags["housing_clusters"] = len(result.clusters)
+    counts = ChangeCounts(**{name: int((changes["change"] == name).sum()) for name in CHANGE_CLASSES})
+    flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
+                       housing_clusters=len(result.clusters))
     new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
-    return {
-        "site": site,
-        "dates": [d.isoformat() for d in result.dates],
-        "counts": counts,
-        "flags": flags,
-        "largest_existing_building_m2": round(result.largest_existing_m2, 1),
-        "new_buildings": [
-            {"id": int(row.change_id), "class": row.change, "flag": row.flag or None,
-             "area_m2": round(float(row.area_m2), 1),
-             "cut_by_edge": bool(row.cut_by_edge),
-             "ratio_to_largest_existing": None if pd.isna(row.ratio_to_largest_existing)
-             else float(row.ratio_to_largest_existing),
-             "confidence": None if pd.isna(row.confidence) else float(row.confidence),
-             "first_seen": row.first_seen.isoformat() if hasattr(row.first_seen, "isoformat") else str(row.first_seen)}
-            for row in new.itertuples()
-        ],
-        "housing_clusters": [
-            {"id": int(c["cluster_id"]), "count": int(c["count"]),
-             "member_ids": [int(i) for i in str(c["member_ids"]).split(",") if i],
-             "total_area_m2": float(c["total_area_m2"])}
-            for c in result.clusters.drop(columns="geometry").to_dict("records")
-        ],
-        "model": model,
-        "shift": [s.as_dict() for s in result.shifts],
-    }
+    return SiteSummary(
+        site=site, dates=[d.isoformat() for d in result.dates], counts=counts, flags=flags,
+        largest_existing_building_m2=round(result.largest_existing_m2, 1),
+        new_buildings=[_new_building(row) for row in new.itertuples()],
+        housing_clusters=[
+            HousingCluster(int(c["cluster_id"]), int(c["count"]), tuple(int(i) for i in c["member_ids"]),
+                           float(c["total_area_m2"]))
+            for c in result.clusters.drop(columns="geometry").to_dict("records")],
+        model=model, shift=[s.record() for s in result.shifts], coverage=coverage,
+    )
+
+
+def _new_building(row) -> NewBuilding:
+    return NewBuilding(
+        id=int(row.change_id), change_class=row.change, flag=row.flag or None,
+        area_m2=round(float(row.area_m2), 1), cut_by_edge=bool(row.cut_by_edge),
+        ratio_to_largest_existing=None if pd.isna(row.ratio_to_largest_existing)
+        else float(row.ratio_to_largest_existing),
+        confidence=None if pd.isna(row.confidence) else float(row.confidence),
+        first_seen=row.first_seen.isoformat() if hasattr(row.first_seen, "isoformat") else str(row.first_seen))

@@ -15,6 +15,7 @@ import typer
 
 from sitewatch.errors import SitewatchError
 from sitewatch.outputs import check_output_dir
+from sitewatch.summary import SiteSummary
 
 RULES_HELP = "Change rules YAML (default: the shipped ones; see `sitewatch rules`)."
 
@@ -286,10 +287,10 @@ def evaluate_change(
     typer.echo(json.dumps(change_scores(changes, changed, transform, crs, iou), indent=2))
 
 
-def _print_site(summary: dict, out: Path) -> None:
-    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
-    flags = ", ".join(f"{v} {k}" for k, v in summary["flags"].items())
-    typer.echo(f"{summary['site']} {summary['dates'][0]} → {summary['dates'][-1]}: {counts}; flags: {flags} "
+def _print_site(summary: SiteSummary, out: Path) -> None:
+    counts = ", ".join(f"{v} {k}" for k, v in summary.counts.as_dict().items())
+    flags = ", ".join(f"{v} {k}" for k, v in summary.flags.as_dict().items())
+    typer.echo(f"{summary.site} {summary.dates[0]} → {summary.dates[-1]}: {counts}; flags: {flags} "
                f"-> {out / 'report.html'}")
 
 
@@ -360,7 +361,7 @@ def batch(
     """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
     from tqdm import tqdm
 
-    from sitewatch.batch import read_manifest, run_local, run_ray, write_batch_summary
+    from sitewatch.batch import SiteRow, read_manifest, run_local, run_ray, write_batch_summary
     from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path, default_rules_path
     from sitewatch.rules import ChangeRules
@@ -379,9 +380,9 @@ def batch(
     bar = tqdm(total=len(sites), unit="site", disable=None, position=0)
     windows = tqdm(total=0, unit="tile", disable=None, position=1, leave=False)
 
-    def done(row: dict) -> None:
+    def done(row: SiteRow) -> None:
         bar.update(1)
-        bar.set_postfix_str(f"{row['site']}: {row['status']}")
+        bar.set_postfix_str(f"{row.site}: {row.status}")
 
     def window_done(count: int, total: int) -> None:
         windows.total, windows.n = total, count
@@ -395,10 +396,10 @@ def batch(
     bar.close()
     write_batch_summary(out, rows)
     for row in rows:
-        detail = row["reason"] if row["status"] == "failed" else ", ".join(
-            f"{v} {k}" for k, v in {**row.get("counts", {}), **row.get("flags", {})}.items() if v)
-        typer.echo(f"{row['site']}: {row['status']} ({detail}) {row['seconds']:.1f} s")
-    failed = sum(row["status"] == "failed" for row in rows)
+        detail = row.reason if row.status == "failed" else ", ".join(
+            f"{v} {k}" for k, v in row.counts_and_flags().items() if v)
+        typer.echo(f"{row.site}: {row.status} ({detail}) {row.seconds:.1f} s")
+    failed = sum(row.status == "failed" for row in rows)
     typer.echo(f"{len(rows) - failed} of {len(rows)} sites ok -> {out / 'batch_summary.json'}")
     if failed:
         raise typer.Exit(1)

@@ -7,7 +7,6 @@ into place at the end, so a site's outputs appear complete or not at all.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import MASK_NODATA, Predictor, segment_raster
 from sitewatch.raster import open_raster, pixel_size_xy_m, staging_dir
 from sitewatch.report import write_report
+from sitewatch.summary import CoverageRecord, ModelRun, SiteSummary
 
 SUMMARY = "summary.json"
 
@@ -50,7 +50,7 @@ class SiteRun:
     """Where a finished site's outputs are and what they say."""
 
     out_dir: Path
-    summary: dict[str, Any]
+    summary: SiteSummary
 
 
 def _check_inputs(rasters: list[Path]) -> None:
@@ -178,16 +178,15 @@ def run_site(
                                observed=observed, pixel_m=float(np.sqrt(pixel_m[0] * pixel_m[1])))
         result.shifts = shifts
         say("writing outputs")
-        model = {"name": predictor.model.name, "sha256": predictor.model.sha256,
-                 "gsd_m": segmented[0].work_gsd_m, "gsd_rule": segmented[0].work_gsd_rule,
-                 "trained_gsd_m": predictor.model.gsd_range_m or predictor.model.gsd_m,
-                 "device": predictor.description}
-        summary = summarize(result, site, model)
-        summary["coverage"] = coverage.as_dict(when)
+        model = ModelRun(name=predictor.model.name, sha256=predictor.model.sha256,
+                         gsd_m=segmented[0].work_gsd_m, gsd_rule=segmented[0].work_gsd_rule,
+                         trained_gsd_m=predictor.model.gsd_range_m or predictor.model.gsd_m,
+                         device=predictor.description)
+        summary = summarize(result, site, model, coverage.record(when))
         changes = result.changes.to_crs(crs)
         clusters = result.clusters.to_crs(crs)
         _write_layers(staging, changes, clusters, result.footprints, when, crs)
-        (staging / SUMMARY).write_text(summary_json(summary))
+        (staging / SUMMARY).write_text(summary.to_json())
         write_report(staging / "report.html", summary, changes, clusters, aligned[0], aligned[-1])
         for name, content in (extra_files or {}).items():
             (staging / name).write_text(content)
@@ -208,9 +207,10 @@ class Coverage:
     per_date: list[float]
     all_dates: float
 
-    def as_dict(self, dates: list) -> dict[str, Any]:
-        return {"valid_share_per_date": {d.isoformat(): round(v, 4) for d, v in zip(dates, self.per_date, strict=True)},
-                "observed_at_every_date_share": round(self.all_dates, 4)}
+    def record(self, dates: list) -> CoverageRecord:
+        """The coverage as reported: shares rounded to 4 decimals, per ISO date."""
+        return CoverageRecord({d.isoformat(): round(v, 4) for d, v in zip(dates, self.per_date, strict=True)},
+                              round(self.all_dates, 4))
 
 
 def observed_ground(mask_paths: list[Path], crs) -> tuple[shapely.Geometry, Coverage]:
@@ -231,23 +231,18 @@ def observed_ground(mask_paths: list[Path], crs) -> tuple[shapely.Geometry, Cove
     return shapely.union_all(pieces), Coverage(per_date=shares, all_dates=float(together.mean()))
 
 
-def summary_json(summary: dict[str, Any]) -> str:
-    """``summary.json`` text: strict JSON, non-finite numbers written as null."""
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(json.loads(json.dumps(summary, default=str))), indent=2, allow_nan=False)
-
-
 def _utm_for(crs, transform, segmented) -> CRS:
     """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
     return utm_crs(crs, rasterio.transform.array_bounds(segmented.height, segmented.width, transform))
+
+
+def _plain_value(value: Any) -> Any:
+    """A cell as a GeoPackage stores it: dates as ISO text, id lists as comma-separated text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return value
 
 
 def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
@@ -258,7 +253,7 @@ def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoData
         frame = frame.copy()
         for column in frame.columns:
             if column != "geometry" and frame[column].dtype == object:
-                frame[column] = frame[column].map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+                frame[column] = frame[column].map(_plain_value)
         return frame
 
     changes, clusters = plain(changes), plain(clusters)

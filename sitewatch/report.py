@@ -11,7 +11,6 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -21,6 +20,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from sitewatch.raster import atomic_path
+from sitewatch.summary import SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "unchanged": (90, 200, 250),
            "demolished": (180, 80, 255), "not_observed": (160, 160, 160), "housing": (255, 230, 0)}
@@ -73,11 +73,11 @@ def _crop_window(path: Path, bounds: tuple[float, float, float, float], margin: 
         return window.round_offsets().round_lengths()
 
 
-def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFrame,
+def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame,
                  clusters: gpd.GeoDataFrame, before: Path, after: Path) -> None:
     """Write ``report.html`` for a site; layers in the rasters' CRS, rasters on one grid."""
     e = html.escape
-    dates = summary["dates"]
+    dates = summary.dates
 
     def colour(row) -> tuple[int, int, int]:
         if getattr(row, "flag", "") == "housing":
@@ -100,7 +100,7 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
                         f"{_ratio_text(row.ratio_to_largest_existing)}", row.geometry.bounds,
                         changes[changes["change_id"] == row.change_id]))
     for cluster in clusters.itertuples():
-        members = [int(i) for i in str(cluster.member_ids).split(",") if i]
+        members = list(cluster.member_ids)
         flagged.append((f"Housing cluster #{cluster.cluster_id}: {len(members)} new buildings, "
                         f"{cluster.total_area_m2:,.0f} m² in all", cluster.geometry.bounds,
                         changes[changes["change_id"].isin(members)]))
@@ -112,29 +112,29 @@ def write_report(target: Path, summary: dict[str, Any], changes: gpd.GeoDataFram
         crops.append((title, _draw(image_before, tb, members, colour), _draw(image_after, ta, members, colour)))
 
     rows = []
-    for item in summary["new_buildings"]:
+    for item in summary.new_buildings:
         rows.append(
             "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in (
-                item["id"], item["class"], item["flag"] or "", f"{item['area_m2']:,.1f}",
-                _percent(item["ratio_to_largest_existing"]),
-                "" if item["confidence"] is None else f"{item['confidence']:.2f}", item["first_seen"])) + "</tr>")
-    counts = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in summary["counts"].items())
+                item.id, item.change_class, item.flag or "", f"{item.area_m2:,.1f}",
+                _percent(item.ratio_to_largest_existing),
+                "" if item.confidence is None else f"{item.confidence:.2f}", item.first_seen)) + "</tr>")
+    counts = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in summary.counts.as_dict().items())
     flags = "".join(f"<tr><th>{e(k)}</th><td class='flag-count' data-flag='{e(k)}'>{v}</td></tr>"
-                    for k, v in summary["flags"].items())
-    shifts = "; ".join(f"{s['dx_m']:+.1f} m east, {-s['dy_m']:+.1f} m north "
-                       f"({'corrected' if s['applied'] else 'not applied'})"
-                       for s in summary["shift"]) or "none"
-    coverage = summary.get("coverage")
+                    for k, v in summary.flags.as_dict().items())
+    shifts = "; ".join(f"{s.dx_m:+.1f} m east, {-s.dy_m:+.1f} m north "
+                       f"({'corrected' if s.applied else 'not applied'})"
+                       for s in summary.shift) or "none"
+    coverage = summary.coverage
     coverage_text = ""
     if coverage:
-        per_date = ", ".join(f"{d} {100 * v:.0f} %" for d, v in coverage["valid_share_per_date"].items())
+        per_date = ", ".join(f"{d} {100 * v:.0f} %" for d, v in coverage.valid_share_per_date.items())
         coverage_text = (f"Ground with valid data: {per_date}; at every date "
-                         f"{100 * coverage['observed_at_every_date_share']:.0f} % of the site. Buildings on "
+                         f"{100 * coverage.observed_at_every_date_share:.0f} % of the site. Buildings on "
                          f"ground a date did not see are counted as not observed "
-                         f"({summary['counts'].get('not_observed', 0)}), never as new or demolished.")
+                         f"({summary.counts.not_observed}), never as new or demolished.")
     legend = " ".join(f"<span style='border-bottom:3px solid rgb{c}'>{e(k)}</span>" for k, c in COLOURS.items())
     body = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>sitewatch: {e(summary['site'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>sitewatch: {e(summary.site)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1900px; }}
 img {{ max-width: 100%; border: 1px solid #888; }} figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
@@ -142,17 +142,17 @@ table {{ border-collapse: collapse; margin: 8px 0 16px; }}
 td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
 .pair figure {{ width: 430px; }} .overview figure {{ width: 46%; }} .muted {{ color: #666; }}
 </style></head><body>
-<h1>Site {e(summary['site'])}: {e(dates[0])} → {e(dates[-1])}</h1>
-<p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary['model']['name'])}
-(sha256 {e(summary['model']['sha256'][:12])}…) run at {e(str(summary['model']['gsd_m']))} m/pixel
-({e(str(summary['model'].get('gsd_rule', '')))}) on {e(summary['model']['device'])}.
+<h1>Site {e(summary.site)}: {e(dates[0])} → {e(dates[-1])}</h1>
+<p class="muted">Dates: {e(', '.join(dates))}. Model {e(summary.model.name)}
+(sha256 {e(summary.model.sha256[:12])}…) run at {e(str(summary.model.gsd_m))} m/pixel
+({e(str(summary.model.gsd_rule))}) on {e(summary.model.device)}.
 Measured shift between dates: {e(shifts)}.</p>
 <p class="muted" id="coverage">{e(coverage_text)}</p>
 <h2>Overview</h2><p>{legend}</p>
 <div class="overview">{''.join(_figure_html(t, i) for t, i in panels)}</div>
 <h2>Counts</h2><table>{counts}</table>
 <h2>Flags</h2><table id="flags">{flags}</table>
-<p>Largest building standing at {e(dates[0])}: {summary['largest_existing_building_m2']:,.0f} m².</p>
+<p>Largest building standing at {e(dates[0])}: {summary.largest_existing_building_m2:,.0f} m².</p>
 <h2>New and enlarged buildings</h2>
 <table id="new-buildings"><tr><th>id</th><th>class</th><th>flag</th><th>area m²</th><th>of largest existing</th>
 <th>confidence</th><th>first seen</th></tr>{''.join(rows)}</table>

@@ -27,6 +27,7 @@ from sitewatch.footprints import measure
 from sitewatch.paths import default_model_path
 from sitewatch.pipeline import run_site
 from sitewatch.predict import Predictor
+from sitewatch.summary import SiteSummary
 
 UTM = "EPSG:32615"
 D1, D2, D3 = dt.date(2023, 11, 1), dt.date(2024, 8, 27), dt.date(2025, 6, 1)
@@ -173,16 +174,16 @@ def test_same_image_shifted_is_no_change(samples: Path, tmp_path: Path, predicto
     rasters = _levir_site(samples, "train_36_0512_0512", tmp_path / "in", shift_later=(3, -2), same_image=True)
     run = run_site(rasters, tmp_path / "out", predictor)
     summary = run.summary
-    assert summary["shift"][0]["applied"]
-    assert summary["shift"][0]["dx_px"] == pytest.approx(-2, abs=0.5)
-    assert summary["shift"][0]["dy_px"] == pytest.approx(3, abs=0.5)
-    assert summary["counts"]["new"] == 0
-    assert sum(summary["flags"].values()) == 0
+    assert summary.shift[0].applied
+    assert summary.shift[0].dx_px == pytest.approx(-2, abs=0.5)
+    assert summary.shift[0].dy_px == pytest.approx(3, abs=0.5)
+    assert summary.counts.new == 0
+    assert sum(summary.flags.as_dict().values()) == 0
     # the network is not fully shift-invariant: a weak 67 m² shed (mean probability 0.56) found
     # in the image is lost when the same image moves by 3 px and is reported as demolished
     # (confidence 0.45). Anything larger must not change.
     gone = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes").query("change == 'demolished'")
-    assert summary["counts"]["demolished"] <= 1 and (gone["area_m2"] < 100).all()
+    assert summary.counts.demolished <= 1 and (gone["area_m2"] < 100).all()
 
 
 def test_unchanged_levir_pair_raises_no_hall(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
@@ -193,7 +194,7 @@ def test_unchanged_levir_pair_raises_no_hall(samples: Path, tmp_path: Path, pred
     pair = read_levir_pair(samples, "train_386_0512_0768")
     assert not pair.change.any()
     run = run_site(_levir_site(samples, "train_386_0512_0768", tmp_path / "in"), tmp_path / "out", predictor)
-    assert run.summary["flags"]["assembly_hall"] == 0
+    assert run.summary.flags.assembly_hall == 0
 
 
 @pytest.fixture(scope="module")
@@ -208,16 +209,16 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     names = {p.name for p in demo_run.iterdir()}
     assert {"changes.gpkg", "changes.geojson", "summary.json", "report.html",
             "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
-    summary = json.loads((demo_run / "summary.json").read_text())
-    assert set(summary["counts"]) == {"new", "expanded", "unchanged", "demolished", "not_observed"}
-    assert summary["coverage"]["observed_at_every_date_share"] > 0.99
-    assert set(summary["flags"]) == {"assembly_hall", "housing", "housing_clusters"}
-    assert summary["model"]["sha256"] and summary["dates"] == ["2002-01-01", "2018-01-01"]
+    summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
+    assert set(summary.counts.as_dict()) == {"new", "expanded", "unchanged", "demolished", "not_observed"}
+    assert summary.coverage.observed_at_every_date_share > 0.99
+    assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters"}
+    assert summary.model.sha256 and summary.dates == ["2002-01-01", "2018-01-01"]
     layers = {name for name, _ in __import__("pyogrio").list_layers(demo_run / "changes.gpkg")}
     assert layers == {"changes", "housing_clusters"}
     changes = gpd.read_file(demo_run / "changes.gpkg", layer="changes")
     assert changes.crs.to_epsg() == 4326
-    assert summary["counts"]["new"] == (changes.change == "new").sum()
+    assert summary.counts.new == (changes.change == "new").sum()
     geojson = json.loads((demo_run / "changes.geojson").read_text())
     assert "crs" not in geojson  # RFC 7946: WGS84 only, no crs member
 
@@ -242,10 +243,10 @@ def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
     dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     images, broken, names = dom.split('<pre id="check">RESULT ')[1].split(" END")[0].split(" ")
-    summary = json.loads((demo_run / "summary.json").read_text())
-    assert int(images) >= 2 + 2 * (summary["flags"]["assembly_hall"] + summary["flags"]["housing_clusters"])
+    summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
+    assert int(images) >= 2 + 2 * (summary.flags.assembly_hall + summary.flags.housing_clusters)
     assert int(broken) == 0
-    assert set(names.split(",")) == set(summary["flags"])
+    assert set(names.split(",")) == set(summary.flags.as_dict())
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri()],
                    capture_output=True, timeout=120)

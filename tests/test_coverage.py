@@ -15,6 +15,7 @@ from sitewatch.checkpoint import load_model
 from sitewatch.paths import DEMO_SITE, default_model_path
 from sitewatch.pipeline import run_site
 from sitewatch.predict import Predictor
+from sitewatch.summary import SiteSummary
 
 EARLIER, LATER = sorted(DEMO_SITE.glob("*.tif"))
 BLOCK = (slice(120, 256), slice(0, 128))  # rows, columns of the later image blanked out:
@@ -27,7 +28,7 @@ def predictor() -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def full_run(predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def full_run(predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> SiteSummary:
     out = tmp_path_factory.mktemp("full") / "site"
     return run_site([EARLIER, LATER], out, predictor).summary
 
@@ -56,14 +57,16 @@ def _changes(out: Path) -> gpd.GeoDataFrame:
     return gpd.read_file(out / "changes.gpkg", layer="changes")
 
 
-def _strict_json(path: Path) -> dict:
+def _strict_json(path: Path) -> SiteSummary:
+    """summary.json, refused if it holds NaN or Infinity, read back as the typed summary."""
     def refuse(constant: str) -> None:
         raise AssertionError(f"summary.json holds {constant}")
 
-    return json.loads(path.read_text(), parse_constant=refuse)
+    json.loads(path.read_text(), parse_constant=refuse)
+    return SiteSummary.from_json(path.read_text())
 
 
-def test_nan_block_is_nodata_and_never_a_change(predictor: Predictor, tmp_path: Path, full_run: dict) -> None:
+def test_nan_block_is_nodata_and_never_a_change(predictor: Predictor, tmp_path: Path, full_run: SiteSummary) -> None:
     def nan_block(pixels: np.ndarray, profile: dict):
         values = pixels.astype(np.float32) / 255.0
         values[:, BLOCK[0], BLOCK[1]] = np.nan
@@ -79,11 +82,11 @@ def test_nan_block_is_nodata_and_never_a_change(predictor: Predictor, tmp_path: 
     changed = changes[changes["change"].isin(["new", "demolished", "expanded"])]
     inside = shapely.area(shapely.intersection(changed.geometry.values, block)) / shapely.area(changed.geometry.values)
     assert not np.any(inside > 0.5), changed[inside > 0.5][["change", "area_m2"]]
-    assert summary["flags"]["assembly_hall"] == 0
+    assert summary.flags.assembly_hall == 0
     blanked = (BLOCK[0].stop - BLOCK[0].start) * (BLOCK[1].stop - BLOCK[1].start) / 256**2
-    assert summary["coverage"]["observed_at_every_date_share"] == pytest.approx(1 - blanked, abs=0.01)
-    assert summary["counts"]["not_observed"] > 0  # first-date buildings under the block
-    assert summary["counts"]["demolished"] <= full_run["counts"]["demolished"]
+    assert summary.coverage.observed_at_every_date_share == pytest.approx(1 - blanked, abs=0.01)
+    assert summary.counts.not_observed > 0  # first-date buildings under the block
+    assert summary.counts.demolished <= full_run.counts.demolished
 
 
 def test_segment_marks_non_finite_pixels_as_nodata(predictor: Predictor, tmp_path: Path) -> None:
@@ -104,7 +107,7 @@ def test_segment_marks_non_finite_pixels_as_nodata(predictor: Predictor, tmp_pat
 
 
 def test_partial_coverage_is_not_observed_not_demolished(predictor: Predictor, tmp_path: Path,
-                                                         full_run: dict) -> None:
+                                                         full_run: SiteSummary) -> None:
     """A later image that covers only the eastern half of the site (the 2002 buildings are west)."""
     def east_half(pixels: np.ndarray, profile: dict):
         transform = profile["transform"] @ rasterio.Affine.translation(128, 0)
@@ -114,7 +117,7 @@ def test_partial_coverage_is_not_observed_not_demolished(predictor: Predictor, t
     out = tmp_path / "site"
     run_site([EARLIER, later], out, predictor)
     summary = _strict_json(out / "summary.json")
-    assert summary["coverage"]["observed_at_every_date_share"] == pytest.approx(0.5, abs=0.01)
+    assert summary.coverage.observed_at_every_date_share == pytest.approx(0.5, abs=0.01)
     changes = _changes(out)
     with rasterio.open(EARLIER) as source:
         middle_x = (source.transform @ (128, 0))[0]
@@ -122,12 +125,12 @@ def test_partial_coverage_is_not_observed_not_demolished(predictor: Predictor, t
     # new or demolished only where both dates see the ground; the unseen west is not_observed
     assert set(changes["change"][where < middle_x]) <= {"not_observed", "unchanged"}
     assert not (changes["change"][where > middle_x] == "not_observed").any()
-    assert summary["counts"]["not_observed"] > 0
-    assert summary["counts"]["demolished"] < full_run["counts"]["demolished"] + summary["counts"]["not_observed"]
+    assert summary.counts.not_observed > 0
+    assert summary.counts.demolished < full_run.counts.demolished + summary.counts.not_observed
 
 
 def test_cloud_over_standing_buildings_is_not_a_demolition(predictor: Predictor, tmp_path: Path,
-                                                           full_run: dict) -> None:
+                                                           full_run: SiteSummary) -> None:
     """A uint8 later image with declared nodata (0) over a block, as a cloud mask would give."""
     def cloud(pixels: np.ndarray, profile: dict):
         pixels = np.maximum(pixels, 1)
@@ -143,4 +146,4 @@ def test_cloud_over_standing_buildings_is_not_a_demolition(predictor: Predictor,
     demolished = changes[changes["change"] == "demolished"].to_crs("EPSG:4326")
     inside = shapely.area(shapely.intersection(demolished.geometry.values, block))
     assert not np.any(inside > 0.5 * shapely.area(demolished.geometry.values))
-    assert summary["counts"]["not_observed"] > 0
+    assert summary.counts.not_observed > 0

@@ -145,13 +145,13 @@ def test_new_halls_of_an_industrial_park_are_flagged(predictor: Predictor, tmp_p
                                                      coarsen_to_m: float | None) -> None:
     """DSIFN 6_3 (~2 m): farmland turned into long-span halls, several cut by the image edge."""
     summary = _pair_summary("dsifn", "6_3", tmp_path, predictor, coarsen_to_m)
-    halls = [b for b in summary["new_buildings"] if b["flag"] == "assembly_hall"]
-    assert halls, summary["flags"]
+    halls = [b for b in summary.new_buildings if b.flag == "assembly_hall"]
+    assert halls, summary.flags
     assert all(b["area_m2"] >= 1000 for b in halls)
 
 
 def test_cluster_of_new_houses_is_housing_not_a_hall(predictor: Predictor, tmp_path: Path) -> None:
     """LEVIR-CD val_27 (~0.5 m): new houses, some merged by the segmentation into one blob."""
     summary = _pair_summary("levir", "val_27_0000_0256", tmp_path, predictor, None)
-    assert summary["flags"]["assembly_hall"] == 0
-    assert summary["flags"]["housing_clusters"] >= 1
+    assert summary.flags.assembly_hall == 0
+    assert summary.flags.housing_clusters >= 1

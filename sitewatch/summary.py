@@ -1,0 +1,187 @@
+"""What one site's change run found, as typed values: the hand-over from the change stage to
+the report, the command line and the batch; ``summary.json`` is written and read here only.
+
+A light module (no raster or torch imports): ``batch`` reads a finished site's summary back
+when it skips the site.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+CHANGE_CLASSES = ("new", "expanded", "unchanged", "demolished", "not_observed")
+FLAGS = ("assembly_hall", "housing")
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    """Buildings per change class."""
+
+    new: int = 0
+    expanded: int = 0
+    unchanged: int = 0
+    demolished: int = 0
+    not_observed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in CHANGE_CLASSES}
+
+
+@dataclass(frozen=True)
+class FlagCounts:
+    """Flagged buildings (halls, houses of a cluster) and housing clusters."""
+
+    assembly_hall: int = 0
+    housing: int = 0
+    housing_clusters: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"assembly_hall": self.assembly_hall, "housing": self.housing,
+                "housing_clusters": self.housing_clusters}
+
+
+@dataclass(frozen=True)
+class NewBuilding:
+    """A new or enlarged building at the last date (areas in m², ratio and confidence 0-1)."""
+
+    id: int
+    change_class: str
+    flag: str | None
+    area_m2: float
+    cut_by_edge: bool
+    ratio_to_largest_existing: float | None
+    confidence: float | None
+    first_seen: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "class": self.change_class, "flag": self.flag, "area_m2": self.area_m2,
+                "cut_by_edge": self.cut_by_edge, "ratio_to_largest_existing": self.ratio_to_largest_existing,
+                "confidence": self.confidence, "first_seen": self.first_seen}
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> NewBuilding:
+        return cls(id=item["id"], change_class=item["class"], flag=item["flag"], area_m2=item["area_m2"],
+                   cut_by_edge=item["cut_by_edge"], ratio_to_largest_existing=item["ratio_to_largest_existing"],
+                   confidence=item["confidence"], first_seen=item["first_seen"])
+
+
+@dataclass(frozen=True)
+class HousingCluster:
+    """New residential-size buildings close together: their ``change_id`` values and total area (m²)."""
+
+    id: int
+    count: int
+    member_ids: tuple[int, ...]
+    total_area_m2: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "count": self.count, "member_ids": list(self.member_ids),
+                "total_area_m2": self.total_area_m2}
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> HousingCluster:
+        return cls(item["id"], item["count"], tuple(item["member_ids"]), item["total_area_m2"])
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """Which model ran where, at which ground pixel size (m) and why."""
+
+    name: str
+    sha256: str
+    gsd_m: float
+    gsd_rule: str
+    trained_gsd_m: float | list[float] | None
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "gsd_m": self.gsd_m, "gsd_rule": self.gsd_rule,
+                "trained_gsd_m": self.trained_gsd_m, "device": self.device}
+
+
+@dataclass(frozen=True)
+class ShiftRecord:
+    """The measured misregistration of a later date against the first (pixels, metres)."""
+
+    dx_px: float
+    dy_px: float
+    response: float
+    applied: bool
+    dx_m: float
+    dy_m: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dx_px": self.dx_px, "dy_px": self.dy_px, "response": self.response, "applied": self.applied,
+                "dx_m": self.dx_m, "dy_m": self.dy_m}
+
+
+@dataclass(frozen=True)
+class CoverageRecord:
+    """Share (0-1) of the site with valid data at each date (ISO date → share) and at all of them."""
+
+    valid_share_per_date: dict[str, float]
+    observed_at_every_date_share: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"valid_share_per_date": dict(self.valid_share_per_date),
+                "observed_at_every_date_share": self.observed_at_every_date_share}
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    """The site's findings: ``summary.json``, the report's numbers and the batch row's counts."""
+
+    site: str
+    dates: list[str]
+    counts: ChangeCounts
+    flags: FlagCounts
+    largest_existing_building_m2: float
+    new_buildings: list[NewBuilding]
+    housing_clusters: list[HousingCluster]
+    model: ModelRun
+    shift: list[ShiftRecord] = field(default_factory=list)
+    coverage: CoverageRecord | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        document = {
+            "site": self.site, "dates": list(self.dates), "counts": self.counts.as_dict(),
+            "flags": self.flags.as_dict(), "largest_existing_building_m2": self.largest_existing_building_m2,
+            "new_buildings": [b.as_dict() for b in self.new_buildings],
+            "housing_clusters": [c.as_dict() for c in self.housing_clusters],
+            "model": self.model.as_dict(), "shift": [s.as_dict() for s in self.shift],
+        }
+        if self.coverage is not None:
+            document["coverage"] = self.coverage.as_dict()
+        return document
+
+    def to_json(self) -> str:
+        """``summary.json`` text: strict JSON, non-finite numbers written as null."""
+        return json.dumps(_finite(self.as_dict()), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> SiteSummary:
+        """Read back a ``summary.json`` this module wrote."""
+        item = json.loads(text)
+        coverage = item.get("coverage")
+        return cls(
+            site=item["site"], dates=list(item["dates"]), counts=ChangeCounts(**item["counts"]),
+            flags=FlagCounts(**item["flags"]), largest_existing_building_m2=item["largest_existing_building_m2"],
+            new_buildings=[NewBuilding.from_dict(b) for b in item["new_buildings"]],
+            housing_clusters=[HousingCluster.from_dict(c) for c in item["housing_clusters"]],
+            model=ModelRun(**item["model"]), shift=[ShiftRecord(**s) for s in item["shift"]],
+            coverage=CoverageRecord(**coverage) if coverage else None,
+        )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
