@@ -69,6 +69,20 @@ def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> No
     assert statuses == {site: ("done" if site == changed else "skipped") for site in rows}
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on this machine now (bound together, then released)."""
+    import socket
+
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same manifest locally, on a local Ray the command starts with 2 workers, and on an
     existing cluster (``ray start --head`` beforehand, then ``--ray-address``): identical outputs.
@@ -76,7 +90,6 @@ def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pyt
     The head and the client share a token (Ray's token authentication), as cluster nodes do.
     """
     import secrets
-    import socket
     import sys
 
     local = tmp_path / "local"
@@ -86,11 +99,13 @@ def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-    with socket.socket() as probe:  # a free port for the head's GCS
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # free ports for the head's GCS and agents: the local Ray above may still be releasing the
+    # default agent ports (52365...) while its processes exit, on a loaded machine
+    port, agent, agent_grpc, metrics, runtime_env = _free_ports(5)
     ray_cli = str(Path(sys.executable).with_name("ray"))
     head = run_cli(ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                   f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                   f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
                    "--disable-usage-stats", timeout=180)
     assert head.returncode == 0, head.stderr[-2000:]
     try:
