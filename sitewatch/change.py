@@ -1,11 +1,10 @@
-"""Change over time: align dates, match footprints, classify changes, track buildings, flag.
+"""Change over time: match footprints, classify changes, track buildings, flag.
 
-Pure functions over plain values: arrays with their grids, GeoDataFrames of footprints (from
-:mod:`sitewatch.footprints`). The command layer reads rasters, segments and writes outputs.
+Pure functions over footprints (GeoDataFrames from :mod:`sitewatch.footprints`), the evidence
+of the probability rasters (:mod:`sitewatch.coverage`) and the shifts measured when the dates
+were prepared (:mod:`sitewatch.prepare`); no raster is read here.
 
-* dates: ``--dates``, else the raster's acquisition-date tags, else an ISO date in its name;
-* alignment: every later raster is warped onto the first one's grid; the residual shift is
-  measured by phase correlation (imagery) and removed before diffing;
+* registration: each later date's footprints are moved back by its measured shift;
 * matching: footprints of consecutive dates are linked by overlap (one-to-many for merges and
   splits); each building of the last date gets ``new``, ``expanded`` or ``unchanged``, each
   first-date building that is gone ``demolished``; tracks carry ``first_seen``/``last_seen``;
@@ -16,21 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import cv2
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
 import shapely
 from pyproj import CRS
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import Resampling, transform_bounds
 
-from sitewatch.dates import parse_date, raster_date, resolve_dates  # noqa: F401 - the change stage's date API
+from sitewatch.coverage import Coverage
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import measure
+from sitewatch.prepare import Shift
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import (
     CHANGE_CLASSES,
@@ -41,80 +37,10 @@ from sitewatch.summary import (
     HousingCluster,
     ModelRun,
     NewBuilding,
-    ShiftRecord,
     SiteSummary,
 )
 
-# --- alignment -----------------------------------------------------------------------------------
-
-def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:
-    """Share (0-1) of the reference footprint covered by ``other``; error if they do not meet."""
-    if other.crs is None or reference.crs is None:
-        raise SitewatchError(f"{other.name}: no CRS; change detection needs georeferenced rasters")
-    bounds = transform_bounds(other.crs, reference.crs, *other.bounds, densify_pts=21)
-    ref = shapely.box(*reference.bounds)
-    share = shapely.box(*bounds).intersection(ref).area / ref.area
-    if share <= 0:
-        raise SitewatchError(f"{other.name}: does not overlap {Path(reference.name).name}")
-    return share
-
-
-def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
-    """Write ``source`` resampled onto ``reference``'s grid (CRS, transform, size) as GeoTIFF."""
-    with rasterio.open(source) as dataset:
-        nodata = dataset.nodata if dataset.nodata is not None else 0
-        with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
-                       width=reference.width, height=reference.height,
-                       resampling=Resampling.bilinear, nodata=nodata) as vrt:
-            profile = {"driver": "GTiff", "width": reference.width, "height": reference.height,
-                       "count": dataset.count, "dtype": dataset.dtypes[0], "crs": reference.crs,
-                       "transform": reference.transform, "nodata": nodata, "tiled": True,
-                       "compress": "deflate", "BIGTIFF": "IF_SAFER"}
-            with rasterio.open(target, "w", **profile) as out:
-                out.colorinterp = dataset.colorinterp
-                for _, window in out.block_windows(1):
-                    out.write(vrt.read(window=window), window=window)
-
-
-@dataclass
-class Shift:
-    """Residual misregistration of a later date against the first (pixels, metres)."""
-
-    dx_px: float = 0.0
-    dy_px: float = 0.0
-    response: float = 0.0
-    applied: bool = False
-    dx_m: float = 0.0
-    dy_m: float = 0.0
-
-    def inverse(self) -> Shift:
-        """The opposite shift (to move first-date footprints onto a later date's pixels)."""
-        return Shift(-self.dx_px, -self.dy_px, self.response, self.applied, -self.dx_m, -self.dy_m)
-
-    def record(self) -> ShiftRecord:
-        """The shift as reported (pixels and metres rounded to 3 decimals)."""
-        return ShiftRecord(*(round(v, 3) if isinstance(v, float) else v for v in
-                             (self.dx_px, self.dy_px, self.response, self.applied, self.dx_m, self.dy_m)))
-
-
-def estimate_shift(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules,
-                   pixel_m: tuple[float, float]) -> Shift:
-    """Translation of ``moving`` relative to ``reference`` by phase correlation.
-
-    Both are single-band images on the same grid (grey imagery or building probabilities).
-    A shift is applied only when the correlation peak is clear (``min_shift_response``) and
-    within ``max_shift_px``; otherwise it is reported as not applied.
-    """
-    a = reference.astype(np.float32)
-    b = moving.astype(np.float32)
-    a = (a - a.mean()) / (a.std() + 1e-6)
-    b = (b - b.mean()) / (b.std() + 1e-6)
-    window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
-    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-    ok = response >= rules.min_shift_response and max(abs(dx), abs(dy)) <= rules.max_shift_px
-    return Shift(float(dx), float(dy), float(response), bool(ok), float(dx) * pixel_m[0],
-                 float(dy) * pixel_m[1])
-
+# --- registration ----------------------------------------------------------------------------------
 
 def shift_footprints(frame: gpd.GeoDataFrame, shift: Shift, transform: rasterio.Affine) -> gpd.GeoDataFrame:
     """Move footprints by ``-shift`` pixels (in the raster grid's CRS)."""
@@ -162,7 +88,8 @@ class ChangeResult:
     changes: gpd.GeoDataFrame  # metric CRS
     clusters: gpd.GeoDataFrame  # metric CRS
     largest_existing_m2: float
-    shifts: list[Shift] = field(default_factory=list)
+    shifts: list[Shift] = field(default_factory=list)  # per later date, as measured
+    coverage: Coverage | None = None  # what ground each date saw
 
 
 def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,

@@ -34,9 +34,8 @@ from shapely.geometry import Polygon
 from skimage.segmentation import watershed
 
 from sitewatch.errors import SitewatchError
+from sitewatch.products import DEFAULT_THRESHOLD, MASK_NODATA, decode_probability
 from sitewatch.raster import atomic_path, open_raster, overview_shape, pixel_size_xy_m
-
-MASK_NODATA = 255
 
 #: The footprint layer's attribute columns, in order (all float64 but ``building_id``).
 ATTRIBUTES = ["building_id", "area_m2", "perimeter_m", "length_m", "width_m", "orientation_deg",
@@ -54,7 +53,7 @@ class FootprintOptions:
     split_depth_m: float = 1.0
     regularize: bool = True
     regularize_min_iou: float = 0.85
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     strip_rows: int = 2048
 
 
@@ -559,7 +558,7 @@ def raster_kind(dataset: rasterio.DatasetReader) -> str:
 
 def _as_probability(values: np.ndarray, dtype: str) -> np.ndarray:
     if np.dtype(dtype) == np.uint8:
-        return values.astype(np.float32) / 255.0
+        return decode_probability(values)
     values = values.astype(np.float32)
     if np.nanmax(values) > 1.0 or np.nanmin(values) < 0.0:
         raise SitewatchError("probability raster values must lie in 0..1 (float) or 0..255 (uint8)")

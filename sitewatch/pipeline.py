@@ -1,6 +1,7 @@
-"""The site job: rasters of one site at several dates → segment → footprints → changes → report.
+"""The site job: rasters of one site at several dates → prepared dates → segmentation →
+footprints → changes → outputs.
 
-One function, :func:`run_site`, strings the stages together for the ``change``, ``demo`` and
+:func:`run_site` only sequences the stages' entry functions for the ``change``, ``demo`` and
 ``batch`` commands. Everything is built in a temporary folder beside the output and renamed
 into place at the end, so a site's outputs appear complete or not at all.
 """
@@ -15,32 +16,19 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import rasterio
-import rasterio.features
-import shapely
-import shapely.geometry
-from pyproj import CRS
-from rasterio.enums import Resampling
-from rasterio.features import rasterize
-from scipy import ndimage
+import pyogrio
+from rasterio.transform import array_bounds
 
-from sitewatch.change import (
-    ChangeRules,
-    check_overlap,
-    compare_dates,
-    estimate_shift,
-    resolve_dates,
-    shift_footprints,
-    summarize,
-    warp_onto,
-)
-from sitewatch.errors import SitewatchError
+from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
+from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
-from sitewatch.predict import MASK_NODATA, Predictor, segment_raster
-from sitewatch.raster import open_raster, pixel_size_xy_m, staging_dir
+from sitewatch.predict import Predictor, SegmentResult, segment_raster
+from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
+from sitewatch.raster import staging_dir
 from sitewatch.report import write_report
-from sitewatch.summary import CoverageRecord, ModelRun, SiteSummary
+from sitewatch.rules import ChangeRules
+from sitewatch.summary import ModelRun, SiteSummary
 
 SUMMARY = "summary.json"
 
@@ -51,42 +39,6 @@ class SiteRun:
 
     out_dir: Path
     summary: SiteSummary
-
-
-def _check_inputs(rasters: list[Path]) -> None:
-    if len(rasters) < 2:
-        raise SitewatchError("change detection needs rasters of at least two dates (got one)")
-    counts = {}
-    for path in rasters:
-        with open_raster(path) as dataset:
-            counts[path] = dataset.count
-    if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{p.name}: {c}" for p, c in counts.items())
-        raise SitewatchError(f"rasters have different band counts ({detail})")
-
-
-def _grey(path: Path, limit: int = 2048) -> tuple[np.ndarray, float]:
-    """Grey image of a raster, decimated to at most ``limit`` px; with the decimation factor."""
-    with rasterio.open(path) as dataset:
-        factor = max(1.0, max(dataset.width, dataset.height) / limit)
-        shape = (max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
-        bands = list(range(1, min(3, dataset.count) + 1))
-        pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
-    return pixels.astype(np.float32).mean(axis=0), factor
-
-
-def _mean_under(frame: gpd.GeoDataFrame, probability_path: Path) -> np.ndarray:
-    """Mean probability (0-1) of the raster under each polygon (same CRS as the raster)."""
-    if frame.empty:
-        return np.zeros(0)
-    with rasterio.open(probability_path) as dataset:
-        values = dataset.read(1).astype(np.float32) / 255.0
-        labels = rasterize([(g, i + 1) for i, g in enumerate(frame.geometry)], out_shape=values.shape,
-                           transform=dataset.transform, fill=0, dtype="int32", all_touched=True)
-    index = np.arange(1, len(frame) + 1)
-    sums = ndimage.sum(values, labels, index)
-    counts = ndimage.sum(np.ones_like(values), labels, index)
-    return np.divide(sums, counts, out=np.zeros(len(frame)), where=np.asarray(counts) > 0)  # 0 where none
 
 
 def run_site(
@@ -122,76 +74,20 @@ def run_site(
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules()
-    rasters = [Path(r) for r in rasters]
-    _check_inputs(rasters)
-    when = resolve_dates(rasters, dates)
-    order = np.argsort(when)
-    rasters, when = [rasters[i] for i in order], [when[i] for i in order]
-    site = site or Path(out_dir).name
     out_dir = Path(out_dir)
+    rasters, when = order_by_date(rasters, dates)
     check_output_dir(out_dir, rasters)
     staging = staging_dir(out_dir)
     try:
-        with open_raster(rasters[0]) as reference:
-            if reference.crs is None:
-                raise SitewatchError(f"{rasters[0]}: no CRS; change detection needs georeferenced rasters")
-            pixel_m = pixel_size_xy_m(reference)
-            transform, crs = reference.transform, reference.crs
-            aligned = [rasters[0]]
-            for k, path in enumerate(rasters[1:], start=1):
-                with open_raster(path) as other:
-                    check_overlap(reference, other)
-                say(f"aligning {path.name} onto {rasters[0].name}")
-                target = staging / "aligned" / f"{k}_{path.stem}.tif"
-                target.parent.mkdir(exist_ok=True)
-                warp_onto(reference, path, target)
-                aligned.append(target)
-        segmented = []
-        for date, path in zip(when, aligned, strict=True):
-            say(f"segmenting {date}")
-            segmented.append(segment_raster(path, staging / "segment" / date.isoformat(), predictor,
-                                            progress=window_progress, work_gsd_m=work_gsd_m))
-        grey0, factor = _grey(aligned[0])
-        shifts, frames = [], []
+        prepared = prepare_site(rasters, when, rules, staging / "aligned", say)
+        segmented = [segment_date(prepared, k, staging / "segment", predictor, say, window_progress, work_gsd_m)
+                     for k in range(len(when))]
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
-        for k, (date, result) in enumerate(zip(when, segmented, strict=True)):
-            say(f"footprints {date}")
-            frame = vectorize_raster(result.mask_path, result.probability_path, options)
-            if k > 0:
-                grey, _ = _grey(aligned[k])
-                shift = estimate_shift(grey0, grey, rules, (pixel_m[0] * factor, pixel_m[1] * factor))
-                shift.dx_px *= factor
-                shift.dy_px *= factor
-                shifts.append(shift)
-                frame = shift_footprints(frame, shift, transform)
-            frames.append(frame)
-        before = _mean_under(frames[-1], segmented[0].probability_path)
-        # the first date's buildings are looked up on the last date's raster where they appear
-        # there: moved by the measured shift (the last date's footprints were moved back by it)
-        last_shift = shifts[-1] if shifts else None
-        seen_later = frames[0] if last_shift is None else shift_footprints(frames[0], last_shift.inverse(), transform)
-        after = _mean_under(seen_later, segmented[-1].probability_path)
-        metric_crs = _utm_for(crs, transform, segmented[0])
-        observed, coverage = observed_ground([r.mask_path for r in segmented], crs)
-        observed = gpd.GeoSeries([observed], crs=crs).to_crs(metric_crs).iloc[0]
-        result = compare_dates([f.to_crs(metric_crs) for f in frames], when, rules, before, after,
-                               observed=observed, pixel_m=float(np.sqrt(pixel_m[0] * pixel_m[1])))
-        result.shifts = shifts
+        result = site_changes(prepared, segmented, options, rules, say)
+        summary = summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
+                            result.coverage.record(when))
         say("writing outputs")
-        model = ModelRun(name=predictor.model.name, sha256=predictor.model.sha256,
-                         gsd_m=segmented[0].work_gsd_m, gsd_rule=segmented[0].work_gsd_rule,
-                         trained_gsd_m=predictor.model.gsd_range_m or predictor.model.gsd_m,
-                         device=predictor.description)
-        summary = summarize(result, site, model, coverage.record(when))
-        changes = result.changes.to_crs(crs)
-        clusters = result.clusters.to_crs(crs)
-        _write_layers(staging, changes, clusters, result.footprints, when, crs)
-        (staging / SUMMARY).write_text(summary.to_json())
-        write_report(staging / "report.html", summary, changes, clusters, aligned[0], aligned[-1])
-        for name, content in (extra_files or {}).items():
-            (staging / name).write_text(content)
-        for temporary in ("aligned", "segment"):
-            shutil.rmtree(staging / temporary, ignore_errors=True)
+        write_site(staging, summary, result, prepared, extra_files or {})
         publish_dir(staging, out_dir)
         staging = None
         return SiteRun(out_dir=out_dir, summary=summary)
@@ -200,40 +96,59 @@ def run_site(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-@dataclass
-class Coverage:
-    """How much of the site each date saw (shares 0-1 of the first raster's grid)."""
-
-    per_date: list[float]
-    all_dates: float
-
-    def record(self, dates: list) -> CoverageRecord:
-        """The coverage as reported: shares rounded to 4 decimals, per ISO date."""
-        return CoverageRecord({d.isoformat(): round(v, 4) for d, v in zip(dates, self.per_date, strict=True)},
-                              round(self.all_dates, 4))
+def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predictor, say: Callable[[str], None],
+                 window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> SegmentResult:
+    """Probabilities and mask of date ``k`` (on the site's grid) in ``folder/<date>``."""
+    date = prepared.dates[k]
+    say(f"segmenting {date}")
+    return segment_raster(prepared.aligned[k], folder / date.isoformat(), predictor, progress=window_progress,
+                          work_gsd_m=work_gsd_m)
 
 
-def observed_ground(mask_paths: list[Path], crs) -> tuple[shapely.Geometry, Coverage]:
-    """The ground with valid data at every date (polygon in the masks' CRS) and the coverage.
+def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options: FootprintOptions,
+                 rules: ChangeRules, say: Callable[[str], None]) -> ChangeResult:
+    """Footprints of every date, moved back by their measured shift, compared by the change rules."""
+    frames = []
+    for k, (date, result) in enumerate(zip(prepared.dates, segmented, strict=True)):
+        say(f"footprints {date}")
+        frame = vectorize_raster(result.mask_path, result.probability_path, options)
+        frames.append(frame if k == 0 else shift_footprints(frame, prepared.shifts[k - 1], prepared.transform))
+    before = mean_probability_under(frames[-1], segmented[0].probability_path)
+    # the first date's buildings are looked up on the last date's raster where they appear
+    # there: moved by the measured shift (the last date's footprints were moved back by it)
+    last_shift = prepared.shifts[-1] if prepared.shifts else None
+    seen_later = frames[0] if last_shift is None else shift_footprints(frames[0], last_shift.inverse(),
+                                                                         prepared.transform)
+    after = mean_probability_under(seen_later, segmented[-1].probability_path)
+    metric_crs = utm_crs(prepared.crs, array_bounds(*prepared.shape, prepared.transform))
+    observed, coverage = observed_ground([r.mask_path for r in segmented])
+    observed = gpd.GeoSeries([observed], crs=prepared.crs).to_crs(metric_crs).iloc[0]
+    result = compare_dates([f.to_crs(metric_crs) for f in frames], prepared.dates, rules, before, after,
+                           observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])))
+    result.shifts, result.coverage = prepared.shifts, coverage
+    return result
 
-    Masks are on one grid (every date warped onto the first); nodata (outside a raster,
-    declared nodata, NaN/inf pixels, clouds masked out) is :data:`MASK_NODATA`.
-    """
-    together, shares, transform = None, [], None
-    for path in mask_paths:
-        with rasterio.open(path) as dataset:
-            valid = dataset.read(1) != MASK_NODATA
-            transform = dataset.transform
-        shares.append(float(valid.mean()))
-        together = valid if together is None else together & valid
-    pieces = [shapely.geometry.shape(geometry) for geometry, _ in
-              rasterio.features.shapes(together.astype(np.uint8), mask=together, transform=transform)]
-    return shapely.union_all(pieces), Coverage(per_date=shares, all_dates=float(together.mean()))
+
+def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:
+    """Which model ran, on what, at which working pixel size and why."""
+    model = predictor.model
+    return ModelRun(name=model.name, sha256=model.sha256, gsd_m=segmented.work_gsd_m,
+                    gsd_rule=segmented.work_gsd_rule, trained_gsd_m=model.gsd_range_m or model.gsd_m,
+                    device=predictor.description)
 
 
-def _utm_for(crs, transform, segmented) -> CRS:
-    """The local UTM CRS of the site (metres), from the first raster's footprint on the globe."""
-    return utm_crs(crs, rasterio.transform.array_bounds(segmented.height, segmented.width, transform))
+def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepared: PreparedSite,
+               extra_files: dict[str, str]) -> None:
+    """The site's outputs in ``folder`` (layers in the rasters' CRS); the working files removed."""
+    changes = result.changes.to_crs(prepared.crs)
+    clusters = result.clusters.to_crs(prepared.crs)
+    _write_layers(folder, changes, clusters, result.footprints, prepared.dates, prepared.crs)
+    (folder / SUMMARY).write_text(summary.to_json())
+    write_report(folder / "report.html", summary, changes, clusters, prepared.aligned[0], prepared.aligned[-1])
+    for name, content in extra_files.items():
+        (folder / name).write_text(content)
+    for temporary in ("aligned", "segment"):
+        shutil.rmtree(folder / temporary, ignore_errors=True)
 
 
 def _plain_value(value: Any) -> Any:
@@ -247,8 +162,6 @@ def _plain_value(value: Any) -> Any:
 
 def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
                   footprints: list[gpd.GeoDataFrame], dates: list, crs) -> None:
-    import pyogrio
-
     def plain(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         frame = frame.copy()
         for column in frame.columns:

@@ -41,6 +41,7 @@ from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
+from sitewatch.products import MASK_NODATA, encode_probability
 from sitewatch.radiometry import choose_bands, colour_table, value_stretch
 from sitewatch.raster import (
     open_raster,
@@ -51,7 +52,6 @@ from sitewatch.raster import (
 )
 
 Backend = Literal["auto", "torch", "onnx"]
-MASK_NODATA = 255
 MIN_TILE = 64
 MIN_EXTENT = 16  # model pixels a side: less is too little ground to say anything about
 MAX_AUTO_TILE = 1024
@@ -572,7 +572,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                 probability = np.divide(acc[:n], acc_w[:n], out=np.zeros_like(acc[:n]),
                                         where=acc_w[:n] > 0)
                 valid = valid_pixels(dataset, plan.bands, strip)
-                prob_u8 = np.rint(probability * 255).astype(np.uint8)
+                prob_u8 = encode_probability(probability)
                 mask = (probability > threshold).astype(np.uint8)
                 prob_u8[~valid] = 0
                 mask[~valid] = MASK_NODATA

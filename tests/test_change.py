@@ -18,15 +18,17 @@ from PIL import Image
 from shapely import affinity
 from shapely.geometry import box
 
-from sitewatch.change import ChangeRules, compare_dates, estimate_shift, parse_date, resolve_dates
+from sitewatch.change import ChangeRules, compare_dates
 from sitewatch.checkpoint import load_model
 from sitewatch.data.levir import read_levir_pair, write_geotiff
 from sitewatch.data.xbd import read_xbd_json
+from sitewatch.dates import parse_date, resolve_dates
 from sitewatch.errors import SitewatchError
 from sitewatch.footprints import measure
 from sitewatch.paths import default_model_path
 from sitewatch.pipeline import run_site
 from sitewatch.predict import Predictor
+from sitewatch.prepare import estimate_shift
 from sitewatch.summary import SiteSummary
 
 UTM = "EPSG:32615"

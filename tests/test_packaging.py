@@ -23,10 +23,11 @@ from sitewatch.checkpoint import file_sha256
 from sitewatch.rules import ChangeRules
 
 
-def test_every_asset_is_declared_package_data() -> None:
+def test_every_data_file_of_the_package_is_declared_package_data() -> None:
+    """Model, checksum, rules, demo site, report template: every non-Python file goes in the wheel."""
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sitewatch"]
-    assets = [p.relative_to(REPO / "sitewatch").as_posix() for p in (REPO / "sitewatch" / "assets").rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts]
+    assets = [p.relative_to(REPO / "sitewatch").as_posix() for p in (REPO / "sitewatch").rglob("*")
+              if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts]
     assert assets and all(any(fnmatch.fnmatch(a, pattern) for pattern in patterns) for a in assets), assets
 
 
