@@ -25,7 +25,7 @@ from pyproj import CRS
 
 from sitewatch.coverage import Coverage
 from sitewatch.errors import SitewatchError
-from sitewatch.footprints import measure
+from sitewatch.footprints import connected_groups, measure
 from sitewatch.prepare import Shift
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import (
@@ -119,12 +119,39 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
     crs = footprints[0].crs
+    frames, last_seen = track_buildings(footprints, dates, rules)
+    first, last = frames[0], frames[-1]
+    largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
+    links = link_dates(first, last, rules)
+    present = classify_present(first, last, links, rules, before_probability, observed).assign(
+        ratio_to_largest_existing=(np.round(last["area_m2"].to_numpy(float) / largest_existing, 3)
+                                   if largest_existing > 0 else np.nan),
+        last_seen=[last_seen[int(t)] for t in last["track_id"]], date_seen=dates[-1])
+    columns = [c for c in last.columns if c not in RECORD_COLUMNS] + list(RECORD_COLUMNS)
+    demolished = classify_gone(first, links, rules, after_probability, observed).assign(
+        ratio_to_largest_existing=np.nan, last_seen=lambda gone: [last_seen[int(t)] for t in gone["track_id"]],
+        date_seen=dates[0])
+    changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns]], ignore_index=True), crs=crs)
+    clusters = flag_changes(changes, largest_existing, rules, observed, pixel_m)
+    return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
+                        largest_existing_m2=largest_existing)
+
+
+#: The columns a change record adds to a footprint's, in the order the change layer keeps them.
+RECORD_COLUMNS = ("change", "area_before_m2", "ratio_to_largest_existing", "confidence", "last_seen", "date_seen")
+
+
+def track_buildings(footprints: list[gpd.GeoDataFrame], dates: list[dt.date],
+                    rules: ChangeRules) -> tuple[list[gpd.GeoDataFrame], dict[int, dt.date]]:
+    """Each date's footprints with ``track_id`` and ``first_seen``; the last date of every track.
+
+    A building inherits the track of the earlier building it overlaps most; a track split in
+    two keeps its id on the larger part, the other part starts a new track.
+    """
     frames = [f.reset_index(drop=True).copy() for f in footprints]
-    # tracks: a building inherits the track of the earlier building it overlaps most
-    next_track = 1
     frames[0]["track_id"] = np.arange(1, len(frames[0]) + 1)
     frames[0]["first_seen"] = dates[0]
-    next_track += len(frames[0])
+    next_track = 1 + len(frames[0])
     for k in range(1, len(frames)):
         links = link_dates(frames[k - 1], frames[k], rules)
         track = np.zeros(len(frames[k]), np.int64)
@@ -136,17 +163,16 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
         fresh = track == 0
         track[fresh] = np.arange(next_track, next_track + fresh.sum())
         next_track += int(fresh.sum())
-        # a track split in two keeps its id on the larger part; the other part is a new track
         frames[k]["track_id"] = track
         frames[k]["first_seen"] = first_seen
-    last_seen: dict[int, dt.date] = {}
-    for frame, date in zip(frames, dates, strict=True):
-        for track in frame["track_id"]:
-            last_seen[int(track)] = date
+    last_seen = {int(track): date for frame, date in zip(frames, dates, strict=True) for track in frame["track_id"]}
+    return frames, last_seen
 
-    first, last = frames[0], frames[-1]
-    largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
-    links = link_dates(first, last, rules)
+
+def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
+                     before_probability: np.ndarray | None, observed: shapely.Geometry | None) -> gpd.GeoDataFrame:
+    """The last date's buildings with ``change`` (new, expanded, unchanged, not_observed), the area
+    that stood under them at the first date and the confidence of a change."""
     earlier_area = np.zeros(len(last))
     if not links.empty:
         # one-to-many: a later building is compared with the sum of what stood under it
@@ -159,47 +185,47 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
     confidence = sureness(last, before)
-    weak = (change == "new") & too_weak(confidence, area, rules)
-    change[weak] = "unchanged"  # too weak or too small to report as a new building
+    change[(change == "new") & too_weak(confidence, area, rules)] = "unchanged"  # too weak or small to report
     change[(change == "new") & mostly_unseen(last.geometry.values, observed)] = "not_observed"
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
-    present = last.assign(
-        change=change,
-        area_before_m2=np.round(earlier_area, 2),
-        ratio_to_largest_existing=np.round(area / largest_existing, 3) if largest_existing > 0 else np.nan,
-        confidence=np.round(confidence, 3),
-        last_seen=[last_seen[int(t)] for t in last["track_id"]],
-        date_seen=dates[-1],
-    )
+    return last.assign(change=change, area_before_m2=np.round(earlier_area, 2), confidence=np.round(confidence, 3))
+
+
+def classify_gone(first: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
+                  after_probability: np.ndarray | None, observed: shapely.Geometry | None) -> gpd.GeoDataFrame:
+    """The first date's buildings that are gone at the last: ``demolished`` or ``not_observed``.
+
+    Like a new building, a demolition is reported only when sure: the building was clear at the
+    first date and its ground is clear of it at the last (a weak detection that flickers with a
+    shift of a few pixels is not a demolition).
+    """
     after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
     gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
     gone_ids -= set(np.nonzero(after >= rules.absent_max_probability)[0].tolist())
-    # like a new building, a demolition is reported only when sure: the building was clear at
-    # the first date and its ground is clear of it at the last (a weak detection that flickers
-    # with a shift of a few pixels is not a demolition)
     gone_confidence = sureness(first, after)
     gone_ids -= set(np.nonzero(too_weak(gone_confidence, first["area_m2"].to_numpy(float), rules))[0].tolist())
     gone = sorted(gone_ids)
-    demolished = first.iloc[gone].assign(
+    return first.iloc[gone].assign(
         change=np.where(mostly_unseen(first.geometry.values[gone], observed), "not_observed", "demolished"),
-        area_before_m2=first["area_m2"].values[gone],
-        ratio_to_largest_existing=np.nan, confidence=np.round(gone_confidence[gone], 3),
-        last_seen=[last_seen[int(t)] for t in first["track_id"].values[gone]],
-        date_seen=dates[0])
-    changes = gpd.GeoDataFrame(pd.concat([present, demolished], ignore_index=True), crs=crs)
+        area_before_m2=first["area_m2"].values[gone], confidence=np.round(gone_confidence[gone], 3))
+
+
+def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
+                 observed: shapely.Geometry | None, pixel_m: float) -> gpd.GeoDataFrame:
+    """Number the changes (``change_id``), mark ``cut_by_edge`` and ``flag`` halls and housing, in place;
+    return the housing clusters."""
     changes["flag"] = ""
     changes["cut_by_edge"] = touches_edge(changes.geometry.values, observed, max(2 * pixel_m, 1.0))
     is_new = changes["change"] == "new"
-    hall = is_new & assembly_hall_rule(changes, largest_existing, rules)
+    hall = is_new & assembly_hall_rule(changes, largest_existing_m2, rules)
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
-    clusters = housing_clusters(changes[is_new & ~hall], rules, crs)
+    clusters = housing_clusters(changes[is_new & ~hall], rules, changes.crs)
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
-    return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
-                        largest_existing_m2=largest_existing)
+    return clusters
 
 
 def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
@@ -290,24 +316,11 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
     houses = candidates[(candidates["area_m2"] >= rules.housing_min_area_m2)
                         & (candidates["area_m2"] <= rules.housing_max_area_m2)]
     geoms = houses.geometry.values
-    parent = list(range(len(geoms)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if len(geoms):
-        tree = shapely.STRtree(geoms)
-        a, b = tree.query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m)
-        for i, j in zip(a.tolist(), b.tolist(), strict=True):
-            parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(geoms)):
-        groups.setdefault(find(i), []).append(i)
+    links = (shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m).T
+             if len(geoms) else [])
+    groups = connected_groups(len(geoms), links)
     rows, shapes = [], []
-    for members in sorted(groups.values(), key=lambda m: -len(m)):
+    for members in sorted(groups, key=lambda m: -len(m)):
         if len(members) < rules.housing_min_count:
             continue
         ids = sorted(int(houses["change_id"].values[m]) for m in members)

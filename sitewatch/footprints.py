@@ -30,6 +30,8 @@ from pyproj import CRS, Transformer
 from rasterio.features import shapes
 from rasterio.windows import Window
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from shapely.geometry import Polygon
 from skimage.segmentation import watershed
 
@@ -208,6 +210,18 @@ def _polygons_of_labels(labels: np.ndarray, transform: Affine) -> tuple[list[int
     return values, geometries
 
 
+def connected_groups(count: int, links: list[tuple[int, int]] | np.ndarray) -> list[list[int]]:
+    """The connected components of ``count`` items joined by ``links`` (pairs of indexes).
+
+    Groups are ordered by their smallest member, members ascending.
+    """
+    links = np.asarray(links, dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    _, first = np.unique(labels, return_index=True)
+    return [np.nonzero(labels == labels[i])[0].tolist() for i in sorted(first)]
+
+
 def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
     """Union the border-touching pieces that share an edge across a strip seam."""
     seam = [i for i, p in enumerate(pieces) if p.touches_top or p.touches_bottom]
@@ -216,22 +230,11 @@ def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
     geometries = [pieces[i].geometry for i in seam]
     tree = shapely.STRtree(geometries)
     left, right = tree.query(geometries, predicate="intersects")
-    parent = list(range(len(seam)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in zip(left.tolist(), right.tolist(), strict=True):
-        if a != b and shapely.length(shapely.intersection(geometries[a], geometries[b])) > 0:
-            parent[find(a)] = find(b)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(seam)):
-        groups.setdefault(find(i), []).append(i)
+    shared_edge = [(a, b) for a, b in zip(left.tolist(), right.tolist(), strict=True)
+                   if a != b and shapely.length(shapely.intersection(geometries[a], geometries[b])) > 0]
+    groups = connected_groups(len(seam), shared_edge)
     merged = [p for i, p in enumerate(pieces) if i not in set(seam)]
-    for members in groups.values():
+    for members in groups:
         chosen = [pieces[seam[m]] for m in members]
         geometry = chosen[0].geometry if len(chosen) == 1 else shapely.unary_union(
             [c.geometry for c in chosen])
