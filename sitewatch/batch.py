@@ -242,7 +242,8 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
         import ray
     except ImportError:
         raise SitewatchError(
-            "--executor ray needs the 'distributed' extra: pip install 'sitewatch[distributed]'") from None
+            "the Ray executor needs the 'distributed' extra: pip install 'sitewatch[distributed]'",
+            setting="executor") from None
     import torch
 
     started_here = not ray.is_initialized()

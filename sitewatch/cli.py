@@ -424,6 +424,13 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def with_option(error: SitewatchError) -> str:
+    """The error's line, naming the command-line option of the setting at fault when it has one."""
+    if error.setting is None:
+        return str(error)
+    return f"{error} (--{error.setting.replace('_', '-')})"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors and meaningful exit codes.
 
@@ -438,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
                 print("sitewatch: interrupted", file=sys.stderr)
             sys.exit(code)
     except SitewatchError as error:
-        _fail(str(error), error.exit_code)
+        _fail(with_option(error), error.exit_code)
     except (abort, KeyboardInterrupt):
         print("sitewatch: interrupted", file=sys.stderr)
         sys.exit(130)

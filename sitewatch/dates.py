@@ -47,12 +47,12 @@ def resolve_dates(paths: list[Path], dates: list[str] | None) -> list[dt.date]:
     """One date per raster: ``dates`` if given, else tags, else the file name; clear errors."""
     if dates is not None:
         if len(dates) != len(paths):
-            raise SitewatchError(f"--dates has {len(dates)} dates for {len(paths)} rasters")
+            raise SitewatchError(f"{len(dates)} dates for {len(paths)} rasters", setting="dates")
         parsed = []
         for text in dates:
             date = parse_date(text.strip())
             if date is None:
-                raise SitewatchError(f"--dates: '{text}' is not a date like 2024-08-27")
+                raise SitewatchError(f"'{text}' is not a date like 2024-08-27", setting="dates")
             parsed.append(date)
         result = parsed
     else:
@@ -61,7 +61,7 @@ def resolve_dates(paths: list[Path], dates: list[str] | None) -> list[dt.date]:
             date, _ = raster_date(path)
             if date is None:
                 raise SitewatchError(
-                    f"{path}: no acquisition date in its metadata or file name; give --dates"
+                    f"{path}: no acquisition date in its metadata or file name; give the dates", setting="dates"
                 )
             result.append(date)
     if len(set(result)) != len(result):

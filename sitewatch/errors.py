@@ -9,9 +9,18 @@ from __future__ import annotations
 
 
 class SitewatchError(Exception):
-    """A user mistake or bad input, reported as one line with a non-zero exit code."""
+    """A user mistake or bad input, reported as one line with a non-zero exit code.
+
+    ``setting`` names the parameter at fault (``tile_size``, ``dates``...) when there is one:
+    the stage that raises says what is wrong in its own words, and the command line adds the
+    option the user typed (``--tile-size``).
+    """
 
     exit_code: int = 2
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
     def __str__(self) -> str:  # keep it on one line whatever the cause text holds
         return " ".join(super().__str__().split())

@@ -481,7 +481,7 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
                 f"the mask {dataset.width}×{dataset.height} px; give the probability of the same grid")
         crs = CRS.from_user_input(dataset.crs) if dataset.crs else None
         if crs is None and gsd_m is None:
-            raise SitewatchError(f"{mask_path}: mask has no CRS; give its pixel size with --gsd")
+            raise SitewatchError(f"{mask_path}: mask has no CRS; give its pixel size in metres", setting="gsd")
         transform = dataset.transform if crs is not None else Affine.scale(gsd_m, -gsd_m)
         dx, dy = pixel_size_xy_m(dataset, gsd_m)
         pixel_m = math.sqrt(dx * dy)

@@ -78,11 +78,11 @@ def choose_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SitewatchError("--device cuda: no CUDA GPU is available on this machine")
+            raise SitewatchError("cuda: no CUDA GPU is available on this machine", setting="device")
         return torch.device(name)
     if name == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise SitewatchError("--device mps: Apple MPS is not available on this machine")
+            raise SitewatchError("mps: Apple MPS is not available on this machine", setting="device")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
@@ -142,9 +142,9 @@ class Predictor:
             backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
         if backend == "onnx":
             if self.device.type != "cpu":
-                raise SitewatchError("--backend onnx runs on the CPU; use --device cpu")
+                raise SitewatchError("the onnx backend runs on the CPU; use the cpu device", setting="backend")
             if not _has_onnxruntime():
-                raise SitewatchError("--backend onnx needs the onnxruntime package")
+                raise SitewatchError("the onnx backend needs the onnxruntime package", setting="backend")
         self.backend = backend
         self.session = None
         self.network = model.network
@@ -314,17 +314,18 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
         if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
             tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, min(extent) // 32 * 32)))
         if tile_size % 32 or tile_size < MIN_TILE:
-            raise SitewatchError(f"--tile-size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}")
+            raise SitewatchError(f"tile size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}",
+                                 setting="tile_size")
         overlap = tile_size // 4 if overlap is None else overlap
         if not 0 <= overlap < tile_size // 2:
-            raise SitewatchError(f"--overlap must be in 0..{tile_size // 2 - 1} model pixels")
+            raise SitewatchError(f"overlap must be in 0..{tile_size // 2 - 1} model pixels", setting="overlap")
         window_px = (max(1, round(tile_size * model_gsd / dy)), max(1, round(tile_size * model_gsd / dx)))
         if dataset.height < window_px[0] or dataset.width < window_px[1]:
             raise SitewatchError(
                 f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
                 f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
                 f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
-                "use a larger extent or a smaller --tile-size"
+                "use a larger extent or a smaller tile size", setting="tile_size"
             )
         stride_px = (max(1, round((tile_size - overlap) * model_gsd / dy)),
                      max(1, round((tile_size - overlap) * model_gsd / dx)))
@@ -505,117 +506,27 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                     threshold: float | None, workers: int, progress: Callable[[int, int], None] | None,
                     finish: Callable[[Path], None] | None, work_gsd_m: float | None) -> SegmentResult:
     started = time.perf_counter()
-    model = predictor.model
-    threshold = model.threshold if threshold is None else threshold
-    check_output_dir(Path(out_dir), [Path(path)])
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, [Path(path)])
     dataset = open_raster(path)
     staging: Path | None = None
     reader: _WindowReader | None = None
     try:
-        plan = plan_input(dataset, model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands,
+        plan = plan_input(dataset, predictor.model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands,
                           work_gsd_m=work_gsd_m)
         _check_not_all_nodata(dataset)
-        height, width = dataset.height, dataset.width
-        (win_h, win_w), (stride_h, stride_w) = plan.window_px, plan.stride_px
-        rows, cols = window_starts(height, win_h, stride_h), window_starts(width, win_w, stride_w)
-        windows = [Window(c, r, win_w, win_h) for r in rows for c in cols]
-        overlap_px = (win_h - stride_h, win_w - stride_w)
-        weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
-
-        def weight_of(window: Window) -> np.ndarray:
-            sides = (window.row_off > 0, window.row_off + win_h < height,
-                     window.col_off > 0, window.col_off + win_w < width)
-            if sides not in weights:
-                weights[sides] = blend_weight(win_h, win_w, overlap_px, sides)
-            return weights[sides]
-
-        batch_size = batch_size or auto_batch_size(plan.tile_size)
-
-        out_dir = Path(out_dir)
         staging = staging_dir(out_dir)
-        probability_tmp, mask_tmp = staging / "probability.strips.tif", staging / "mask.strips.tif"
-        reader = _WindowReader(Path(path), plan, np.array(model.metadata["mean"]),
-                               np.array(model.metadata["std"]))
-
-        building_px = valid_px = 0
-        with rasterio.open(probability_tmp, "w", **_tmp_profile(dataset, None)) as prob_out, \
-                rasterio.open(mask_tmp, "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
-            buffer_top = rows[0]
-            acc = np.zeros((win_h, width), np.float32)
-            acc_w = np.zeros((win_h, width), np.float32)
-            batch: list[tuple[Window, np.ndarray]] = []
-            done = 0
-
-            def flush_batch() -> None:
-                nonlocal done
-                probabilities = predictor(np.stack([pixels for _, pixels in batch]))
-                for (window, _), probability in zip(batch, probabilities, strict=True):
-                    probability = probability[: plan.model_shape[0], : plan.model_shape[1]]  # padding off
-                    if probability.shape != (win_h, win_w):
-                        probability = cv2.resize(probability, (win_w, win_h),
-                                                 interpolation=cv2.INTER_LINEAR)
-                    r0, c0 = window.row_off - buffer_top, window.col_off
-                    weight = weight_of(window)
-                    probability *= weight
-                    acc[r0 : r0 + win_h, c0 : c0 + win_w] += probability
-                    acc_w[r0 : r0 + win_h, c0 : c0 + win_w] += weight
-                done += len(batch)
-                batch.clear()
-                if progress:
-                    progress(done, len(windows))
-
-            def write_rows(upto: int) -> None:
-                """Write finished rows [buffer_top, upto) and shift the buffer."""
-                nonlocal buffer_top, building_px, valid_px
-                n = upto - buffer_top
-                strip = Window(0, buffer_top, width, n)
-                probability = np.divide(acc[:n], acc_w[:n], out=np.zeros_like(acc[:n]),
-                                        where=acc_w[:n] > 0)
-                valid = valid_pixels(dataset, plan.bands, strip)
-                prob_u8 = encode_probability(probability)
-                mask = (probability > threshold).astype(np.uint8)
-                prob_u8[~valid] = 0
-                mask[~valid] = MASK_NODATA
-                prob_out.write(prob_u8, 1, window=strip)
-                prob_out.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=strip)
-                mask_out.write(mask, 1, window=strip)
-                building_px += int((mask == 1).sum())
-                valid_px += int(valid.sum())
-                for array in (acc, acc_w):  # rows below the written strip move to the top
-                    array[: win_h - n] = array[n:].copy()
-                    array[win_h - n :] = 0
-                buffer_top = upto
-
-            row_index = 0
-            for window, pixels in _prefetched(windows, reader.read, workers, depth=batch_size * 3):
-                if window.row_off != rows[row_index]:  # a new tile row: the old one is complete
-                    if batch:
-                        flush_batch()
-                    write_rows(window.row_off)
-                    row_index += 1
-                batch.append((window, pixels))
-                if len(batch) == batch_size:
-                    flush_batch()
-            if batch:
-                flush_batch()
-            write_rows(height)
-
-        write_cog(probability_tmp, staging / "probability.tif")
-        write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
-        probability_tmp.unlink()
-        mask_tmp.unlink()
+        reader = _WindowReader(Path(path), plan, np.array(predictor.model.metadata["mean"]),
+                               np.array(predictor.model.metadata["std"]))
+        threshold = predictor.model.threshold if threshold is None else threshold
+        tiles = _TileGrid(dataset.height, dataset.width, plan)
+        shares = _predict_into(staging, dataset, plan, tiles, reader, predictor, threshold,
+                               batch_size or auto_batch_size(plan.tile_size), workers, progress)
         if finish is not None:
             finish(staging)
         publish_dir(staging, out_dir)
         staging = None
-        dx, dy = plan.pixel_size_m
-        return SegmentResult(
-            source=Path(path), out_dir=out_dir, width=width, height=height,
-            area_km2=width * height * dx * dy / 1e6, seconds=time.perf_counter() - started,
-            device=predictor.description, building_share=building_px / max(valid_px, 1),
-            windows=len(windows), pixel_size_m=plan.pixel_size_m, notes=plan.notes,
-            work_gsd_m=plan.work_gsd_m, work_gsd_rule=plan.work_gsd_rule,
-        )
+        return _result(Path(path), out_dir, dataset, plan, predictor, shares, len(tiles.windows), started)
     except rasterio.errors.RasterioIOError as error:
         raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({error})") from None
     finally:
@@ -624,6 +535,129 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
         dataset.close()
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass
+class _TileGrid:
+    """The windows of one raster (input pixels): tile rows, columns and the blending weights."""
+
+    height: int
+    width: int
+    plan: InputPlan
+
+    def __post_init__(self) -> None:
+        (win_h, win_w), (stride_h, stride_w) = self.plan.window_px, self.plan.stride_px
+        self.rows = window_starts(self.height, win_h, stride_h)
+        self.windows = [Window(c, r, win_w, win_h) for r in self.rows
+                        for c in window_starts(self.width, win_w, stride_w)]
+        self._weights: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
+
+    def weight_of(self, window: Window) -> np.ndarray:
+        """Blending weight of a window: ~0 next to a neighbour's overlap, 1 at the raster's own edge."""
+        (win_h, win_w), (stride_h, stride_w) = self.plan.window_px, self.plan.stride_px
+        sides = (window.row_off > 0, window.row_off + win_h < self.height,
+                 window.col_off > 0, window.col_off + win_w < self.width)
+        if sides not in self._weights:
+            self._weights[sides] = blend_weight(win_h, win_w, (win_h - stride_h, win_w - stride_w), sides)
+        return self._weights[sides]
+
+
+def _predict_into(staging: Path, dataset: rasterio.DatasetReader, plan: InputPlan, tiles: _TileGrid,
+                  reader: _WindowReader, predictor: Predictor, threshold: float, batch_size: int, workers: int,
+                  progress: Callable[[int, int], None] | None) -> tuple[int, int]:
+    """Predict every window in batches, blend, write ``probability.tif`` and ``mask.tif`` (COGs) in
+    ``staging``; return (building pixels, valid pixels)."""
+    probability_tmp, mask_tmp = staging / "probability.strips.tif", staging / "mask.strips.tif"
+    with rasterio.open(probability_tmp, "w", **_tmp_profile(dataset, None)) as prob_out, \
+            rasterio.open(mask_tmp, "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
+        blender = _StripBlender(dataset, plan, tiles, threshold, prob_out, mask_out, progress)
+        batch: list[tuple[Window, np.ndarray]] = []
+        row_index = 0
+        for window, pixels in _prefetched(tiles.windows, reader.read, workers, depth=batch_size * 3):
+            if window.row_off != tiles.rows[row_index]:  # a new tile row: the old one is complete
+                blender.add_batch(batch, predictor)
+                blender.write_rows(window.row_off)
+                row_index += 1
+            batch.append((window, pixels))
+            if len(batch) == batch_size:
+                blender.add_batch(batch, predictor)
+        blender.add_batch(batch, predictor)
+        blender.write_rows(dataset.height)
+    write_cog(probability_tmp, staging / "probability.tif")
+    write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
+    probability_tmp.unlink()
+    mask_tmp.unlink()
+    return blender.building_px, blender.valid_px
+
+
+class _StripBlender:
+    """Weighted tile probabilities accumulated in a buffer one window high, written row strip by
+    row strip once no later window reaches them (memory follows the raster's width)."""
+
+    def __init__(self, dataset: rasterio.DatasetReader, plan: InputPlan, tiles: _TileGrid, threshold: float,
+                 prob_out: rasterio.io.DatasetWriter, mask_out: rasterio.io.DatasetWriter,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.dataset, self.plan, self.tiles, self.threshold = dataset, plan, tiles, threshold
+        self.progress, self.done = progress, 0
+        self.prob_out, self.mask_out = prob_out, mask_out
+        self.win_h, self.win_w = plan.window_px
+        self.acc = np.zeros((self.win_h, dataset.width), np.float32)
+        self.acc_w = np.zeros((self.win_h, dataset.width), np.float32)
+        self.buffer_top = tiles.rows[0]
+        self.building_px = self.valid_px = 0
+
+    def add_batch(self, batch: list[tuple[Window, np.ndarray]], predictor: Predictor) -> None:
+        """Predict a batch of windows and add their weighted probabilities; empty the batch."""
+        if not batch:
+            return
+        probabilities = predictor(np.stack([pixels for _, pixels in batch]))
+        for (window, _), probability in zip(batch, probabilities, strict=True):
+            probability = probability[: self.plan.model_shape[0], : self.plan.model_shape[1]]  # padding off
+            if probability.shape != (self.win_h, self.win_w):
+                probability = cv2.resize(probability, (self.win_w, self.win_h), interpolation=cv2.INTER_LINEAR)
+            r0, c0 = window.row_off - self.buffer_top, window.col_off
+            weight = self.tiles.weight_of(window)
+            probability *= weight
+            self.acc[r0 : r0 + self.win_h, c0 : c0 + self.win_w] += probability
+            self.acc_w[r0 : r0 + self.win_h, c0 : c0 + self.win_w] += weight
+        self.done += len(batch)
+        batch.clear()
+        if self.progress:
+            self.progress(self.done, len(self.tiles.windows))
+
+    def write_rows(self, upto: int) -> None:
+        """Write finished rows [buffer_top, upto) and shift the buffer."""
+        n = upto - self.buffer_top
+        strip = Window(0, self.buffer_top, self.dataset.width, n)
+        probability = np.divide(self.acc[:n], self.acc_w[:n], out=np.zeros_like(self.acc[:n]),
+                                where=self.acc_w[:n] > 0)
+        valid = valid_pixels(self.dataset, self.plan.bands, strip)
+        prob_u8 = encode_probability(probability)
+        mask = (probability > self.threshold).astype(np.uint8)
+        prob_u8[~valid] = 0
+        mask[~valid] = MASK_NODATA
+        self.prob_out.write(prob_u8, 1, window=strip)
+        self.prob_out.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=strip)
+        self.mask_out.write(mask, 1, window=strip)
+        self.building_px += int((mask == 1).sum())
+        self.valid_px += int(valid.sum())
+        for array in (self.acc, self.acc_w):  # rows below the written strip move to the top
+            array[: self.win_h - n] = array[n:].copy()
+            array[self.win_h - n :] = 0
+        self.buffer_top = upto
+
+
+def _result(path: Path, out_dir: Path, dataset: rasterio.DatasetReader, plan: InputPlan, predictor: Predictor,
+            shares: tuple[int, int], windows: int, started: float) -> SegmentResult:
+    dx, dy = plan.pixel_size_m
+    building_px, valid_px = shares
+    return SegmentResult(
+        source=path, out_dir=out_dir, width=dataset.width, height=dataset.height,
+        area_km2=dataset.width * dataset.height * dx * dy / 1e6, seconds=time.perf_counter() - started,
+        device=predictor.description, building_share=building_px / max(valid_px, 1),
+        windows=windows, pixel_size_m=plan.pixel_size_m, notes=plan.notes,
+        work_gsd_m=plan.work_gsd_m, work_gsd_rule=plan.work_gsd_rule,
+    )
 
 
 def valid_pixels(dataset: rasterio.DatasetReader, bands: list[int], window: Window) -> np.ndarray:

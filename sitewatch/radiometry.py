@@ -27,11 +27,11 @@ def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: l
     count = dataset.count
     if override:
         if any(b < 1 or b > count for b in override):
-            raise SitewatchError(f"{dataset.name}: --bands {override} outside 1..{count}")
+            raise SitewatchError(f"{dataset.name}: bands {override} outside 1..{count}", setting="bands")
         if len(override) == 1:
             return override * len(wanted)
         if len(override) != len(wanted):
-            raise SitewatchError(f"--bands needs {len(wanted)} band numbers ({', '.join(wanted)})")
+            raise SitewatchError(f"the bands need {len(wanted)} band numbers ({', '.join(wanted)})", setting="bands")
         return list(override)
     interp = {ci: i + 1 for i, ci in enumerate(dataset.colorinterp)}
     by_name = {"red": ColorInterp.red, "green": ColorInterp.green, "blue": ColorInterp.blue}
@@ -43,7 +43,7 @@ def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: l
         return list(range(1, len(wanted) + 1))
     raise SitewatchError(
         f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
-        "choose them with --bands"
+        "choose which bands feed them", setting="bands"
     )
 
 

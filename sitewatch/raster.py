@@ -219,7 +219,7 @@ def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None)
         return float(gsd_m), float(gsd_m)
     if not is_georeferenced(dataset):
         raise SitewatchError(
-            f"{dataset.name}: raster has no georeferencing; give its pixel size with --gsd METRES"
+            f"{dataset.name}: raster has no georeferencing; give its pixel size in metres", setting="gsd"
         )
     return ground_pixel_sizes_m(dataset.crs, dataset.transform, dataset.width, dataset.height, dataset.name)
 

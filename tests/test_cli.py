@@ -148,3 +148,14 @@ def test_bad_input_is_refused_before_torch_loads(tmp_path: Path) -> None:
                                 cwd=tmp_path, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "missing" in result.stderr and "file not found" in result.stderr
+
+
+def test_stage_errors_name_their_setting_and_the_cli_adds_the_option(tmp_path: Path) -> None:
+    """A stage says what is wrong in its own words; only the command line knows the flag."""
+    from sitewatch.dates import resolve_dates
+
+    with pytest.raises(SitewatchError) as caught:
+        resolve_dates([DEMO, DEMO], ["2012-05-01"])
+    assert "--" not in str(caught.value) and caught.value.setting == "dates"
+    result = run_sitewatch("change", str(DEMO), str(DEMO), "--dates", "2012-05-01", "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "1 dates for 2 rasters (--dates)")
