@@ -218,12 +218,10 @@ def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, 
               rules: ChangeRules, on_done: Callable[[SiteRow], None],
               window_progress: Callable[[int, int], None] | None = None) -> list[SiteRow]:
     """Sites one after another in this process, the model loaded once."""
-    from sitewatch.checkpoint import load_model
-    from sitewatch.paths import recorded_checksum
+    from sitewatch.checkpoint import load_for_inference
     from sitewatch.predict import Predictor
 
-    predictor = Predictor(load_model(model_path, expected_sha256=recorded_checksum(model_path)),
-                          device=device, backend=backend)
+    predictor = Predictor(load_for_inference(model_path), device=device, backend=backend)
     rows = []
     for site in sites:
         rows.append(run_one(site, out_root, predictor, rules, window_progress))
@@ -259,12 +257,10 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
         class SiteWorker:
             def __init__(self) -> None:
                 torch.set_num_threads(1)
-                from sitewatch.checkpoint import load_model
-                from sitewatch.paths import recorded_checksum
+                from sitewatch.checkpoint import load_for_inference
                 from sitewatch.predict import Predictor
 
-                model = load_model(model_path, expected_sha256=recorded_checksum(model_path))
-                self.predictor = Predictor(model, device=device, backend=backend)
+                self.predictor = Predictor(load_for_inference(model_path), device=device, backend=backend)
 
             def run(self, site: Site) -> SiteRow:
                 return run_one(site, out_root, self.predictor, rules)

@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from sitewatch.errors import SitewatchError
-from sitewatch.model import build_network
 from sitewatch.modelfile import MODEL_FORMAT, check_metadata, file_sha256, read_model_metadata
+from sitewatch.network import build_network
+from sitewatch.paths import default_model_path, recorded_checksum
 from sitewatch.raster import atomic_path
 
 
@@ -100,6 +101,13 @@ def export_model(checkpoint_path: Path, out_path: Path) -> str:
     with atomic_path(out_path) as tmp:
         save_file(state, str(tmp), metadata={"sitewatch": json.dumps(metadata, sort_keys=True)})
     return file_sha256(Path(out_path))
+
+
+def load_for_inference(path: Path | None = None) -> LoadedModel:
+    """The model inference runs: ``path``, else the default one; a shipped file is checked against
+    its recorded checksum. Loaded on the CPU (the predictor moves it to its device)."""
+    path = Path(path) if path is not None else default_model_path()
+    return load_model(path, device="cpu", expected_sha256=recorded_checksum(path))
 
 
 def load_model(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -128,14 +129,6 @@ def _check_readable(rasters: list[Path]) -> None:
         open_raster(raster).close()
 
 
-def _load_model_for_inference(model: Path | None, device: str):
-    from sitewatch.checkpoint import load_model
-    from sitewatch.paths import default_model_path, recorded_checksum
-
-    path = model or default_model_path()
-    return load_model(path, device="cpu", expected_sha256=recorded_checksum(path))
-
-
 @app.command()
 def segment(
     rasters: Annotated[list[Path], typer.Argument(help="Input rasters (GeoTIFF or any GDAL format).")],
@@ -165,54 +158,43 @@ def segment(
     _check_readable(rasters)  # before torch and the model load
     from tqdm import tqdm
 
-    from sitewatch.predict import Predictor, segment_raster
+    from sitewatch.checkpoint import load_for_inference
+    from sitewatch.pipeline import segment_one
+    from sitewatch.predict import Predictor
+
     stems = [r.stem for r in rasters]
     if len(set(stems)) != len(stems):
         raise SitewatchError("two input rasters have the same file name; their outputs would collide")
     for raster in rasters:
         check_output_dir(out / raster.stem, rasters)
-    loaded = _load_model_for_inference(model, device)
+    loaded = load_for_inference(model)
     predictor = Predictor(loaded, device=device, backend=backend, tta=tta, compile=compile)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
     for raster in rasters:
-        bar = tqdm(total=None, unit="tile", desc=raster.name, disable=True if quiet else None, leave=False)
-
-        def progress(done: int, total: int, bar=bar) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        finish = _footprint_writer(gsd, threshold if threshold is not None else loaded.threshold,
-                                   counts := {}) if footprints else None
-        try:
-            result = segment_raster(raster, out / raster.stem, predictor, tile_size=tile_size,
-                                    overlap=overlap, batch_size=batch_size, gsd_m=gsd,
-                                    bands=band_list, threshold=threshold, progress=progress,
-                                    finish=finish, work_gsd_m=work_gsd)
-        finally:
-            bar.close()
-        typer.echo(
-            f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
-            f"{result.windows} tile{'s' if result.windows != 1 else ''}, {result.seconds:.1f} s on {result.device}, "
-            f"model at {result.work_gsd_m:g} m, "
-            f"buildings {100 * result.building_share:.1f}%"
-            + (f", {counts['footprints']} footprints" if footprints else "")
-            + f" -> {result.out_dir}"
-        )
+        with tqdm(total=None, unit="tile", desc=raster.name, disable=True if quiet else None, leave=False) as bar:
+            run = segment_one(raster, out / raster.stem, predictor, footprints=footprints, gsd_m=gsd,
+                              threshold=threshold, progress=_bar_progress(bar), tile_size=tile_size,
+                              overlap=overlap, batch_size=batch_size, bands=band_list, work_gsd_m=work_gsd)
+        _print_raster(raster, run)
 
 
-def _footprint_writer(gsd: float | None, threshold: float, counts: dict):
-    """A ``finish`` step for segment: vectorize the staged mask into footprint layers."""
-    from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+def _bar_progress(bar) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
 
-    def finish(folder: Path) -> None:
-        frame = vectorize_raster(folder / "mask.tif", folder / "probability.tif",
-                                 FootprintOptions(threshold=threshold), gsd_m=gsd)
-        write_footprints(frame, folder / "footprints.gpkg",
-                         folder / "footprints.geojson" if frame.crs is not None else None)
-        counts["footprints"] = len(frame)
+    return progress
 
-    return finish
+
+def _print_raster(raster: Path, run) -> None:
+    result = run.result
+    typer.echo(
+        f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
+        f"{result.windows} tile{'s' if result.windows != 1 else ''}, {result.seconds:.1f} s on {result.device}, "
+        f"model at {result.work_gsd_m:g} m, buildings {100 * result.building_share:.1f}%"
+        + (f", {run.footprints} footprints" if run.footprints is not None else "") + f" -> {result.out_dir}"
+    )
 
 
 @app.command()
@@ -318,10 +300,11 @@ def change(
     _check_readable(rasters)  # before torch and the model load
     check_output_dir(out, rasters)
 
+    from sitewatch.checkpoint import load_for_inference
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
 
-    loaded = _load_model_for_inference(model, device)
+    loaded = load_for_inference(model)
     predictor = Predictor(loaded, device=device, backend=backend)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
     result = run_site(rasters, out, predictor, site=site, dates=date_list, rules=change_rules,
@@ -362,6 +345,7 @@ def batch(
     from tqdm import tqdm
 
     from sitewatch.batch import SiteRow, read_manifest, run_local, run_ray, write_batch_summary
+    from sitewatch.checkpoint import load_for_inference
     from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path, default_rules_path
     from sitewatch.rules import ChangeRules
@@ -373,7 +357,7 @@ def batch(
     for site in sites:  # every site's folder is checked before any work or deletion
         check_output_dir(out / site.id, site.rasters)
     model_path = model or default_model_path()
-    _load_model_for_inference(model_path, "cpu")  # a bad model fails before any site starts
+    load_for_inference(model_path)  # a bad model fails before any site starts
     if not resume:
         for site in sites:
             remove_owned(out / site.id)  # only what sitewatch wrote; the user's files stay

@@ -486,26 +486,10 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         dx, dy = pixel_size_xy_m(dataset, gsd_m)
         pixel_m = math.sqrt(dx * dy)
         kind = raster_kind(dataset)
-        is_probability = kind == "probability"
         pieces: list[_Piece] = []
         for top, bottom in _strips(dataset.height, options.strip_rows):
             window = Window(0, top, dataset.width, bottom - top)
-            values = dataset.read(1, window=window)
-            if is_probability:
-                probability = _as_probability(values, dataset.dtypes[0])
-                binary = probability > options.threshold
-                valid = dataset.read_masks(1, window=window) > 0
-            elif kind == "mask255":
-                valid = dataset.read_masks(1, window=window) > 0
-                probability = None
-                binary = values == MASK_NODATA
-            else:
-                valid = values != MASK_NODATA
-                if dataset.nodata is not None:
-                    valid &= values != dataset.nodata
-                probability = None
-                binary = (values == 1) & valid
-            binary &= valid
+            binary, probability = _read_strip(dataset, window, kind, options.threshold)
             binary = drop_specks(binary, options.min_area_m2 / (pixel_m * pixel_m),
                                  keep_edges=(top > 0, bottom < dataset.height))
             if prob_dataset is not None:
@@ -522,7 +506,25 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         dataset.close()
         if prob_dataset is not None:
             prob_dataset.close()
-    return clean_footprints(pieces, crs, options, have_probability=is_probability or prob_dataset is not None)
+    return clean_footprints(pieces, crs, options, have_probability=kind == "probability" or prob_dataset is not None)
+
+
+def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,
+                threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(building pixels on valid ground, probability or None)`` of one strip of a mask or probability raster."""
+    values = dataset.read(1, window=window)
+    probability = None
+    if kind == "probability":
+        probability = _as_probability(values, dataset.dtypes[0])
+        binary, valid = probability > threshold, dataset.read_masks(1, window=window) > 0
+    elif kind == "mask255":
+        binary, valid = values == MASK_NODATA, dataset.read_masks(1, window=window) > 0
+    else:
+        valid = values != MASK_NODATA
+        if dataset.nodata is not None:
+            valid &= values != dataset.nodata
+        binary = (values == 1) & valid
+    return binary & valid, probability
 
 
 def drop_specks(binary: np.ndarray, min_pixels: float, keep_edges: tuple[bool, bool]) -> np.ndarray:

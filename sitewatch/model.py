@@ -1,7 +1,5 @@
-"""The U-Net and its Lightning training task.
+"""The Lightning training task of the segmentation network (:mod:`sitewatch.network`).
 
-``build_network`` makes a segmentation-models-pytorch network from plain settings (the same
-settings the exported model file carries), so training and inference build the same thing.
 ``SegmentationTask`` follows torchgeo's trainer layout: ``configure_models``,
 ``configure_losses``, ``configure_metrics``.
 """
@@ -15,7 +13,6 @@ from typing import Any, Literal
 
 import lightning as L
 import segmentation_models_pytorch as smp
-import timm
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -27,10 +24,11 @@ from torchmetrics.classification import (
 )
 
 from sitewatch import __version__
+from sitewatch.checkpoint import load_model
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import MODEL_FORMAT
+from sitewatch.network import Architecture, build_network
 from sitewatch.paths import default_model_path, recorded_checksum
-from sitewatch.pretrained import load_encoder_weights
 from sitewatch.raster import IGNORE
 
 #: ``init_weights`` value naming the model inference uses by default.
@@ -40,66 +38,7 @@ DEFAULT_INIT_WEIGHTS = "default"
 # for a source that a short sanity check did not reach: that case is expected, not a warning.
 warnings.filterwarnings("ignore", message=r"The ``compute`` method of metric", category=UserWarning)
 
-Architecture = Literal["Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus"]
 LossName = Literal["dice+bce", "dice", "bce", "focal+dice", "lovasz"]
-_ARCHITECTURES = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN,
-                  "DeepLabV3Plus": smp.DeepLabV3Plus}
-
-
-def check_encoder_name(encoder: str) -> None:
-    """Raise a one-line error unless smp (or timm, for ``tu-`` names) knows ``encoder``."""
-    if encoder.startswith("tu-"):
-        if not timm.is_model(encoder[3:]):
-            raise SitewatchError(f"unknown encoder '{encoder}': timm has no model '{encoder[3:]}'")
-        return
-    if encoder not in smp.encoders.get_encoder_names():
-        raise SitewatchError(
-            f"unknown encoder '{encoder}' (examples: resnet18, resnet34, mobilenet_v2, "
-            "efficientnet-b0, tu-tf_efficientnet_lite0)"
-        )
-
-
-def build_network(
-    arch: str = "Unet",
-    encoder: str = "tu-tf_efficientnet_lite0",
-    in_channels: int = 3,
-    classes: int = 1,
-    encoder_depth: int = 5,
-    decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
-    encoder_weights: str | None = None,
-) -> nn.Module:
-    """Build an smp segmentation network with local weights only.
-
-    Args:
-        arch: smp architecture name.
-        encoder: smp encoder name (``tu-`` prefix for timm encoders).
-        in_channels: input bands.
-        classes: output channels (1: building logit).
-        encoder_depth, decoder_channels: U-Net shape (``len(decoder_channels) == depth``).
-        encoder_weights: None, ``"package"`` or a local file (see :mod:`sitewatch.pretrained`).
-    """
-    if arch not in _ARCHITECTURES:
-        raise SitewatchError(f"unknown architecture '{arch}' (known: {', '.join(_ARCHITECTURES)})")
-    check_encoder_name(encoder)
-    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None,
-                              "in_channels": in_channels, "classes": classes,
-                              "encoder_depth": encoder_depth}
-    if arch in {"Unet", "UnetPlusPlus"}:
-        if len(decoder_channels) != encoder_depth:
-            raise SitewatchError(
-                f"decoder_channels has {len(decoder_channels)} entries, encoder_depth is "
-                f"{encoder_depth}"
-            )
-        kwargs["decoder_channels"] = list(decoder_channels)
-    try:
-        network = _ARCHITECTURES[arch](**kwargs)
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise SitewatchError(f"cannot build {arch} with encoder '{encoder}': {error}") from None
-    if encoder_weights is not None:
-        if in_channels != 3:
-            raise SitewatchError("pretrained encoder weights need in_channels=3")
-        load_encoder_weights(network.encoder, encoder, encoder_weights)
-    return network
 
 
 class BinarySegmentationLoss(nn.Module):
@@ -142,8 +81,6 @@ def load_initial_weights(network: nn.Module, settings: dict[str, Any], path: Pat
         settings: its network settings (arch, encoder, channels...), which the file must match.
         path: exported ``.safetensors`` model or sitewatch Lightning ``.ckpt`` (weights-only).
     """
-    from sitewatch.checkpoint import load_model  # checkpoint builds networks with this module
-
     source = load_model(path, expected_sha256=recorded_checksum(path))
     theirs = source.metadata.get("network", {})
     differing = sorted(key for key in settings if theirs.get(key) != settings[key])

@@ -96,6 +96,34 @@ def run_site(
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@dataclass
+class RasterRun:
+    """One raster segmented (``sitewatch segment``): the segmentation and the footprints written."""
+
+    result: SegmentResult
+    footprints: int | None  # None when none were asked for
+
+
+def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints: bool = True,
+                gsd_m: float | None = None, threshold: float | None = None,
+                progress: Callable[[int, int], None] | None = None, **segment_options: Any) -> RasterRun:
+    """Segment one raster into ``out_dir`` and trace its footprints into the same atomic folder.
+
+    ``segment_options`` are :func:`sitewatch.predict.segment_raster`'s (tile size, bands...).
+    """
+    traced: list[int] = []
+
+    def trace(folder: Path) -> None:
+        options = FootprintOptions(threshold=predictor.model.threshold if threshold is None else threshold)
+        frame = vectorize_raster(folder / "mask.tif", folder / "probability.tif", options, gsd_m=gsd_m)
+        write_footprints(frame, folder / "footprints.gpkg", folder / "footprints.geojson" if frame.crs else None)
+        traced.append(len(frame))
+
+    result = segment_raster(raster, out_dir, predictor, gsd_m=gsd_m, threshold=threshold, progress=progress,
+                            finish=trace if footprints else None, **segment_options)
+    return RasterRun(result, traced[0] if traced else None)
+
+
 def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predictor, say: Callable[[str], None],
                  window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> SegmentResult:
     """Probabilities and mask of date ``k`` (on the site's grid) in ``folder/<date>``."""

@@ -288,13 +288,7 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     Raises:
         SitewatchError: for rasters that cannot be segmented.
     """
-    pixels = dataset.width * dataset.height
-    if pixels > max_pixels() or dataset.width > MAX_WIDTH:
-        raise SitewatchError(
-            f"{dataset.name}: raster declares {dataset.width}×{dataset.height} px ({pixels / 1e9:.1f} Gpx), "
-            f"above the limit of {max_pixels() / 1e9:.1f} Gpx and {MAX_WIDTH} px wide "
-            "(cut it into tiles, or raise SITEWATCH_MAX_PIXELS)"
-        )
+    _check_size(dataset)
     dx, dy = pixel_size_xy_m(dataset, gsd_m)
     model_gsd, gsd_rule = working_gsd_m(model.metadata, float(np.sqrt(dx * dy)), work_gsd_m)
     extent = (dataset.height * dy / model_gsd, dataset.width * dx / model_gsd)  # model pixels
@@ -304,33 +298,9 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
             f"{dataset.height * dy:.0f} m), smaller than one model tile's minimum of {MIN_EXTENT} px at "
             f"{model_gsd:g} m ({MIN_EXTENT * model_gsd:.0f} m a side)")
     if tile_size is None and overlap is None and max(extent) <= MAX_AUTO_TILE:
-        # one window holding the whole raster, resampled to the model's pixel size at its exact
-        # scale and padded up to multiples of 32 (at least MIN_TILE): one pass, no tile edges
-        window_px = stride_px = (dataset.height, dataset.width)
-        model_shape = (max(1, round(extent[0])), max(1, round(extent[1])))
-        padded_shape = (max(MIN_TILE, -(-model_shape[0] // 32) * 32), max(MIN_TILE, -(-model_shape[1] // 32) * 32))
-        tile_size, overlap, extra_notes = max(padded_shape), 0, ["whole raster in one pass"]
+        geometry = _whole_raster(dataset, extent)
     else:
-        if tile_size is None:  # the largest tile up to 1024 model pixels that the raster can fill
-            tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, min(extent) // 32 * 32)))
-        if tile_size % 32 or tile_size < MIN_TILE:
-            raise SitewatchError(f"tile size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}",
-                                 setting="tile_size")
-        overlap = tile_size // 4 if overlap is None else overlap
-        if not 0 <= overlap < tile_size // 2:
-            raise SitewatchError(f"overlap must be in 0..{tile_size // 2 - 1} model pixels", setting="overlap")
-        window_px = (max(1, round(tile_size * model_gsd / dy)), max(1, round(tile_size * model_gsd / dx)))
-        if dataset.height < window_px[0] or dataset.width < window_px[1]:
-            raise SitewatchError(
-                f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
-                f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
-                f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
-                "use a larger extent or a smaller tile size", setting="tile_size"
-            )
-        stride_px = (max(1, round((tile_size - overlap) * model_gsd / dy)),
-                     max(1, round((tile_size - overlap) * model_gsd / dx)))
-        model_shape = padded_shape = (tile_size, tile_size)
-        extra_notes = []
+        geometry = _tiles(dataset, extent, tile_size, overlap, model_gsd, (dx, dy))
     palette = colour_table(dataset) if bands is None else None
     if palette is not None:  # paletted: indices are expanded through the colour table, 0-255
         chosen, note = [1] * len(model.bands), "paletted, expanded through its colour table"
@@ -338,10 +308,70 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     else:
         chosen = choose_bands(dataset, model.bands, bands)
         low, high, note = value_stretch(dataset, chosen)
-    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), window_px=window_px,
-                     stride_px=stride_px, tile_size=tile_size, overlap=overlap, model_shape=model_shape,
-                     padded_shape=padded_shape, work_gsd_m=model_gsd, work_gsd_rule=gsd_rule, palette=palette,
-                     notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *extra_notes])
+    return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), work_gsd_m=model_gsd,
+                     work_gsd_rule=gsd_rule, palette=palette, **geometry.fields(),
+                     notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *geometry.notes])
+
+
+@dataclass
+class _WindowGeometry:
+    """How a raster is cut into windows (input pixels) and what the model sees of one (model pixels)."""
+
+    window_px: tuple[int, int]
+    stride_px: tuple[int, int]
+    tile_size: int
+    overlap: int
+    model_shape: tuple[int, int]
+    padded_shape: tuple[int, int]
+    notes: list[str]
+
+    def fields(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in
+                ("window_px", "stride_px", "tile_size", "overlap", "model_shape", "padded_shape")}
+
+
+def _check_size(dataset: rasterio.DatasetReader) -> None:
+    pixels = dataset.width * dataset.height
+    if pixels > max_pixels() or dataset.width > MAX_WIDTH:
+        raise SitewatchError(
+            f"{dataset.name}: raster declares {dataset.width}×{dataset.height} px ({pixels / 1e9:.1f} Gpx), "
+            f"above the limit of {max_pixels() / 1e9:.1f} Gpx and {MAX_WIDTH} px wide "
+            "(cut it into tiles, or raise SITEWATCH_MAX_PIXELS)"
+        )
+
+
+def _whole_raster(dataset: rasterio.DatasetReader, extent: tuple[float, float]) -> _WindowGeometry:
+    """One window holding the whole raster, resampled to the model's pixel size at its exact scale and
+    padded up to multiples of 32 (at least MIN_TILE): one pass, no tile edges."""
+    model_shape = (max(1, round(extent[0])), max(1, round(extent[1])))
+    padded_shape = (max(MIN_TILE, -(-model_shape[0] // 32) * 32), max(MIN_TILE, -(-model_shape[1] // 32) * 32))
+    whole = (dataset.height, dataset.width)
+    return _WindowGeometry(whole, whole, max(padded_shape), 0, model_shape, padded_shape, ["whole raster in one pass"])
+
+
+def _tiles(dataset: rasterio.DatasetReader, extent: tuple[float, float], tile_size: int | None, overlap: int | None,
+           model_gsd: float, pixel_m: tuple[float, float]) -> _WindowGeometry:
+    """Overlapping square tiles of ``tile_size`` model pixels (default: the largest up to 1024 that
+    the raster fills, overlapping by a quarter)."""
+    dx, dy = pixel_m
+    if tile_size is None:
+        tile_size = int(min(MAX_AUTO_TILE, max(MIN_TILE, min(extent) // 32 * 32)))
+    if tile_size % 32 or tile_size < MIN_TILE:
+        raise SitewatchError(f"tile size must be a multiple of 32 and at least {MIN_TILE}, got {tile_size}",
+                             setting="tile_size")
+    overlap = tile_size // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile_size // 2:
+        raise SitewatchError(f"overlap must be in 0..{tile_size // 2 - 1} model pixels", setting="overlap")
+    window_px = (max(1, round(tile_size * model_gsd / dy)), max(1, round(tile_size * model_gsd / dx)))
+    if dataset.height < window_px[0] or dataset.width < window_px[1]:
+        raise SitewatchError(
+            f"{dataset.name}: raster is {dataset.width}×{dataset.height} px "
+            f"({dataset.width * dx:.0f}×{dataset.height * dy:.0f} m), smaller than one model tile "
+            f"({tile_size} px at {model_gsd} m = {tile_size * model_gsd:.0f} m); "
+            "use a larger extent or a smaller tile size", setting="tile_size")
+    stride_px = (max(1, round((tile_size - overlap) * model_gsd / dy)),
+                 max(1, round((tile_size - overlap) * model_gsd / dx)))
+    return _WindowGeometry(window_px, stride_px, tile_size, overlap, (tile_size, tile_size), (tile_size, tile_size), [])
 
 
 # --- the tiled run -------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint, read_
 from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
 from sitewatch.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
 from sitewatch.errors import SitewatchError
-from sitewatch.model import SegmentationTask, build_network
+from sitewatch.model import SegmentationTask
+from sitewatch.network import build_network
 from sitewatch.pretrained import load_encoder_weights
 
 SMOKE = "configs/cpu_smoke.yaml"
