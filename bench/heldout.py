@@ -35,11 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sitewatch.checkpoint import load_model  # noqa: E402
+from sitewatch.data.common import resample_label  # noqa: E402
 from sitewatch.data.sources import read_source  # noqa: E402
 from sitewatch.evaluate import evaluate_paths  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
 from sitewatch.predict import Predictor, segment_raster  # noqa: E402
-from sitewatch.raster import resample_image, resample_label  # noqa: E402
+from sitewatch.raster import resample_image  # noqa: E402
 
 LARGE_M2 = 1000.0
 MAX_UPSAMPLE = 1.5

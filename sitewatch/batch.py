@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 from sitewatch.dates import parse_date
 from sitewatch.errors import SitewatchError
+from sitewatch.files import atomic_path
 from sitewatch.modelfile import file_sha256
-from sitewatch.raster import atomic_path
 from sitewatch.rules import ChangeRules, load_yaml
 from sitewatch.summary import CHANGE_CLASSES, FLAGS, ChangeCounts, FlagCounts, SiteSummary
 
@@ -125,7 +125,7 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
             bad = sorted(set(rules) - valid_rules) if isinstance(rules, dict) else rules
             raise SitewatchError(f"{path}: site {site_id}: unknown rule(s) {bad}")
         try:
-            dataclasses.replace(ChangeRules(), **rules)  # types and ranges, before any work
+            dataclasses.replace(ChangeRules.default(), **rules)  # types and ranges, before any work
         except SitewatchError as error:
             raise SitewatchError(f"{path}: site {site_id}: {error}") from None
         if dates is not None and not all(parse_date(d) for d in dates):

@@ -21,10 +21,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from sitewatch.errors import SitewatchError
+from sitewatch.files import atomic_path
 from sitewatch.modelfile import MODEL_FORMAT, check_metadata, file_sha256, read_model_metadata
 from sitewatch.network import build_network
 from sitewatch.paths import default_model_path, recorded_checksum
-from sitewatch.raster import atomic_path
 
 
 @dataclass

@@ -291,10 +291,9 @@ def change(
              "first raster's pixel size).")] = None,
 ) -> None:
     """What was built, enlarged or demolished between dates; flags new halls and housing."""
-    from sitewatch.paths import default_rules_path
     from sitewatch.rules import ChangeRules
 
-    change_rules = ChangeRules.from_yaml(rules or default_rules_path())
+    change_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
     date_list = dates.split(",") if dates else None
     _check_positive(work_gsd=work_gsd)
     _check_readable(rasters)  # before torch and the model load
@@ -347,13 +346,13 @@ def batch(
     from sitewatch.batch import SiteRow, read_manifest, run_local, run_ray, write_batch_summary
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.outputs import remove_owned
-    from sitewatch.paths import default_model_path, default_rules_path
+    from sitewatch.paths import default_model_path
     from sitewatch.rules import ChangeRules
 
     if executor not in {"local", "ray"}:
         raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
     sites = read_manifest(manifest, strict_paths=strict_paths)
-    base_rules = ChangeRules.from_yaml(rules or default_rules_path())
+    base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
     for site in sites:  # every site's folder is checked before any work or deletion
         check_output_dir(out / site.id, site.rasters)
     model_path = model or default_model_path()

@@ -229,8 +229,8 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
     import json
     from pathlib import Path
 
+    from sitewatch.files import atomic_path
     from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
-    from sitewatch.raster import atomic_path
 
     predicted, reference = Path(predicted), Path(reference)
     kinds = []

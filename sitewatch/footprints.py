@@ -36,8 +36,9 @@ from shapely.geometry import Polygon
 from skimage.segmentation import watershed
 
 from sitewatch.errors import SitewatchError
+from sitewatch.files import atomic_path
 from sitewatch.products import DEFAULT_THRESHOLD, MASK_NODATA, decode_probability
-from sitewatch.raster import atomic_path, open_raster, overview_shape, pixel_size_xy_m
+from sitewatch.raster import open_raster, overview_shape, pixel_size_xy_m
 
 #: The footprint layer's attribute columns, in order (all float64 but ``building_id``).
 ATTRIBUTES = ["building_id", "area_m2", "perimeter_m", "length_m", "width_m", "orientation_deg",

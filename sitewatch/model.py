@@ -25,11 +25,11 @@ from torchmetrics.classification import (
 
 from sitewatch import __version__
 from sitewatch.checkpoint import load_model
+from sitewatch.data.common import IGNORE
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import MODEL_FORMAT
 from sitewatch.network import Architecture, build_network
 from sitewatch.paths import default_model_path, recorded_checksum
-from sitewatch.raster import IGNORE
 
 #: ``init_weights`` value naming the model inference uses by default.
 DEFAULT_INIT_WEIGHTS = "default"

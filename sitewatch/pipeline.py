@@ -21,11 +21,11 @@ from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
 from sitewatch.coverage import mean_probability_under, observed_ground
+from sitewatch.files import staging_dir
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import Predictor, SegmentResult, segment_raster
 from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
-from sitewatch.raster import staging_dir
 from sitewatch.report import write_report
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import ModelRun, SiteSummary
@@ -73,7 +73,7 @@ def run_site(
             to the first raster's pixel size); every date is on the first raster's grid.
     """
     say = progress or (lambda message: None)
-    rules = rules or ChangeRules()
+    rules = rules or ChangeRules.default()
     out_dir = Path(out_dir)
     rasters, when = order_by_date(rasters, dates)
     check_output_dir(out_dir, rasters)

@@ -39,6 +39,7 @@ from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
+from sitewatch.files import staging_dir
 from sitewatch.modelfile import working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.products import MASK_NODATA, encode_probability
@@ -47,7 +48,6 @@ from sitewatch.raster import (
     open_raster,
     overview_shape,
     pixel_size_xy_m,
-    staging_dir,
     write_cog,
 )
 

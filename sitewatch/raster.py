@@ -1,4 +1,4 @@
-"""Raster helpers: ground pixel size, resampling and atomic file writes.
+"""Raster helpers: opening user rasters, ground pixel size, resampling, COG writing.
 
 Pixel sizes are *ground* metres per pixel, measured geodesically (WGS84 ellipsoid) at the
 raster centre, so a Web-Mercator (EPSG:3857) or geographic (EPSG:4326) raster gets its true
@@ -7,13 +7,8 @@ size on the ground, not its nominal CRS unit.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shutil
-import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -27,10 +22,6 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from sitewatch.errors import SitewatchError
 
 _GEOD = Geod(ellps="WGS84")
-
-#: Label value for pixels that carry no label (outside the image, unlabelled class).
-IGNORE = 255
-
 
 def ground_pixel_sizes_m(crs: CRS | str | int, transform: Affine, width: int, height: int,
                          name: str = "raster") -> tuple[float, float]:
@@ -79,99 +70,6 @@ def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
     if image.ndim == 3 and out.ndim == 2:
         out = out[..., None]
     return out
-
-
-def resample_label(label: np.ndarray, scale: float) -> np.ndarray:
-    """Resize a 0/1 label with :data:`IGNORE` pixels by ``scale``.
-
-    The building share of each output pixel is averaged over valid input pixels and thresholded
-    at 0.5; an output pixel is ignored when more than half of what it covers was ignored.
-    """
-    if abs(scale - 1.0) < 1e-6:
-        return label
-    valid = (label != IGNORE).astype(np.float32)
-    building = (label == 1).astype(np.float32)
-    valid_r = resample_image(valid, scale)
-    building_r = resample_image(building, scale)
-    out = np.zeros(valid_r.shape, np.uint8)
-    share = np.divide(building_r, valid_r, out=np.zeros_like(building_r), where=valid_r > 0)
-    out[share >= 0.5] = 1
-    out[valid_r < 0.5] = IGNORE
-    return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(target: Path) -> None:
-    """Delete temporary siblings of ``target`` left by a killed run (their process is gone).
-
-    Temporary names are ``.<name>.partial-<pid>-<random>`` (folders) and
-    ``.<name>.<pid>.<random>.part<suffix>`` (files); those of live processes are kept.
-    """
-    target = Path(target)
-    if not target.parent.is_dir():
-        return
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial-)?(\d+)[.-]")
-    for sibling in target.parent.iterdir():
-        match = pattern.match(sibling.name)
-        if match and not _pid_alive(int(match.group(1))):
-            if sibling.is_dir():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                sibling.unlink(missing_ok=True)
-
-
-def staging_dir(target: Path) -> Path:
-    """A new empty folder beside ``target`` to build it in (then renamed onto it).
-
-    Stale staging folders of killed runs are removed first. The folder gets the permissions a
-    normal ``mkdir`` would (umask), not ``mkdtemp``'s private 0700.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target)
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    return folder
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
-
-    A failure or interruption leaves no partial ``target`` and removes the temporary file.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(target)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=suffix or (".part" + target.suffix), dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 # --- reading rasters given by users ------------------------------------------------------------

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
-from sitewatch.raster import atomic_path
+from sitewatch.files import atomic_path
 from sitewatch.summary import NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "unchanged": (90, 200, 250),

@@ -7,6 +7,7 @@ A light module (no raster or torch imports), so a rules file is checked before a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from sitewatch.errors import SitewatchError
+from sitewatch.paths import default_rules_path
 
 
 def load_yaml(path: Path) -> Any:
@@ -66,46 +68,61 @@ def check_rule(name: str, value: Any, kind: str) -> None:
 class ChangeRules:
     """Thresholds of matching and flagging (areas m², distances m, shares 0-1).
 
-    See ``sitewatch/assets/change.yaml`` and ``docs/CHANGE_RULES.md`` for what each one means.
+    The values live in one place, the shipped ``sitewatch/assets/change.yaml`` (what each one
+    means is there and in ``docs/CHANGE_RULES.md``): :meth:`default` reads them, and a user's
+    file (:meth:`from_yaml`) replaces only the rules it names.
     """
 
-    match_min_overlap: float = 0.3
-    expanded_min_share: float = 0.25
-    expanded_min_m2: float = 30.0
-    hall_min_area_m2: float = 1000.0
-    hall_min_share_of_largest: float = 0.5
-    hall_min_area_floor_m2: float = 600.0
-    hall_min_rectangularity: float = 0.75
-    hall_max_elongation: float = 8.0
-    hall_min_width_m: float = 15.0
-    hall_min_core_share: float = 0.5
-    housing_min_area_m2: float = 30.0
-    housing_max_area_m2: float = 600.0
-    housing_max_gap_m: float = 25.0
-    housing_min_count: int = 3
-    absent_max_probability: float = 0.4
-    new_min_confidence: float = 0.4
-    new_min_area_m2: float = 20.0
-    max_shift_px: float = 16.0
-    min_shift_response: float = 0.05
+    match_min_overlap: float
+    expanded_min_share: float
+    expanded_min_m2: float
+    hall_min_area_m2: float
+    hall_min_share_of_largest: float
+    hall_min_area_floor_m2: float
+    hall_min_rectangularity: float
+    hall_max_elongation: float
+    hall_min_width_m: float
+    hall_min_core_share: float
+    housing_min_area_m2: float
+    housing_max_area_m2: float
+    housing_max_gap_m: float
+    housing_min_count: int
+    absent_max_probability: float
+    new_min_confidence: float
+    new_min_area_m2: float
+    max_shift_px: float
+    min_shift_response: float
 
     def __post_init__(self) -> None:
         for rule in fields(self):
             check_rule(rule.name, getattr(self, rule.name), rule.type)
 
     @classmethod
+    def default(cls) -> ChangeRules:
+        """The shipped rules; a shipped file that misses a rule is a broken installation."""
+        values = _rules_in(default_rules_path())
+        missing = sorted({f.name for f in fields(cls)} - set(values))
+        if missing:
+            raise SitewatchError(f"{default_rules_path()}: the shipped change rules miss {missing}")
+        return cls(**values)
+
+    @classmethod
     def from_yaml(cls, path: Path) -> ChangeRules:
-        """Read rules from YAML (a mapping of the field names); unknown keys are errors."""
-        if not Path(path).is_file():
-            raise SitewatchError(f"{path}: change rules file not found")
-        data = load_yaml(path) or {}
-        if not isinstance(data, dict):
-            raise SitewatchError(f"{path}: change rules must be a mapping")
-        data = data.get("rules", data)
-        if not isinstance(data, dict):
-            raise SitewatchError(f"{path}: 'rules' must be a mapping of rule names to values")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SitewatchError(f"{path}: unknown change rule(s) {unknown}")
-        return cls(**data)
+        """The shipped rules with those named in ``path`` replaced; unknown names are errors."""
+        return dataclasses.replace(cls.default(), **_rules_in(path))
+
+
+def _rules_in(path: Path) -> dict[str, Any]:
+    """The rule values of a YAML file (a mapping of rule names, under ``rules:`` or at the top)."""
+    if not Path(path).is_file():
+        raise SitewatchError(f"{path}: change rules file not found")
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise SitewatchError(f"{path}: change rules must be a mapping")
+    data = data.get("rules", data)
+    if not isinstance(data, dict):
+        raise SitewatchError(f"{path}: 'rules' must be a mapping of rule names to values")
+    unknown = sorted(set(data) - {f.name for f in fields(ChangeRules)})
+    if unknown:
+        raise SitewatchError(f"{path}: unknown change rule(s) {unknown}")
+    return data

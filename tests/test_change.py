@@ -62,7 +62,7 @@ def test_constructed_site_flags_one_hall_and_one_housing_cluster() -> None:
     houses = [box(300 + 20 * i, 300, 312 + 20 * i, 310) for i in range(5)]  # 120 m² each, 8 m apart
     loner = box(600, 600, 612, 610)  # a lone new house: no cluster
     result = compare_dates([layer(existing), layer(existing + [hall] + houses + [loner])], [D1, D2],
-                           ChangeRules())
+                           ChangeRules.default())
     changes = result.changes
     assert (changes.flag == "assembly_hall").sum() == 1
     hall_row = changes[changes.flag == "assembly_hall"].iloc[0]
@@ -77,7 +77,7 @@ def test_constructed_site_flags_one_hall_and_one_housing_cluster() -> None:
 def test_half_the_largest_existing_building_is_a_hall() -> None:
     existing = [box(0, 0, 40, 25)]  # 1,000 m²
     new = box(100, 0, 125, 26)  # 650 m²: 65 % of the largest, under the absolute 1,000 m²
-    result = compare_dates([layer(existing), layer(existing + [new])], [D1, D2], ChangeRules())
+    result = compare_dates([layer(existing), layer(existing + [new])], [D1, D2], ChangeRules.default())
     row = result.changes[result.changes.change == "new"].iloc[0]
     assert row.flag == "assembly_hall" and row.ratio_to_largest_existing == pytest.approx(0.65)
 
@@ -91,7 +91,7 @@ def test_ragged_hall_outline_is_still_a_hall() -> None:
     shape = layer([ragged]).iloc[0]
     assert shape.rectangularity < 0.75  # the old outline rule missed this hall
     existing = [box(500, 500, 560, 550)]  # 3,000 m²
-    changes = compare_dates([layer(existing), layer(existing + [ragged])], [D1, D2], ChangeRules()).changes
+    changes = compare_dates([layer(existing), layer(existing + [ragged])], [D1, D2], ChangeRules.default()).changes
     assert changes.set_index("change")["flag"]["new"] == "assembly_hall"
 
 
@@ -105,7 +105,7 @@ def test_merged_row_of_houses_is_not_a_hall() -> None:
     shape = layer([blob]).iloc[0]
     assert shape.area_m2 > 1000 and shape.width_m >= 15  # big and wide enough for the old outline rule
     changes = compare_dates([layer([box(500, 500, 520, 520)]), layer([box(500, 500, 520, 520), blob])],
-                            [D1, D2], ChangeRules()).changes
+                            [D1, D2], ChangeRules.default()).changes
     assert (changes["flag"] == "assembly_hall").sum() == 0
 
 
@@ -115,7 +115,7 @@ def test_hall_cut_by_the_edge_is_flagged_with_a_lower_bound() -> None:
     existing = [box(10, 10, 70, 60)]  # 3,000 m²
     cut = box(260, 100, 300, 130)
     changes = compare_dates([layer(existing), layer(existing + [cut])], [D1, D2],
-                            ChangeRules(), observed=site, pixel_m=0.5).changes
+                            ChangeRules.default(), observed=site, pixel_m=0.5).changes
     row = changes[changes["change"] == "new"].iloc[0]
     assert row.flag == "assembly_hall" and bool(row.cut_by_edge)
     inside = changes[changes["change"] == "unchanged"].iloc[0]
@@ -130,7 +130,7 @@ def test_synthetic_expansion_of_a_real_footprint(samples: Path) -> None:
     extension = box(maxx - 0.5, miny, maxx + (maxx - minx) * 0.6, maxy)  # grows by ~60 %
     grown = target.union(extension)
     later = [grown if g is target else g for g in real]
-    changes = compare_dates([layer(real), layer(later)], [D1, D2], ChangeRules()).changes
+    changes = compare_dates([layer(real), layer(later)], [D1, D2], ChangeRules.default()).changes
     assert changes.change.value_counts().to_dict() == {"unchanged": 19, "expanded": 1}
     row = changes[changes.change == "expanded"].iloc[0]
     assert row.area_before_m2 == pytest.approx(target.area, rel=0.01)
@@ -139,7 +139,7 @@ def test_synthetic_expansion_of_a_real_footprint(samples: Path) -> None:
 def test_three_dates_give_first_and_last_seen() -> None:
     a, b, c, d = box(0, 0, 20, 20), box(100, 0, 120, 20), box(200, 0, 220, 20), box(300, 0, 320, 20)
     frames = [layer([a, d]), layer([a, b, d]), layer([a, b, c])]  # b from D2, c from D3, d gone at D3
-    changes = compare_dates(frames, [D1, D2, D3], ChangeRules()).changes.set_index("change_id")
+    changes = compare_dates(frames, [D1, D2, D3], ChangeRules.default()).changes.set_index("change_id")
     by_x = {round(row.geometry.bounds[0]): row for row in changes.itertuples()}
     assert (by_x[0].change, by_x[0].first_seen, by_x[0].last_seen) == ("unchanged", D1, D3)
     assert (by_x[100].change, by_x[100].first_seen, by_x[100].last_seen) == ("new", D2, D3)
@@ -151,7 +151,7 @@ def test_phase_correlation_measures_a_shift(samples: Path) -> None:
     pair = read_levir_pair(samples, "train_386_0512_0768")
     grey = pair.earlier.mean(axis=2)
     moved = np.roll(grey, (2, 3), axis=(0, 1))
-    shift = estimate_shift(grey, moved, ChangeRules(), (0.5, 0.5))
+    shift = estimate_shift(grey, moved, ChangeRules.default(), (0.5, 0.5))
     assert shift.applied and shift.dx_px == pytest.approx(3, abs=0.3) and shift.dy_px == pytest.approx(2, abs=0.3)
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import read_model_metadata, working_gsd_m
-from sitewatch.paths import DEMO_SITE, default_model_path, default_rules_path
+from sitewatch.paths import DEMO_SITE, default_model_path
 from sitewatch.rules import ChangeRules
 
 DEMO = DEMO_SITE / "texas_train36_2002-01-01.tif"
@@ -90,8 +90,14 @@ def test_bad_rule_values_name_the_rule(tmp_path: Path, text: str, needle: str) -
     assert_one_line_error(result, needle)
 
 
-def test_shipped_rules_file_matches_the_defaults() -> None:
-    assert ChangeRules.from_yaml(default_rules_path()) == ChangeRules()
+def test_rule_values_come_from_the_shipped_file_and_a_user_file_replaces_only_what_it_names(tmp_path: Path) -> None:
+    import dataclasses
+
+    shipped = ChangeRules.default()
+    assert shipped.hall_min_area_m2 == 1000 and shipped.housing_min_count == 3  # sitewatch/assets/change.yaml
+    (tmp_path / "mine.yaml").write_text("rules:\n  hall_min_area_m2: 800\n")
+    mine = ChangeRules.from_yaml(tmp_path / "mine.yaml")
+    assert mine == dataclasses.replace(shipped, hall_min_area_m2=800)
 
 
 def _model_with(tmp_path: Path, **changes) -> Path:

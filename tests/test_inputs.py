@@ -16,10 +16,10 @@ from PIL import Image
 from scipy import ndimage
 
 from sitewatch.checkpoint import LoadedModel, load_model
-from sitewatch.data.common import read_binary_mask, read_rgb
+from sitewatch.data.common import read_binary_mask, read_rgb, resample_label
 from sitewatch.paths import default_model_path
 from sitewatch.predict import Predictor, segment_raster
-from sitewatch.raster import resample_image, resample_label
+from sitewatch.raster import resample_image
 
 AUSTIN7 = "inria_austin/img/austin7_00166_430_319.png"
 AUSTIN7_LABEL = "inria_austin/label/austin7_00166_430_319.png"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from sitewatch.data.chips import ChipCache, ChipSettings, largest_building_m2, prepare_chips
+from sitewatch.data.common import IGNORE
 from sitewatch.data.datamodule import BuildingDataModule, sampling_weights, thin_evenly
 from sitewatch.data.transforms import CoarseSensor, simulate_12bit_stretch, train_transform
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import IGNORE
 
 LEVELS = (0.3, 0.5, 1.0, 2.0, 3.0)
 

@@ -35,7 +35,7 @@ def test_shipped_files_are_found_through_importlib_resources() -> None:
     assets = Path(str(files("sitewatch") / "assets"))
     assert paths.default_model_path().parent == assets == paths.ASSETS_DIR
     assert paths.recorded_checksum(paths.default_model_path()) == file_sha256(paths.default_model_path())
-    assert ChangeRules.from_yaml(paths.default_rules_path()) == ChangeRules()
+    assert ChangeRules.default() == ChangeRules.from_yaml(paths.default_rules_path())
     assert len(sorted(paths.DEMO_SITE.glob("*.tif"))) == 2
 
 

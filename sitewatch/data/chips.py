@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sitewatch.data.common import IGNORE, LabeledImage
+from sitewatch.data.common import IGNORE, LabeledImage, resample_label
 from sitewatch.data.layouts import read_layout
 from sitewatch.data.owndata import OwnData, read_own_data
 from sitewatch.data.slippy import read_fair_ramp
 from sitewatch.data.sources import read_source
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import resample_image, resample_label
+from sitewatch.raster import resample_image
 
 CACHE_FORMAT = 4  # bump when the chip layout or reader behaviour changes
 

@@ -16,7 +16,10 @@ from rasterio.features import rasterize
 from shapely.geometry.base import BaseGeometry
 
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import IGNORE
+from sitewatch.raster import resample_image
+
+#: Label value for pixels that carry no label (outside the image, unlabelled class, nodata).
+IGNORE = 255
 
 #: Web-Mercator half circumference (m): the x/y extent of zoom-0 tile is 2 × this.
 WEB_MERCATOR_HALF = 20037508.342789244
@@ -65,6 +68,25 @@ class LabeledImage:
         """Share of labelled pixels that are building (0-1)."""
         valid = self.label != IGNORE
         return float((self.label[valid] == 1).mean()) if valid.any() else 0.0
+
+
+def resample_label(label: np.ndarray, scale: float) -> np.ndarray:
+    """Resize a 0/1 label with :data:`IGNORE` pixels by ``scale``.
+
+    The building share of each output pixel is averaged over valid input pixels and thresholded
+    at 0.5; an output pixel is ignored when more than half of what it covers was ignored.
+    """
+    if abs(scale - 1.0) < 1e-6:
+        return label
+    valid = (label != IGNORE).astype(np.float32)
+    building = (label == 1).astype(np.float32)
+    valid_r = resample_image(valid, scale)
+    building_r = resample_image(building, scale)
+    out = np.zeros(valid_r.shape, np.uint8)
+    share = np.divide(building_r, valid_r, out=np.zeros_like(building_r), where=valid_r > 0)
+    out[share >= 0.5] = 1
+    out[valid_r < 0.5] = IGNORE
+    return out
 
 
 def read_picture(path: Path) -> np.ndarray:

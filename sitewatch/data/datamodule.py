@@ -202,63 +202,32 @@ class BuildingDataModule(L.LightningDataModule):
         bands: list[int] | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()
         self.root = Path(root)
         self.datasets = check_datasets(datasets or {})
         self.own_data = own_data_spec(images, labels, label_extent, val_split, val_share, bands)
-        if sources is None and (self.datasets or self.own_data):
-            sources = []
-        self.root_sources = check_sources(self.root, sources)
+        self.root_sources = check_sources(self.root, [] if sources is None and (self.datasets or self.own_data)
+                                          else sources)
         if not self.root_sources and not self.datasets and not self.own_data:
             raise SitewatchError(f"{self.root}: dataset folder holds no known source")
-        if patch_size > chip_size:
-            raise SitewatchError(f"patch_size {patch_size} is larger than chip_size {chip_size}")
-        if not gsd_m > 0:
-            raise SitewatchError(f"gsd_m must be positive, got {gsd_m}")
-        if gsd_levels is not None and not all(level > 0 for level in gsd_levels):
-            raise SitewatchError(f"gsd_levels must be positive pixel sizes in metres, got {gsd_levels}")
-        if not 0.0 <= grey_share <= 1.0:
-            raise SitewatchError(f"grey_share must be in 0..1, got {grey_share}")
-        if not max_upsample >= 1.0 or not large_building_weight > 0:
-            raise SitewatchError("max_upsample must be ≥ 1 and large_building_weight positive")
+        check_chip_recipe(chip_size, patch_size, gsd_m, gsd_levels, grey_share, max_upsample, large_building_weight)
         self.sources = [*self.root_sources, *self.datasets, *([OWN_SOURCE] if self.own_data else [])]
-        self.gsd_m = gsd_m
-        self.chip_size = chip_size
-        self.patch_size = patch_size
         self.val_groups = list(val_groups or (OWN_VAL_GROUPS if self.own_data else []))
         self.source_weights = dict(source_weights or {})
-        self.samples_per_epoch = samples_per_epoch
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.cache_dir = Path(cache_dir)
-        self.rebuild_cache = rebuild_cache
-        self.scale_jitter = scale_jitter
         self.mean, self.std = tuple(mean), tuple(std)
-        self.balance_gsd_levels = balance_gsd_levels
-        self.large_building_m2 = large_building_m2
-        self.large_building_weight = large_building_weight
-        self.coarse_from_m = coarse_from_m
-        self.grey_share = grey_share
-        self.max_val_chips = max_val_chips
         self.settings = ChipSettings(
-            root=str(self.root.resolve()),
-            sources=tuple(self.root_sources),
-            gsd_m=gsd_m,
-            chip_size=chip_size,
-            gsd_overrides=tuple(sorted((gsd_overrides or {}).items())),
-            max_images_per_source=max_images_per_source,
+            root=str(self.root.resolve()), sources=tuple(self.root_sources), gsd_m=gsd_m, chip_size=chip_size,
+            gsd_overrides=tuple(sorted((gsd_overrides or {}).items())), max_images_per_source=max_images_per_source,
             fair_ramp_zooms=tuple(fair_ramp_zooms) if fair_ramp_zooms else None,
-            gsd_levels=tuple(sorted(float(level) for level in gsd_levels or ())),
-            max_upsample=max_upsample,
-            datasets=tuple(sorted(self.datasets.items())),
-            own_data=self.own_data,
-            inputs_fingerprint=self.own_data.fingerprint() if self.own_data else None,
-        )
+            gsd_levels=tuple(sorted(float(level) for level in gsd_levels or ())), max_upsample=max_upsample,
+            datasets=tuple(sorted(self.datasets.items())), own_data=self.own_data,
+            inputs_fingerprint=self.own_data.fingerprint() if self.own_data else None)
         self.cache: ChipCache | None = None
-        self.train_indices: list[int] = []
-        self.val_indices: list[int] = []
+        self.train_indices, self.val_indices = [], []  # chip indexes, set by setup()
 
     def prepare_data(self) -> None:
-        prepare_chips(self.settings, self.cache_dir, rebuild=self.rebuild_cache)
+        prepare_chips(self.settings, self.cache_dir, rebuild=self.hparams.rebuild_cache)
 
     def is_validation(self, group: str) -> bool:
         return any(fnmatch.fnmatchcase(group, pattern) for pattern in self.val_groups)
@@ -270,7 +239,7 @@ class BuildingDataModule(L.LightningDataModule):
         self.cache = ChipCache(folder)
         groups = [str(r["group"]) for r in self.cache.records]
         self.val_indices = thin_evenly(self.cache, [i for i, g in enumerate(groups) if self.is_validation(g)],
-                                       self.max_val_chips)
+                                       self.hparams.max_val_chips)
         self.train_indices = [i for i, g in enumerate(groups) if not self.is_validation(g)]
         if not self.val_indices:
             raise SitewatchError(
@@ -290,38 +259,38 @@ class BuildingDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.cache is not None
         def transform(coarse: bool):
-            return train_transform(self.patch_size, self.mean, self.std, self.scale_jitter,
-                                   coarse=coarse, grey_share=self.grey_share)
+            return train_transform(self.hparams.patch_size, self.mean, self.std, self.hparams.scale_jitter,
+                                   coarse=coarse, grey_share=self.hparams.grey_share)
 
         dataset = ChipDataset(self.cache, self.train_indices, transform(False), self.sources,
-                              coarse_transform=transform(True), coarse_from_m=self.coarse_from_m)
+                              coarse_transform=transform(True), coarse_from_m=self.hparams.coarse_from_m)
         weights = sampling_weights(self.cache, self.train_indices, self.source_weights,
-                                   balance_gsd_levels=self.balance_gsd_levels,
-                                   large_building_m2=self.large_building_m2,
-                                   large_building_weight=self.large_building_weight)
+                                   balance_gsd_levels=self.hparams.balance_gsd_levels,
+                                   large_building_m2=self.hparams.large_building_m2,
+                                   large_building_weight=self.hparams.large_building_weight)
         sampler = WeightedRandomSampler(
-            weights, num_samples=self.samples_per_epoch or len(self.train_indices), replacement=True
+            weights, num_samples=self.hparams.samples_per_epoch or len(self.train_indices), replacement=True
         )
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, drop_last=True,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler,
+                          num_workers=self.hparams.num_workers, drop_last=True,
+                          persistent_workers=self.hparams.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         assert self.cache is not None
         dataset = ChipDataset(self.cache, self.val_indices, eval_transform(self.mean, self.std),
                               self.sources)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
     def describe(self) -> dict[str, object]:
         """What inference and the model card need to know about the training data."""
         summary: dict[str, object] = {
-            "root": str(self.root), "sources": self.sources, "gsd_m": self.gsd_m,
+            "root": str(self.root), "sources": self.sources, "gsd_m": self.hparams.gsd_m,
             "gsd_levels": list(self.settings.gsd_levels), "max_upsample": self.settings.max_upsample,
-            "balance_gsd_levels": self.balance_gsd_levels, "grey_share": self.grey_share,
-            "coarse_from_m": self.coarse_from_m, "large_building_m2": self.large_building_m2,
-            "large_building_weight": self.large_building_weight, "max_val_chips": self.max_val_chips,
-            "chip_size": self.chip_size, "patch_size": self.patch_size,
+            "balance_gsd_levels": self.hparams.balance_gsd_levels, "grey_share": self.hparams.grey_share,
+            "coarse_from_m": self.hparams.coarse_from_m, "large_building_m2": self.hparams.large_building_m2,
+            "large_building_weight": self.hparams.large_building_weight, "max_val_chips": self.hparams.max_val_chips,
+            "chip_size": self.hparams.chip_size, "patch_size": self.hparams.patch_size,
             "val_groups": self.val_groups, "source_weights": self.source_weights,
             "gsd_overrides": dict(self.settings.gsd_overrides),
             "datasets": self.datasets,
@@ -384,3 +353,18 @@ def own_data_spec(images: list[str] | str | None, labels: list[str] | str | None
 
 def _as_tuple(value: list[str] | str | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value or ())
+
+
+def check_chip_recipe(chip_size: int, patch_size: int, gsd_m: float, gsd_levels: list[float] | None,
+                      grey_share: float, max_upsample: float, large_building_weight: float) -> None:
+    """One-line errors for chip settings that cannot make a training set."""
+    if patch_size > chip_size:
+        raise SitewatchError(f"patch_size {patch_size} is larger than chip_size {chip_size}")
+    if not gsd_m > 0:
+        raise SitewatchError(f"gsd_m must be positive, got {gsd_m}")
+    if gsd_levels is not None and not all(level > 0 for level in gsd_levels):
+        raise SitewatchError(f"gsd_levels must be positive pixel sizes in metres, got {gsd_levels}")
+    if not 0.0 <= grey_share <= 1.0:
+        raise SitewatchError(f"grey_share must be in 0..1, got {grey_share}")
+    if not max_upsample >= 1.0 or not large_building_weight > 0:
+        raise SitewatchError("max_upsample must be ≥ 1 and large_building_weight positive")

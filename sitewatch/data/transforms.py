@@ -18,7 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from sitewatch.raster import IGNORE
+from sitewatch.data.common import IGNORE
 
 
 def simulate_12bit_stretch(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
