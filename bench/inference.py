@@ -74,7 +74,7 @@ def efficiency(model_path: Path, backend: str, raster: Path, tile_size: int | No
         rows = window_starts(dataset.height, plan.window_px[0], plan.stride_px[0])
         cols = window_starts(dataset.width, plan.window_px[1], plan.stride_px[1])
     batch_size = batch_size or auto_batch_size(plan.tile_size)
-    reader = _WindowReader(raster, plan, np.array(model.metadata["mean"]), np.array(model.metadata["std"]))
+    reader = _WindowReader(raster, plan, np.array(model.metadata.mean), np.array(model.metadata.std))
     from rasterio.windows import Window
 
     tiles = [reader.read(Window(c, r, *plan.window_px[::-1])) for r in rows for c in cols]

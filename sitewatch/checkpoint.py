@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
-from sitewatch.modelfile import MODEL_FORMAT, check_metadata, file_sha256, read_model_metadata
+from sitewatch.modelfile import MODEL_FORMAT, ModelMetadata, file_sha256, read_model_metadata
 from sitewatch.network import build_network
 from sitewatch.paths import default_model_path, recorded_checksum
 
@@ -32,27 +32,26 @@ class LoadedModel:
     """A network ready for inference and the metadata it was trained with."""
 
     network: nn.Module
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     path: Path
     sha256: str
 
     @property
     def gsd_m(self) -> float:
-        return float(self.metadata["gsd_m"])
+        return self.metadata.gsd_m
 
     @property
     def gsd_range_m(self) -> tuple[float, float] | None:
         """Finest and coarsest trained pixel sizes (m) of a multi-scale model, else None."""
-        value = self.metadata.get("gsd_range_m")
-        return (float(value[0]), float(value[1])) if value else None
+        return self.metadata.gsd_range_m
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata["threshold"])
+        return self.metadata.threshold
 
     @property
     def bands(self) -> list[str]:
-        return list(self.metadata["bands"])
+        return list(self.metadata.bands)
 
     @property
     def name(self) -> str:
@@ -131,23 +130,19 @@ def load_model(
             f"{path}: checksum {sha[:12]}… does not match the recorded {expected_sha256[:12]}…"
         )
     if path.suffix == ".safetensors":
-        metadata = read_model_metadata(path)
+        document = read_model_metadata(path)
         try:
-            from safetensors.torch import load_file
-
             state = load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as error:
             raise SitewatchError(f"{path}: cannot read weights ({error})") from None
     elif path.suffix == ".ckpt":
         checkpoint = read_checkpoint(path)
-        metadata = checkpoint["sitewatch"]
-        check_metadata(metadata, path)
+        document = checkpoint["sitewatch"]
         state = network_state(checkpoint)
     else:
         raise SitewatchError(f"{path}: model files are .safetensors (exported) or .ckpt")
-    settings = metadata.get("network")
-    if not isinstance(settings, dict):
-        raise SitewatchError(f"{path}: metadata lacks the network settings")
+    metadata = ModelMetadata.from_document(document, path)
+    settings = metadata.network
     network = build_network(**settings)
     try:
         network.load_state_dict(state, strict=True)

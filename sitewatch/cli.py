@@ -67,7 +67,7 @@ def info(model: Annotated[Path | None, typer.Argument(
         from sitewatch.checkpoint import load_model
 
         loaded = load_model(model)
-        metadata, sha = loaded.metadata, loaded.sha256
+        metadata, sha = loaded.metadata.document, loaded.sha256
     else:
         if not model.is_file():
             raise SitewatchError(f"{model}: model file not found")

@@ -82,7 +82,7 @@ def load_initial_weights(network: nn.Module, settings: dict[str, Any], path: Pat
         path: exported ``.safetensors`` model or sitewatch Lightning ``.ckpt`` (weights-only).
     """
     source = load_model(path, expected_sha256=recorded_checksum(path))
-    theirs = source.metadata.get("network", {})
+    theirs = source.metadata.network
     differing = sorted(key for key in settings if theirs.get(key) != settings[key])
     if differing:
         details = ", ".join(f"{key}: {theirs.get(key)!r} in the file, {settings[key]!r} here"

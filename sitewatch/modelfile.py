@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,53 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise SitewatchError(f"{path}: not a readable model file (broken safetensors header)")
     return header
+
+
+@dataclass(frozen=True)
+class WorkGsdRule:
+    """Inference works at the input's pixel size ÷ ``upsample``, clamped to ``range_m`` (metres)."""
+
+    upsample: float
+    range_m: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model file tells inference, typed; ``document`` is the JSON as stored in the file.
+
+    Attributes:
+        network: the network settings :func:`sitewatch.network.build_network` takes.
+        bands: input band names in order (``red, green, blue``).
+        mean, std: per-band normalisation of pixel values scaled to 0-1.
+        gsd_m: the reference ground pixel size (m) it was trained at.
+        gsd_range_m: finest and coarsest trained pixel sizes (m) of a multi-scale model.
+        work_gsd_rule: the pixel size inference works at, when the model names one.
+        threshold: building probability above which a pixel is building.
+    """
+
+    network: dict[str, Any]
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    gsd_m: float
+    threshold: float
+    gsd_range_m: tuple[float, float] | None = None
+    work_gsd_rule: WorkGsdRule | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], path: Path | str) -> ModelMetadata:
+        """The typed view of a metadata document, refused unless inference can trust it."""
+        check_metadata(document, path)
+        rule, gsd_range = document.get("work_gsd_rule"), document.get("gsd_range_m")
+        return cls(network=dict(document["network"]), bands=list(document["bands"]),
+                   mean=[float(v) for v in document["mean"]], std=[float(v) for v in document["std"]],
+                   gsd_m=float(document["gsd_m"]), threshold=float(document["threshold"]),
+                   gsd_range_m=(float(gsd_range[0]), float(gsd_range[1])) if gsd_range else None,
+                   work_gsd_rule=(WorkGsdRule(float(rule["upsample"]), (float(rule["range_m"][0]),
+                                                                         float(rule["range_m"][1])))
+                                  if rule else None),
+                   document=document)
 
 
 def read_model_metadata(path: Path) -> dict[str, Any]:
@@ -107,7 +155,7 @@ def check_metadata(metadata: dict[str, Any], path: Path | str) -> None:
         raise SitewatchError(f"{path}: model metadata lacks the network settings")
 
 
-def working_gsd_m(metadata: dict[str, Any], input_gsd_m: float, override_m: float | None = None) -> tuple[float, str]:
+def working_gsd_m(metadata: ModelMetadata, input_gsd_m: float, override_m: float | None = None) -> tuple[float, str]:
     """The ground pixel size (m) inference works at for an input of ``input_gsd_m``, and why.
 
     The rule, in order: a pixel size given by the user wins; a model whose metadata carries a
@@ -119,16 +167,15 @@ def working_gsd_m(metadata: dict[str, Any], input_gsd_m: float, override_m: floa
     """
     if override_m is not None:
         return float(override_m), "set by the user"
-    rule = metadata.get("work_gsd_rule")
+    rule = metadata.work_gsd_rule
     if rule:
-        factor, (finest, coarsest) = float(rule["upsample"]), (float(v) for v in rule["range_m"])
+        factor, (finest, coarsest) = rule.upsample, rule.range_m
         chosen = min(max(float(input_gsd_m) / factor, finest), coarsest)
         return chosen, (f"the model's rule: input {input_gsd_m:.2f} m ÷ {factor:g}, "
                         f"within {finest:g}-{coarsest:g} m")
-    gsd_range = metadata.get("gsd_range_m")
-    if not gsd_range:
-        return float(metadata["gsd_m"]), "the model's single trained pixel size"
-    finest, coarsest = float(gsd_range[0]), float(gsd_range[1])
+    if not metadata.gsd_range_m:
+        return metadata.gsd_m, "the model's single trained pixel size"
+    finest, coarsest = metadata.gsd_range_m
     chosen = min(max(float(input_gsd_m), finest), coarsest)
     if chosen == float(input_gsd_m):
         return chosen, f"the input's own pixel size (within the model's {finest:g}-{coarsest:g} m)"

@@ -546,8 +546,8 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                           work_gsd_m=work_gsd_m)
         _check_not_all_nodata(dataset)
         staging = staging_dir(out_dir)
-        reader = _WindowReader(Path(path), plan, np.array(predictor.model.metadata["mean"]),
-                               np.array(predictor.model.metadata["std"]))
+        reader = _WindowReader(Path(path), plan, np.array(predictor.model.metadata.mean),
+                               np.array(predictor.model.metadata.std))
         threshold = predictor.model.threshold if threshold is None else threshold
         tiles = _TileGrid(dataset.height, dataset.width, plan)
         shares = _predict_into(staging, dataset, plan, tiles, reader, predictor, threshold,

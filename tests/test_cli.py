@@ -12,7 +12,7 @@ from conftest import REPO, assert_one_line_error, run_sitewatch
 from safetensors.torch import load_file, save_file
 
 from sitewatch.errors import SitewatchError
-from sitewatch.modelfile import read_model_metadata, working_gsd_m
+from sitewatch.modelfile import ModelMetadata, read_model_metadata, working_gsd_m
 from sitewatch.paths import DEMO_SITE, default_model_path
 from sitewatch.rules import ChangeRules
 
@@ -124,14 +124,21 @@ def test_model_metadata_that_lies_is_refused(tmp_path: Path, changes: dict, need
     assert_one_line_error(run_sitewatch("info", str(model)), needle)
 
 
+def _metadata(**values) -> ModelMetadata:
+    document = {**read_model_metadata(default_model_path()), "work_gsd_rule": None, "gsd_range_m": None, **values}
+    return ModelMetadata.from_document(document, "test")
+
+
 def test_working_pixel_size_rule() -> None:
-    multi = {"gsd_m": 0.5, "gsd_range_m": [0.3, 3.0]}
+    multi = _metadata(gsd_m=0.5, gsd_range_m=[0.3, 3.0])
     assert working_gsd_m(multi, 3.0)[0] == 3.0  # PlanetScope: its own 3 m, no blow-up
     assert working_gsd_m(multi, 0.5)[0] == 0.5
     assert working_gsd_m(multi, 0.05)[0] == 0.3  # drone: averaged down to the finest trained size
     assert working_gsd_m(multi, 10.0)[0] == 3.0
     assert working_gsd_m(multi, 3.0, override_m=1.0) == (1.0, "set by the user")
-    assert working_gsd_m({"gsd_m": 0.5}, 3.0)[0] == 0.5  # a single-scale model keeps its size
+    assert working_gsd_m(_metadata(gsd_m=0.5), 3.0)[0] == 0.5  # a single-scale model keeps its size
+    shipped = _metadata(work_gsd_rule={"upsample": 2.0, "range_m": [0.5, 1.0]})
+    assert working_gsd_m(shipped, 3.0)[0] == 1.0 and working_gsd_m(shipped, 0.3)[0] == 0.5
 
 
 def test_info_answers_without_importing_torch() -> None:

@@ -147,7 +147,7 @@ def test_new_halls_of_an_industrial_park_are_flagged(predictor: Predictor, tmp_p
     summary = _pair_summary("dsifn", "6_3", tmp_path, predictor, coarsen_to_m)
     halls = [b for b in summary.new_buildings if b.flag == "assembly_hall"]
     assert halls, summary.flags
-    assert all(b["area_m2"] >= 1000 for b in halls)
+    assert all(b.area_m2 >= 1000 for b in halls)
 
 
 def test_cluster_of_new_houses_is_housing_not_a_hall(predictor: Predictor, tmp_path: Path) -> None:

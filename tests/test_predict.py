@@ -81,7 +81,7 @@ def test_tiled_output_matches_whole_image_inference(real_mosaic: tuple[Path, np.
     result = segment_raster(path, tmp_path / "tiled", Predictor(model, device="cpu", backend="onnx"),
                             gsd_m=model.gsd_m)
     assert result.windows == 9
-    mean, std = np.array(model.metadata["mean"]), np.array(model.metadata["std"])
+    mean, std = np.array(model.metadata.mean), np.array(model.metadata.std)
     whole = ((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)[None]
     with torch.no_grad():  # the same 2048² in one forward pass of the PyTorch network
         reference = torch.sigmoid(model.network(torch.from_numpy(whole)))[0, 0].numpy()
@@ -106,7 +106,7 @@ def test_a_raster_within_one_tile_is_predicted_whole(samples: Path, tmp_path: Pa
     result = segment_raster(path, tmp_path / "out", Predictor(model, device="cpu", backend="torch"),
                             gsd_m=model.gsd_m)
     assert result.windows == 1 and "whole raster in one pass" in result.notes
-    mean, std = np.array(model.metadata["mean"]), np.array(model.metadata["std"])
+    mean, std = np.array(model.metadata.mean), np.array(model.metadata.std)
     normalised = ((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)
     padded = np.pad(normalised, ((0, 0), (0, 28), (0, 24)), mode="reflect")[None]
     with torch.no_grad():

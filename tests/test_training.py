@@ -79,7 +79,7 @@ def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path
     tile = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         assert torch.equal(from_ckpt.network(tile), from_file.network(tile))
-    assert from_file.metadata["network"] == from_ckpt.metadata["network"]
+    assert from_file.metadata.network == from_ckpt.metadata.network
     assert from_file.gsd_m == 0.5
 
 
