@@ -188,7 +188,7 @@ class SiteRow:
 def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
             window_progress: Callable[[int, int], None] | None = None) -> SiteRow:
     """Run one site (or skip it when its outputs are current); never raises."""
-    from sitewatch.pipeline import run_site
+    from sitewatch.pipeline import run_site  # torch: only once a site runs (manifests are checked without)
 
     started = time.perf_counter()
     row = SiteRow(site=site.id)
@@ -218,7 +218,7 @@ def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, 
               rules: ChangeRules, on_done: Callable[[SiteRow], None],
               window_progress: Callable[[int, int], None] | None = None) -> list[SiteRow]:
     """Sites one after another in this process, the model loaded once."""
-    from sitewatch.checkpoint import load_for_inference
+    from sitewatch.checkpoint import load_for_inference  # torch, as above
     from sitewatch.predict import Predictor
 
     predictor = Predictor(load_for_inference(model_path), device=device, backend=backend)

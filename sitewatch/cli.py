@@ -2,11 +2,17 @@
 
 Only this module knows about arguments, progress bars and exit codes. A user mistake
 (:class:`~sitewatch.errors.SitewatchError`) prints one line and exits 2; Ctrl-C exits 130.
+A stage's error that names its setting gets the option the user typed added here.
+
+Each command imports the stages it runs when it runs, a measured choice: ``--help``, ``info``
+and refused inputs answer in about 0.3 s without importing torch (``bench/startup.py``); the
+import graph with these arrows is printed by ``tools/import_graph.py``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -103,8 +109,6 @@ def _check_not_negative(**values: float) -> None:
 
 
 def _check_sizes(values: dict[str, float | None], zero_allowed: bool) -> None:
-    import math
-
     for name, value in values.items():
         if value is None or (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
             continue

@@ -9,15 +9,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import shapely
+from pyogrio.errors import DataSourceError
+from rasterio.features import rasterize, shapes
+from rasterio.transform import array_bounds
+from rasterio.warp import Resampling, reproject, transform_bounds
+from shapely.geometry import shape
 
 from sitewatch.data.common import burn_polygons
 from sitewatch.data.geodata import read_footprints
 from sitewatch.errors import SitewatchError
+from sitewatch.files import atomic_path
+from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+from sitewatch.raster import open_raster
 
 
 @dataclass
@@ -161,11 +171,6 @@ def read_binary_raster(path, onto: Grid | None = None) -> tuple[np.ndarray, np.n
     With ``onto`` (another georeferenced raster's grid), the mask is first placed on that grid
     by its own georeferencing (nearest neighbour); pixels it does not cover are not valid.
     """
-    from rasterio.transform import array_bounds
-    from rasterio.warp import Resampling, reproject, transform_bounds
-
-    from sitewatch.raster import open_raster
-
     with open_raster(path) as dataset:
         values, nodata, crs, transform = dataset.read(1), dataset.nodata, dataset.crs, dataset.transform
         bounds = dataset.bounds
@@ -187,18 +192,12 @@ def read_binary_raster(path, onto: Grid | None = None) -> tuple[np.ndarray, np.n
 
 def raster_grid(path) -> Grid:
     """The pixel grid of a raster file."""
-    from sitewatch.raster import open_raster
-
     with open_raster(path) as dataset:
         return Grid(dataset.crs, dataset.transform, (dataset.height, dataset.width))
 
 
 def read_polygons(path) -> gpd.GeoDataFrame:
     """Read polygons from any OGR vector file; a one-line error otherwise."""
-    from pathlib import Path
-
-    from pyogrio.errors import DataSourceError
-
     if not Path(path).is_file():
         raise SitewatchError(f"{path}: file not found")
     try:
@@ -226,12 +225,6 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
     Writes ``scores.json`` and ``buildings.gpkg`` (reference buildings with the IoU of their
     match, 0 when unmatched) to ``out`` when given.
     """
-    import json
-    from pathlib import Path
-
-    from sitewatch.files import atomic_path
-    from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
-
     predicted, reference = Path(predicted), Path(reference)
     kinds = []
     for path in (predicted, reference):
@@ -282,9 +275,6 @@ def change_scores(changes: gpd.GeoDataFrame, reference: np.ndarray, transform, c
     mask's change pixels. Object scores: ``new`` buildings against the mask's connected change
     regions, matched one to one at IoU ≥ ``iou_threshold`` (recall = change objects found).
     """
-    from rasterio.features import rasterize, shapes
-    from shapely.geometry import shape
-
     if changes.crs is not None and crs is not None:
         changes = changes.to_crs(crs)
     moved = changes[changes["change"].isin(["new", "expanded", "demolished"])]

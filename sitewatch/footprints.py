@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -615,8 +616,6 @@ def write_footprints(frame: gpd.GeoDataFrame, gpkg: Path | None, geojson: Path |
 
     Each file is written under a temporary name and renamed when complete.
     """
-    import pyogrio
-
     if gpkg is not None:
         with atomic_path(gpkg) as tmp, warnings.catch_warnings():
             # a layer of a raster without CRS is written without one, as documented, not warned about

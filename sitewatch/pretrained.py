@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from sitewatch.errors import SitewatchError
@@ -93,8 +94,6 @@ def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise SitewatchError(f"{path}: encoder weights file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any decoding failure is a bad file

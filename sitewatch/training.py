@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch.distributed as dist
 from lightning.pytorch.cli import LightningCLI
 
 from sitewatch.checkpoint import export_model
@@ -93,8 +94,6 @@ def close_process_group(wait_for_peers: bool = True) -> None:
     each rank closes it, after a barrier when the run finished normally (after an error the peers
     may never arrive).
     """
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         try:
             if wait_for_peers:
