@@ -210,7 +210,8 @@ def vectorize(
     simplify: Annotated[float, typer.Option(help="Simplification tolerance (m).")] = 0.5,
     regularize: Annotated[bool, typer.Option(help="Square rectilinear buildings.")] = True,
     split: Annotated[bool, typer.Option(help="Split touching buildings (watershed).")] = True,
-    threshold: Annotated[float, typer.Option(help="Threshold for a probability raster.")] = 0.5,
+    threshold: Annotated[float | None, typer.Option(
+        help="Threshold for a probability raster (default 0.5).")] = None,
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
 ) -> None:
     """Turn a mask or probability raster into footprints.gpkg (its CRS) and footprints.geojson."""
@@ -219,9 +220,10 @@ def vectorize(
     _check_threshold(threshold)
     _check_readable([raster] + ([probability] if probability else []))
     from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+    from sitewatch.products import DEFAULT_THRESHOLD
 
     options = FootprintOptions(min_area_m2=min_area, simplify_m=simplify, regularize=regularize,
-                               split_touching=split, threshold=threshold)
+                               split_touching=split, threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
     frame = vectorize_raster(raster, probability, options, gsd_m=gsd)
     folder = out or raster.parent
     write_footprints(frame, folder / "footprints.gpkg",

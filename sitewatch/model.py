@@ -30,6 +30,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import MODEL_FORMAT
 from sitewatch.network import Architecture, build_network
 from sitewatch.paths import default_model_path, recorded_checksum
+from sitewatch.products import DEFAULT_THRESHOLD
 
 #: ``init_weights`` value naming the model inference uses by default.
 DEFAULT_INIT_WEIGHTS = "default"
@@ -138,7 +139,7 @@ class SegmentationTask(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_steps: int = 50,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         channels_last: bool = True,
         init_weights: str | None = None,
         work_gsd_upsample: float | None = None,
