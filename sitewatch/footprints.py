@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import geopandas as gpd
@@ -629,3 +630,32 @@ def write_footprints(frame: gpd.GeoDataFrame, gpkg: Path | None, geojson: Path |
             pyogrio.write_dataframe(frame.to_crs(4326), tmp, driver="GeoJSON",
                                     layer_options={"RFC7946": "YES", "WRITE_NAME": "NO"},
                                     geometry_type="Polygon" if frame.empty else None)
+
+
+def _plain_value(value: Any) -> Any:
+    """A cell as a GeoPackage stores it: dates as ISO text, id lists as comma-separated text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return value
+
+
+def write_change_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
+                        footprints: list[gpd.GeoDataFrame], dates: list) -> None:
+    """``changes.gpkg`` (layers ``changes`` and ``housing_clusters``), ``changes.geojson`` and each
+    date's ``footprints_<date>.gpkg`` in ``folder``, all in the CRS of ``changes``."""
+    def plain(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        frame = frame.copy()
+        for column in frame.columns:
+            if column != "geometry" and frame[column].dtype == object:
+                frame[column] = frame[column].map(_plain_value)
+        return frame
+
+    changes, clusters = plain(changes), plain(clusters)
+    write_footprints(changes, folder / "changes.gpkg", folder / "changes.geojson", layer="changes")
+    # a second layer in the same GeoPackage (the folder itself appears atomically)
+    pyogrio.write_dataframe(clusters, folder / "changes.gpkg", layer="housing_clusters", driver="GPKG",
+                            geometry_type="Polygon" if clusters.empty else None)
+    for date, frame in zip(dates, footprints, strict=True):
+        write_footprints(plain(frame.to_crs(changes.crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)

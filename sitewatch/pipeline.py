@@ -16,13 +16,12 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
 from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.files import staging_dir
-from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
+from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import Predictor, SegmentResult, segment_raster
 from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
@@ -170,37 +169,10 @@ def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepare
     """The site's outputs in ``folder`` (layers in the rasters' CRS); the working files removed."""
     changes = result.changes.to_crs(prepared.crs)
     clusters = result.clusters.to_crs(prepared.crs)
-    _write_layers(folder, changes, clusters, result.footprints, prepared.dates, prepared.crs)
+    write_change_layers(folder, changes, clusters, result.footprints, prepared.dates)
     (folder / SUMMARY).write_text(summary.to_json())
     write_report(folder / "report.html", summary, changes, clusters, prepared.aligned[0], prepared.aligned[-1])
     for name, content in extra_files.items():
         (folder / name).write_text(content)
     for temporary in ("aligned", "segment"):
         shutil.rmtree(folder / temporary, ignore_errors=True)
-
-
-def _plain_value(value: Any) -> Any:
-    """A cell as a GeoPackage stores it: dates as ISO text, id lists as comma-separated text."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return value
-
-
-def _write_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
-                  footprints: list[gpd.GeoDataFrame], dates: list, crs) -> None:
-    def plain(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-        frame = frame.copy()
-        for column in frame.columns:
-            if column != "geometry" and frame[column].dtype == object:
-                frame[column] = frame[column].map(_plain_value)
-        return frame
-
-    changes, clusters = plain(changes), plain(clusters)
-    write_footprints(changes, folder / "changes.gpkg", folder / "changes.geojson", layer="changes")
-    # a second layer in the same GeoPackage (the folder itself appears atomically)
-    pyogrio.write_dataframe(clusters, folder / "changes.gpkg", layer="housing_clusters", driver="GPKG",
-                            geometry_type="Polygon" if clusters.empty else None)
-    for date, frame in zip(dates, footprints, strict=True):
-        write_footprints(plain(frame.to_crs(crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)
