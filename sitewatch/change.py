@@ -33,7 +33,9 @@ from sitewatch.summary import (
     FLAGS,
     ChangeCounts,
     CoverageRecord,
+    DateCounts,
     FlagCounts,
+    GoneBuilding,
     HousingCluster,
     ModelRun,
     NewBuilding,
@@ -88,6 +90,7 @@ class ChangeResult:
     changes: gpd.GeoDataFrame  # metric CRS
     clusters: gpd.GeoDataFrame  # metric CRS
     largest_existing_m2: float
+    tracks: Tracks | None = None  # presence of every building at every date
     shifts: list[Shift] = field(default_factory=list)  # per later date, as measured
     coverage: Coverage | None = None  # what ground each date saw
 
@@ -95,7 +98,8 @@ class ChangeResult:
 def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
                   before_probability: np.ndarray | None = None,
                   after_probability: np.ndarray | None = None,
-                  observed: shapely.Geometry | None = None, pixel_m: float = 0.0) -> ChangeResult:
+                  observed: shapely.Geometry | None = None, pixel_m: float = 0.0,
+                  seen: list[shapely.Geometry] | None = None) -> ChangeResult:
     """Classify, track and flag the buildings of a site seen at several dates.
 
     Args:
@@ -115,58 +119,133 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             of the dates did not see its ground. Buildings within about two pixels of its edge
             are marked ``cut_by_edge`` (their area is a lower bound).
         pixel_m: ground pixel size (m) of the rasters, for that margin.
+        seen: per date, the ground that date saw (metric CRS); a building is only called absent
+            at a date that saw its ground. With three or more dates a building is new from the
+            date it appears and stays (present at every later date that saw it: ``first_seen``),
+            and a detection that comes and goes is not a change. Every record carries
+            ``first_seen``, ``last_seen`` and ``presence`` (one character a date: 1 present,
+            0 absent, - not seen).
     """
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
     crs = footprints[0].crs
-    frames, last_seen = track_buildings(footprints, dates, rules)
+    frames, tracks = track_buildings(footprints, dates, rules, seen)
     first, last = frames[0], frames[-1]
     largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
     links = link_dates(first, last, rules)
-    present = classify_present(first, last, links, rules, before_probability, observed).assign(
+    present = classify_present(first, last, links, rules, before_probability, observed)
+    present = present.assign(
         ratio_to_largest_existing=(np.round(last["area_m2"].to_numpy(float) / largest_existing, 3)
                                    if largest_existing > 0 else np.nan),
-        last_seen=[last_seen[int(t)] for t in last["track_id"]], date_seen=dates[-1])
+        # a new building is new from the date it appeared and stayed; others keep their first date
+        first_seen=[tracks.settled_since(t) if change == "new" else seen_first
+                    for t, change, seen_first in zip(last["track_id"], present["change"], last["first_seen"],
+                                                     strict=True)],
+        last_seen=[tracks.last_seen(t) for t in last["track_id"]], date_seen=dates[-1],
+        presence=[tracks.presence(t) for t in last["track_id"]])
     columns = [c for c in last.columns if c not in RECORD_COLUMNS] + list(RECORD_COLUMNS)
     demolished = classify_gone(first, links, rules, after_probability, observed).assign(
-        ratio_to_largest_existing=np.nan, last_seen=lambda gone: [last_seen[int(t)] for t in gone["track_id"]],
-        date_seen=dates[0])
+        ratio_to_largest_existing=np.nan, last_seen=lambda gone: [tracks.last_seen(t) for t in gone["track_id"]],
+        date_seen=dates[0], presence=lambda gone: [tracks.presence(t) for t in gone["track_id"]])
     changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns]], ignore_index=True), crs=crs)
     clusters = flag_changes(changes, largest_existing, rules, observed, pixel_m)
     return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
-                        largest_existing_m2=largest_existing)
+                        largest_existing_m2=largest_existing, tracks=tracks)
 
 
 #: The columns a change record adds to a footprint's, in the order the change layer keeps them.
-RECORD_COLUMNS = ("change", "area_before_m2", "ratio_to_largest_existing", "confidence", "last_seen", "date_seen")
+RECORD_COLUMNS = ("change", "area_before_m2", "ratio_to_largest_existing", "confidence", "last_seen", "date_seen",
+                  "presence")
 
 
-def track_buildings(footprints: list[gpd.GeoDataFrame], dates: list[dt.date],
-                    rules: ChangeRules) -> tuple[list[gpd.GeoDataFrame], dict[int, dt.date]]:
-    """Each date's footprints with ``track_id`` and ``first_seen``; the last date of every track.
+@dataclass
+class Tracks:
+    """Each building track's presence at every date of a series.
 
-    A building inherits the track of the earlier building it overlaps most; a track split in
-    two keeps its id on the larger part, the other part starts a new track.
+    ``state[i, k]`` for track ``ids[i]`` at date ``k``: 1 present, 0 absent on ground that date
+    saw, -1 ground not seen that date (no evidence either way).
+    """
+
+    ids: np.ndarray
+    state: np.ndarray
+    dates: list[dt.date]
+
+    def row(self, track_id: int) -> np.ndarray:
+        return self.state[int(np.searchsorted(self.ids, track_id))]
+
+    def presence(self, track_id: int) -> str:
+        """Presence per date as text: ``1`` present, ``0`` absent, ``-`` not seen (``"0-11"``)."""
+        return "".join({1: "1", 0: "0", -1: "-"}[int(v)] for v in self.row(track_id))
+
+    def settled_since(self, track_id: int) -> dt.date:
+        """The first date from which the building is present at every later date that saw its
+        ground (when it is present at the last one); else its first presence."""
+        row = self.row(track_id)
+        present = np.nonzero(row == 1)[0]
+        if row[-1] != 1:
+            return self.dates[int(present[0])]
+        since = len(row) - 1
+        for k in range(len(row) - 1, -1, -1):
+            if row[k] == 0:
+                break
+            if row[k] == 1:
+                since = k
+        return self.dates[since]
+
+    def last_seen(self, track_id: int) -> dt.date:
+        return self.dates[int(np.nonzero(self.row(track_id) == 1)[0][-1])]
+
+
+def track_buildings(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
+                    seen: list[shapely.Geometry | None] | None = None) -> tuple[list[gpd.GeoDataFrame], Tracks]:
+    """Each date's footprints with ``track_id`` and ``first_seen`` (first presence); the tracks.
+
+    A building continues the track it overlaps most among the tracks' latest footprints (of any
+    earlier date, so a building missed at one date keeps its track). Where two buildings continue
+    one track (a split), the one with the larger overlap keeps its id and the other starts a new
+    track that keeps its first date. ``seen``: per date, the ground that date saw (metric CRS).
     """
     frames = [f.reset_index(drop=True).copy() for f in footprints]
     frames[0]["track_id"] = np.arange(1, len(frames[0]) + 1)
     frames[0]["first_seen"] = dates[0]
-    next_track = 1 + len(frames[0])
+    latest = frames[0][["track_id", "first_seen", "geometry"]].copy()
     for k in range(1, len(frames)):
-        links = link_dates(frames[k - 1], frames[k], rules)
-        track = np.zeros(len(frames[k]), np.int64)
-        first_seen = np.array([dates[k]] * len(frames[k]), dtype=object)
-        if not links.empty:
-            best = links.sort_values("overlap", ascending=False).drop_duplicates("later")
-            track[best.later.values] = frames[k - 1]["track_id"].values[best.earlier.values]
-            first_seen[best.later.values] = frames[k - 1]["first_seen"].values[best.earlier.values]
-        fresh = track == 0
-        track[fresh] = np.arange(next_track, next_track + fresh.sum())
-        next_track += int(fresh.sum())
-        frames[k]["track_id"] = track
-        frames[k]["first_seen"] = first_seen
-    last_seen = {int(track): date for frame, date in zip(frames, dates, strict=True) for track in frame["track_id"]}
-    return frames, last_seen
+        track, first_seen = _continue_tracks(latest, frames[k], dates[k], rules,
+                                             next_track=int(latest["track_id"].max()) + 1 if len(latest) else 1)
+        frames[k]["track_id"], frames[k]["first_seen"] = track, first_seen
+        latest = pd.concat([latest[~latest["track_id"].isin(track)],
+                            frames[k][["track_id", "first_seen", "geometry"]]], ignore_index=True)
+    latest = gpd.GeoDataFrame(latest.sort_values("track_id", ignore_index=True), crs=frames[0].crs)
+    return frames, Tracks(latest["track_id"].to_numpy(), _presence(frames, latest, seen), dates)
+
+
+def _continue_tracks(latest: pd.DataFrame, frame: gpd.GeoDataFrame, date: dt.date, rules: ChangeRules,
+                     next_track: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(track id, first seen)`` of each building of ``frame`` against the tracks' latest footprints."""
+    links = link_dates(gpd.GeoDataFrame(latest, crs=frame.crs), frame, rules)
+    track = np.zeros(len(frame), np.int64)
+    first_seen = np.array([date] * len(frame), dtype=object)
+    if not links.empty:
+        best = links.sort_values("overlap", ascending=False, kind="stable").drop_duplicates("later")
+        track[best.later.values] = latest["track_id"].values[best.earlier.values]
+        first_seen[best.later.values] = latest["first_seen"].values[best.earlier.values]
+        split = best.duplicated("earlier").to_numpy()  # a second part of one track: a new id
+        track[best.later.values[split]] = 0
+    fresh = track == 0
+    track[fresh] = np.arange(next_track, next_track + fresh.sum())
+    return track, first_seen
+
+
+def _presence(frames: list[gpd.GeoDataFrame], latest: gpd.GeoDataFrame,
+              seen: list[shapely.Geometry | None] | None) -> np.ndarray:
+    """Tracks × dates: 1 present, 0 absent on seen ground, -1 ground not seen (half or more unseen)."""
+    ids = latest["track_id"].to_numpy()
+    state = np.zeros((len(ids), len(frames)), np.int8)
+    for k, frame in enumerate(frames):
+        if seen is not None and seen[k] is not None:
+            state[mostly_unseen(latest.geometry.values, seen[k]), k] = -1
+        state[np.searchsorted(ids, frame["track_id"].to_numpy()), k] = 1
+    return state
 
 
 def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
@@ -334,11 +413,12 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
 
 def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: CoverageRecord | None) -> SiteSummary:
     """The site's findings as a typed summary (new and enlarged buildings largest first)."""
-    changes = result.changes
+    changes = result.changes.assign(lonlat=_lonlat(result.changes))
     counts = ChangeCounts(**{name: int((changes["change"] == name).sum()) for name in CHANGE_CLASSES})
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
                        housing_clusters=len(result.clusters))
     new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
+    gone = changes[changes["date_seen"] == result.dates[0]].sort_values("area_m2", ascending=False)
     return SiteSummary(
         site=site, dates=[d.isoformat() for d in result.dates], counts=counts, flags=flags,
         largest_existing_building_m2=round(result.largest_existing_m2, 1),
@@ -348,7 +428,31 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
                            float(c["total_area_m2"]))
             for c in result.clusters.drop(columns="geometry").to_dict("records")],
         model=model, shift=[s.record() for s in result.shifts], coverage=coverage,
+        per_date=per_date_counts(result), gone_buildings=[_gone_building(row) for row in gone.itertuples()],
     )
+
+
+def per_date_counts(result: ChangeResult) -> list[DateCounts]:
+    """Per date: footprints found, new buildings settled since that date, demolished ones gone from it."""
+    changes, dates = result.changes, result.dates
+    rows = []
+    for k, (date, frame) in enumerate(zip(dates, result.footprints, strict=True)):
+        new = int(((changes["change"] == "new") & (changes["first_seen"] == date)).sum())
+        gone = int(((changes["change"] == "demolished") & (changes["last_seen"] == dates[k - 1])).sum()) if k else 0
+        rows.append(DateCounts(date.isoformat(), len(frame), new, gone))
+    return rows
+
+
+def _lonlat(changes: gpd.GeoDataFrame) -> list[tuple[float, float]]:
+    """Each record's centroid in EPSG:4326 (lon, lat) degrees, rounded to 6 decimals (~0.1 m)."""
+    if changes.empty or changes.crs is None:
+        return [(float("nan"), float("nan"))] * len(changes)
+    centres = changes.geometry.centroid.to_crs(4326)
+    return [(round(float(p.x), 6), round(float(p.y), 6)) for p in centres]
+
+
+def _iso(value) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _new_building(row) -> NewBuilding:
@@ -358,4 +462,13 @@ def _new_building(row) -> NewBuilding:
         ratio_to_largest_existing=None if pd.isna(row.ratio_to_largest_existing)
         else float(row.ratio_to_largest_existing),
         confidence=None if pd.isna(row.confidence) else float(row.confidence),
-        first_seen=row.first_seen.isoformat() if hasattr(row.first_seen, "isoformat") else str(row.first_seen))
+        first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
+        lon=row.lonlat[0], lat=row.lonlat[1])
+
+
+def _gone_building(row) -> GoneBuilding:
+    return GoneBuilding(
+        id=int(row.change_id), change_class=row.change, area_m2=round(float(row.area_m2), 1),
+        confidence=None if pd.isna(row.confidence) else float(row.confidence),
+        first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
+        lon=row.lonlat[0], lat=row.lonlat[1])

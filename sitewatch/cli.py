@@ -256,14 +256,23 @@ def evaluate(
 @app.command("evaluate-change")
 def evaluate_change(
     site_dir: Annotated[Path, typer.Argument(help="Output folder of `sitewatch change`.")],
-    reference: Annotated[Path, typer.Argument(help="Change mask (255 = change) on the first raster's grid.")],
+    reference: Annotated[Path, typer.Argument(
+        help="Change mask (255 = change) on the first raster's grid, or footprints of every date "
+             "(a vector file with date and id columns) for SCOT.")],
     grid: Annotated[Path, typer.Option(help="Raster giving the mask's grid (default: the mask itself).")] = None,
-    iou: Annotated[float, typer.Option(help="Object match IoU threshold.")] = 0.5,
+    iou: Annotated[float | None, typer.Option(
+        help="Object match IoU threshold (default 0.5; SCOT: 0.25).")] = None,
 ) -> None:
-    """Pixel change F1 and new-building recall/precision against a LEVIR-style change mask."""
-    from sitewatch.evaluate import change_scores, read_binary_raster, read_polygons
+    """Change scores against a LEVIR-style change mask, or SCOT against a labelled time series."""
+    if iou is not None and not 0.0 < iou <= 1.0:
+        raise SitewatchError(f"--iou must be in (0, 1], got {iou}")
+    from sitewatch.evaluate import VECTOR_SUFFIXES, change_scores, read_binary_raster, read_polygons, scot_scores
     from sitewatch.raster import open_raster
 
+    if reference.suffix.lower() in VECTOR_SUFFIXES:
+        report = scot_scores(site_dir, reference, **({"iou_threshold": iou} if iou else {}))
+        typer.echo(json.dumps(report, indent=2))
+        return
     changed, _ = read_binary_raster(reference)
     with open_raster(grid or reference) as dataset:
         if dataset.crs is None:
@@ -272,7 +281,7 @@ def evaluate_change(
             raise SitewatchError(f"{reference}: mask size differs from the grid raster")
         transform, crs = dataset.transform, dataset.crs
     changes = read_polygons(site_dir / "changes.gpkg")
-    typer.echo(json.dumps(change_scores(changes, changed, transform, crs, iou), indent=2))
+    typer.echo(json.dumps(change_scores(changes, changed, transform, crs, iou or 0.5), indent=2))
 
 
 def _print_site(summary: SiteSummary, out: Path) -> None:

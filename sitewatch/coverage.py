@@ -38,22 +38,27 @@ class Coverage:
                               round(self.all_dates, 4))
 
 
-def observed_ground(mask_paths: list[Path]) -> tuple[shapely.Geometry, Coverage]:
-    """The ground with valid data at every date (polygon in the masks' CRS) and the coverage.
+def observed_ground(mask_paths: list[Path]) -> tuple[shapely.Geometry, list[shapely.Geometry], Coverage]:
+    """The ground with valid data at every date, at each date (polygons in the masks' CRS), and the coverage.
 
     Masks are on one grid (every date warped onto the first); nodata (outside a raster,
     declared nodata, NaN/inf pixels, clouds masked out) is :data:`MASK_NODATA`.
     """
-    together, shares, transform = None, [], None
+    together, shares, per_date = None, [], []
     for path in mask_paths:
         with rasterio.open(path) as dataset:
             valid = dataset.read(1) != MASK_NODATA
             transform = dataset.transform
         shares.append(float(valid.mean()))
+        per_date.append(_polygon_of(valid, transform))
         together = valid if together is None else together & valid
+    return _polygon_of(together, transform), per_date, Coverage(per_date=shares, all_dates=float(together.mean()))
+
+
+def _polygon_of(valid: np.ndarray, transform: rasterio.Affine) -> shapely.Geometry:
     pieces = [shapely.geometry.shape(geometry) for geometry, _ in
-              shapes(together.astype(np.uint8), mask=together, transform=transform)]
-    return shapely.union_all(pieces), Coverage(per_date=shares, all_dates=float(together.mean()))
+              shapes(valid.astype(np.uint8), mask=valid, transform=transform)]
+    return shapely.union_all(pieces)
 
 
 def mean_probability_under(frame: gpd.GeoDataFrame, probability_path: Path) -> np.ndarray:

@@ -4,7 +4,8 @@
   footprints (any CRS) burned onto the prediction's grid;
 * SpaceNet-style object scores: predicted and reference polygons matched one to one, best
   IoU first, a match counting when IoU ≥ 0.5;
-* change scores (pixel change F1 against a LEVIR-style change mask).
+* change scores (pixel change F1 against a LEVIR-style change mask);
+* SCOT, the SpaceNet 7 tracking and change metric, of a site's series (:mod:`sitewatch.scot`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from sitewatch.data.common import burn_polygons
 from sitewatch.data.geodata import read_footprints
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
-from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
 from sitewatch.raster import open_raster
+from sitewatch.scot import IOU_THRESHOLD, DateFootprints, scot
+from sitewatch.summary import SiteSummary
 
 
 @dataclass
@@ -287,3 +290,35 @@ def change_scores(changes: gpd.GeoDataFrame, reference: np.ndarray, transform, c
     objects = match_polygons(new, truth, iou_threshold)
     return {"pixel": pixel.as_dict(), "object": {**objects.as_dict(), "change_objects": len(truth),
                                                  "new_buildings": len(new)}}
+
+
+# --- tracking over a time series -----------------------------------------------------------------
+
+def scot_scores(site_dir: Path, truth_path: Path, iou_threshold: float = IOU_THRESHOLD) -> dict:
+    """SCOT of a site's tracked footprints against footprints labelled with ``date`` and ``id`` columns.
+
+    The site's dates come from its ``summary.json`` and its footprints from
+    ``footprints_<date>.gpkg`` (``track_id`` is the building's id across dates); the truth is one
+    vector file, any CRS, with an ISO ``date`` and a building ``id`` that persists across dates.
+    """
+    summary = SiteSummary.from_json((Path(site_dir) / "summary.json").read_text())
+    truth = gpd.read_file(truth_path) if Path(truth_path).is_file() else None
+    if truth is None:
+        raise SitewatchError(f"{truth_path}: file not found")
+    missing = {"date", "id"} - set(truth.columns)
+    if missing or truth.crs is None:
+        raise SitewatchError(f"{truth_path}: needs a CRS and the columns date and id (missing: {sorted(missing)})")
+    truth["date"] = truth["date"].astype(str).str[:10]
+    if not set(truth["date"]) & set(summary.dates):
+        raise SitewatchError(f"{truth_path}: no footprint on the site's dates {', '.join(summary.dates)}")
+    proposals = [read_polygons(Path(site_dir) / f"footprints_{date}.gpkg") for date in summary.dates]
+    metric = utm_crs(proposals[0].crs, tuple(proposals[0].to_crs(proposals[0].crs).total_bounds))
+    truth = truth.to_crs(metric)
+    series_truth = [DateFootprints(list(day["id"]), list(day.geometry.values))
+                    for day in (truth[truth["date"] == date] for date in summary.dates)]
+    series_found = [DateFootprints(list(frame["track_id"]), list(frame.to_crs(metric).geometry.values))
+                    for frame in proposals]
+    scores = scot(series_truth, series_found, iou_threshold)
+    return {"dates": summary.dates, "iou_threshold": iou_threshold, "scot": scores.as_dict(),
+            "buildings_per_date": {"truth": [len(d.ids) for d in series_truth],
+                                   "found": [len(d.ids) for d in series_found]}}

@@ -148,10 +148,11 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                                                                          prepared.transform)
     after = mean_probability_under(seen_later, segmented[-1].probability_path)
     metric_crs = utm_crs(prepared.crs, array_bounds(*prepared.shape, prepared.transform))
-    observed, coverage = observed_ground([r.mask_path for r in segmented])
-    observed = gpd.GeoSeries([observed], crs=prepared.crs).to_crs(metric_crs).iloc[0]
+    observed, seen, coverage = observed_ground([r.mask_path for r in segmented])
+    observed, *seen = gpd.GeoSeries([observed, *seen], crs=prepared.crs).to_crs(metric_crs).values
     result = compare_dates([f.to_crs(metric_crs) for f in frames], prepared.dates, rules, before, after,
-                           observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])))
+                           observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
+                           seen=list(seen))
     result.shifts, result.coverage = prepared.shifts, coverage
     return result
 

@@ -45,7 +45,11 @@ class FlagCounts:
 
 @dataclass(frozen=True)
 class NewBuilding:
-    """A new or enlarged building at the last date (areas in m², ratio and confidence 0-1)."""
+    """A new or enlarged building at the last date (areas in m², ratio and confidence 0-1).
+
+    ``lon``/``lat``: its centroid in EPSG:4326 degrees; ``first_seen``/``last_seen``: ISO dates;
+    ``presence``: one character per date (1 present, 0 absent, - ground not seen).
+    """
 
     id: int
     change_class: str
@@ -55,17 +59,61 @@ class NewBuilding:
     ratio_to_largest_existing: float | None
     confidence: float | None
     first_seen: str
+    last_seen: str
+    presence: str
+    lon: float
+    lat: float
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.change_class, "flag": self.flag, "area_m2": self.area_m2,
                 "cut_by_edge": self.cut_by_edge, "ratio_to_largest_existing": self.ratio_to_largest_existing,
-                "confidence": self.confidence, "first_seen": self.first_seen}
+                "confidence": self.confidence, "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "presence": self.presence, "lon": self.lon, "lat": self.lat}
 
     @classmethod
     def from_dict(cls, item: dict[str, Any]) -> NewBuilding:
-        return cls(id=item["id"], change_class=item["class"], flag=item["flag"], area_m2=item["area_m2"],
-                   cut_by_edge=item["cut_by_edge"], ratio_to_largest_existing=item["ratio_to_largest_existing"],
-                   confidence=item["confidence"], first_seen=item["first_seen"])
+        values = {key: item[key] for key in ("id", "flag", "area_m2", "cut_by_edge", "ratio_to_largest_existing",
+                                             "confidence", "first_seen", "last_seen", "presence", "lon", "lat")}
+        return cls(change_class=item["class"], **values)
+
+
+@dataclass(frozen=True)
+class GoneBuilding:
+    """A building of the first date that is gone and stays gone (demolished), or not observed."""
+
+    id: int
+    change_class: str
+    area_m2: float
+    confidence: float | None
+    first_seen: str
+    last_seen: str
+    presence: str
+    lon: float
+    lat: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "class": self.change_class, "area_m2": self.area_m2, "confidence": self.confidence,
+                "first_seen": self.first_seen, "last_seen": self.last_seen, "presence": self.presence,
+                "lon": self.lon, "lat": self.lat}
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> GoneBuilding:
+        values = {key: item[key] for key in ("id", "area_m2", "confidence", "first_seen", "last_seen", "presence",
+                                             "lon", "lat")}
+        return cls(change_class=item["class"], **values)
+
+
+@dataclass(frozen=True)
+class DateCounts:
+    """One date of the series: buildings seen, buildings that appeared and stayed, buildings gone."""
+
+    date: str
+    buildings: int
+    new: int
+    demolished: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.date, "buildings": self.buildings, "new": self.new, "demolished": self.demolished}
 
 
 @dataclass(frozen=True)
@@ -144,12 +192,16 @@ class SiteSummary:
     model: ModelRun
     shift: list[ShiftRecord] = field(default_factory=list)
     coverage: CoverageRecord | None = None
+    per_date: list[DateCounts] = field(default_factory=list)
+    gone_buildings: list[GoneBuilding] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         document = {
             "site": self.site, "dates": list(self.dates), "counts": self.counts.as_dict(),
+            "per_date": [d.as_dict() for d in self.per_date],
             "flags": self.flags.as_dict(), "largest_existing_building_m2": self.largest_existing_building_m2,
             "new_buildings": [b.as_dict() for b in self.new_buildings],
+            "gone_buildings": [b.as_dict() for b in self.gone_buildings],
             "housing_clusters": [c.as_dict() for c in self.housing_clusters],
             "model": self.model.as_dict(), "shift": [s.as_dict() for s in self.shift],
         }
@@ -173,6 +225,8 @@ class SiteSummary:
             housing_clusters=[HousingCluster.from_dict(c) for c in item["housing_clusters"]],
             model=ModelRun(**item["model"]), shift=[ShiftRecord(**s) for s in item["shift"]],
             coverage=CoverageRecord(**coverage) if coverage else None,
+            per_date=[DateCounts(**d) for d in item.get("per_date", [])],
+            gone_buildings=[GoneBuilding.from_dict(b) for b in item.get("gone_buildings", [])],
         )
 
 

@@ -38,7 +38,8 @@ def _error_messages(path: Path) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "SitewatchError" and node.args:
-            parts = [n.value for n in ast.walk(node.args[0]) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            parts = [n.value for n in ast.walk(node.args[0])
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str)]
             found.append((node.lineno, "".join(parts)))
     return found
 

@@ -36,7 +36,7 @@ ORDER = [
     # inference stages, in the order data flows
     "prepare", "predict", "footprints", "coverage", "change", "report",
     # jobs
-    "pipeline", "evaluate", "batch",
+    "pipeline", "scot", "evaluate", "batch",
     # the command line
     "cli",
 ]
