@@ -6,7 +6,7 @@ were prepared (:mod:`sitewatch.prepare`); no raster is read here.
 
 * registration: each later date's footprints are moved back by its measured shift;
 * matching: footprints of consecutive dates are linked by overlap (one-to-many for merges and
-  splits); each building of the last date gets ``new``, ``expanded`` or ``unchanged``, each
+  splits); each building of the last date gets ``new``, ``expanded``, ``shrunk`` or ``unchanged``, each
   first-date building that is gone ``demolished``; tracks carry ``first_seen``/``last_seen``;
 * flags (rules in ``sitewatch/assets/change.yaml``): ``assembly_hall`` and ``housing`` clusters.
 """
@@ -250,7 +250,7 @@ def _presence(frames: list[gpd.GeoDataFrame], latest: gpd.GeoDataFrame,
 
 def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
                      before_probability: np.ndarray | None, observed: shapely.Geometry | None) -> gpd.GeoDataFrame:
-    """The last date's buildings with ``change`` (new, expanded, unchanged, not_observed), the area
+    """The last date's buildings with ``change`` (new, expanded, shrunk, unchanged, not_observed), the area
     that stood under them at the first date and the confidence of a change."""
     earlier_area = np.zeros(len(last))
     if not links.empty:
@@ -269,6 +269,9 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
+    shrank = (earlier_area > 0) & (earlier_area - area >= np.maximum(
+        rules.shrunk_min_share * earlier_area, rules.shrunk_min_m2))
+    change[shrank] = "shrunk"
     return last.assign(change=change, area_before_m2=np.round(earlier_area, 2), confidence=np.round(confidence, 3))
 
 
@@ -418,7 +421,8 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
                        housing_clusters=len(result.clusters))
     new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
-    gone = changes[changes["date_seen"] == result.dates[0]].sort_values("area_m2", ascending=False)
+    gone = changes[(changes["date_seen"] == result.dates[0]) | (changes["change"] == "shrunk")].sort_values(
+        "area_m2", ascending=False)
     return SiteSummary(
         site=site, dates=[d.isoformat() for d in result.dates], counts=counts, flags=flags,
         largest_existing_building_m2=round(result.largest_existing_m2, 1),

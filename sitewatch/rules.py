@@ -76,6 +76,8 @@ class ChangeRules:
     match_min_overlap: float
     expanded_min_share: float
     expanded_min_m2: float
+    shrunk_min_share: float
+    shrunk_min_m2: float
     hall_min_area_m2: float
     hall_min_share_of_largest: float
     hall_min_area_floor_m2: float

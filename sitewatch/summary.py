@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-CHANGE_CLASSES = ("new", "expanded", "unchanged", "demolished", "not_observed")
+CHANGE_CLASSES = ("new", "expanded", "shrunk", "unchanged", "demolished", "not_observed")
 FLAGS = ("assembly_hall", "housing")
 
 
@@ -22,6 +22,7 @@ class ChangeCounts:
 
     new: int = 0
     expanded: int = 0
+    shrunk: int = 0
     unchanged: int = 0
     demolished: int = 0
     not_observed: int = 0
@@ -79,7 +80,8 @@ class NewBuilding:
 
 @dataclass(frozen=True)
 class GoneBuilding:
-    """A building of the first date that is gone and stays gone (demolished), or not observed."""
+    """A building of the first date that is gone and stays gone (demolished), not observed at a
+    date, or a building that lost a large part of its area (shrunk; ``area_m2`` is what is left)."""
 
     id: int
     change_class: str

@@ -136,6 +136,15 @@ def test_synthetic_expansion_of_a_real_footprint(samples: Path) -> None:
     assert row.area_before_m2 == pytest.approx(target.area, rel=0.01)
 
 
+def test_a_large_shrink_is_a_change_not_unchanged() -> None:
+    """A user's case: a 368 m² baseline building linked to a 36 m² one was called unchanged."""
+    before = box(0, 0, 23, 16)  # 368 m²
+    after = box(0, 0, 6, 6)  # 36 m², inside it
+    changes = compare_dates([layer([before]), layer([after])], [D1, D2], ChangeRules.default()).changes
+    (record,) = changes.itertuples()
+    assert (record.change, record.area_before_m2, record.area_m2) == ("shrunk", 368.0, 36.0)
+
+
 def test_three_dates_give_first_and_last_seen() -> None:
     a, b, c, d = box(0, 0, 20, 20), box(100, 0, 120, 20), box(200, 0, 220, 20), box(300, 0, 320, 20)
     frames = [layer([a, d]), layer([a, b, d]), layer([a, b, c])]  # b from D2, c from D3, d gone at D3
@@ -212,7 +221,7 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     assert {"changes.gpkg", "changes.geojson", "summary.json", "report.html",
             "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
     summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
-    assert set(summary.counts.as_dict()) == {"new", "expanded", "unchanged", "demolished", "not_observed"}
+    assert set(summary.counts.as_dict()) == {"new", "expanded", "shrunk", "unchanged", "demolished", "not_observed"}
     assert summary.coverage.observed_at_every_date_share > 0.99
     assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters"}
     assert summary.model.sha256 and summary.dates == ["2002-01-01", "2018-01-01"]
