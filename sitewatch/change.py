@@ -13,6 +13,7 @@ were prepared (:mod:`sitewatch.prepare`); no raster is read here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from sitewatch.summary import (
     FlagCounts,
     GoneBuilding,
     HousingCluster,
+    ImageRecord,
     ModelRun,
     NewBuilding,
     SiteSummary,
@@ -414,7 +416,8 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
     return gpd.GeoDataFrame(rows, geometry=shapes, crs=crs)
 
 
-def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: CoverageRecord | None) -> SiteSummary:
+def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: CoverageRecord | None,
+              rules: ChangeRules, images: list[ImageRecord]) -> SiteSummary:
     """The site's findings as a typed summary (new and enlarged buildings largest first)."""
     changes = result.changes.assign(lonlat=_lonlat(result.changes))
     counts = ChangeCounts(**{name: int((changes["change"] == name).sum()) for name in CHANGE_CLASSES})
@@ -427,13 +430,18 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
         site=site, dates=[d.isoformat() for d in result.dates], counts=counts, flags=flags,
         largest_existing_building_m2=round(result.largest_existing_m2, 1),
         new_buildings=[_new_building(row) for row in new.itertuples()],
-        housing_clusters=[
-            HousingCluster(int(c["cluster_id"]), int(c["count"]), tuple(int(i) for i in c["member_ids"]),
-                           float(c["total_area_m2"]))
-            for c in result.clusters.drop(columns="geometry").to_dict("records")],
+        housing_clusters=_clusters(result.clusters, changes),
         model=model, shift=[s.record() for s in result.shifts], coverage=coverage,
         per_date=per_date_counts(result), gone_buildings=[_gone_building(row) for row in gone.itertuples()],
+        images=images, rules=dataclasses.asdict(rules),
     )
+
+
+def _clusters(clusters: gpd.GeoDataFrame, changes: gpd.GeoDataFrame) -> list[HousingCluster]:
+    first_seen = dict(zip(changes["change_id"], changes["first_seen"], strict=True))
+    return [HousingCluster(int(c.cluster_id), int(c.count), tuple(int(i) for i in c.member_ids),
+                           float(c.total_area_m2), _iso(min(first_seen[i] for i in c.member_ids)), *lonlat)
+            for c, lonlat in zip(clusters.itertuples(), _lonlat(clusters), strict=True)]
 
 
 def per_date_counts(result: ChangeResult) -> list[DateCounts]:

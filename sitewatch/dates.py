@@ -43,6 +43,11 @@ def raster_date(path: Path) -> tuple[dt.date | None, str]:
     return (date, "file name") if date else (None, "")
 
 
+def date_sources(paths: list[Path], given: bool) -> list[str]:
+    """Where each raster's date came from: ``given``, ``tag <NAME>`` or ``file name``."""
+    return ["given" if given else raster_date(path)[1] for path in paths]
+
+
 def resolve_dates(paths: list[Path], dates: list[str] | None) -> list[dt.date]:
     """One date per raster: ``dates`` if given, else tags, else the file name; clear errors."""
     if dates is not None:

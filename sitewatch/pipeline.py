@@ -27,7 +27,7 @@ from sitewatch.predict import Predictor, SegmentResult, segment_raster
 from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
 from sitewatch.report import write_report
 from sitewatch.rules import ChangeRules
-from sitewatch.summary import ModelRun, SiteSummary
+from sitewatch.summary import ImageRecord, ModelRun, SiteSummary
 
 SUMMARY = "summary.json"
 
@@ -78,13 +78,13 @@ def run_site(
     check_output_dir(out_dir, rasters)
     staging = staging_dir(out_dir)
     try:
-        prepared = prepare_site(rasters, when, rules, staging / "aligned", say)
+        prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates is not None)
         segmented = [segment_date(prepared, k, staging / "segment", predictor, say, window_progress, work_gsd_m)
                      for k in range(len(when))]
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
         result = site_changes(prepared, segmented, options, rules, say)
         summary = summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
-                            result.coverage.record(when))
+                            result.coverage.record(when), rules, image_records(prepared, segmented))
         say("writing outputs")
         write_site(staging, summary, result, prepared, extra_files or {})
         publish_dir(staging, out_dir)
@@ -155,6 +155,14 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                            seen=list(seen))
     result.shifts, result.coverage = prepared.shifts, coverage
     return result
+
+
+def image_records(prepared: PreparedSite, segmented: list[SegmentResult]) -> list[ImageRecord]:
+    """Each date's image as the report states it: date and its source, file, size, pixel size."""
+    return [ImageRecord(date.isoformat(), source, path.name, result.width, result.height,
+                        round(float(np.sqrt(result.pixel_size_m[0] * result.pixel_size_m[1])), 3))
+            for date, source, path, result in zip(prepared.dates, prepared.date_sources, prepared.rasters, segmented,
+                                                  strict=True)]
 
 
 def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:

@@ -24,7 +24,7 @@ from pyproj import CRS
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, transform_bounds
 
-from sitewatch.dates import resolve_dates
+from sitewatch.dates import date_sources, resolve_dates
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import open_raster, pixel_size_xy_m
 from sitewatch.rules import ChangeRules
@@ -66,6 +66,7 @@ class PreparedSite:
         crs, transform, shape: that grid (shape in rows, columns).
         pixel_m: its ground pixel size along x and y in metres.
         shifts: per later date, the shift measured against the first date.
+        date_sources: where each date came from (``given``, ``tag …``, ``file name``).
     """
 
     rasters: list[Path]
@@ -76,6 +77,7 @@ class PreparedSite:
     shape: tuple[int, int]
     pixel_m: tuple[float, float]
     shifts: list[Shift]
+    date_sources: list[str]
 
 
 def order_by_date(rasters: list[Path], dates: list[str] | None) -> tuple[list[Path], list[dt.date]]:
@@ -96,7 +98,7 @@ def order_by_date(rasters: list[Path], dates: list[str] | None) -> tuple[list[Pa
 
 
 def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, workdir: Path,
-                 progress: Callable[[str], None]) -> PreparedSite:
+                 progress: Callable[[str], None], dates_given: bool = False) -> PreparedSite:
     """Warp every later date onto the first raster's grid (GeoTIFFs in ``workdir``) and measure shifts.
 
     Args:
@@ -120,7 +122,8 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
             aligned.append(target)
         pixel_m = pixel_size_xy_m(reference)
         grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
-    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m))
+    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m),
+                        date_sources(rasters, dates_given))
 
 
 def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:

@@ -120,20 +120,41 @@ class DateCounts:
 
 @dataclass(frozen=True)
 class HousingCluster:
-    """New residential-size buildings close together: their ``change_id`` values and total area (m²)."""
+    """New residential-size buildings close together: their ``change_id`` values, total area (m²),
+    the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326)."""
 
     id: int
     count: int
     member_ids: tuple[int, ...]
     total_area_m2: float
+    first_seen: str
+    lon: float
+    lat: float
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "count": self.count, "member_ids": list(self.member_ids),
-                "total_area_m2": self.total_area_m2}
+                "total_area_m2": self.total_area_m2, "first_seen": self.first_seen, "lon": self.lon, "lat": self.lat}
 
     @classmethod
     def from_dict(cls, item: dict[str, Any]) -> HousingCluster:
-        return cls(item["id"], item["count"], tuple(item["member_ids"]), item["total_area_m2"])
+        return cls(item["id"], item["count"], tuple(item["member_ids"]), item["total_area_m2"], item["first_seen"],
+                   item["lon"], item["lat"])
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One date's image: where its date came from, its size (px) and ground pixel size (m)."""
+
+    date: str
+    date_source: str
+    file: str
+    width: int
+    height: int
+    pixel_m: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.date, "date_source": self.date_source, "file": self.file, "width": self.width,
+                "height": self.height, "pixel_m": self.pixel_m}
 
 
 @dataclass(frozen=True)
@@ -196,6 +217,8 @@ class SiteSummary:
     coverage: CoverageRecord | None = None
     per_date: list[DateCounts] = field(default_factory=list)
     gone_buildings: list[GoneBuilding] = field(default_factory=list)
+    images: list[ImageRecord] = field(default_factory=list)
+    rules: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         document = {
@@ -209,6 +232,7 @@ class SiteSummary:
         }
         if self.coverage is not None:
             document["coverage"] = self.coverage.as_dict()
+        document.update(images=[i.as_dict() for i in self.images], rules=dict(self.rules))
         return document
 
     def to_json(self) -> str:
@@ -229,6 +253,7 @@ class SiteSummary:
             coverage=CoverageRecord(**coverage) if coverage else None,
             per_date=[DateCounts(**d) for d in item.get("per_date", [])],
             gone_buildings=[GoneBuilding.from_dict(b) for b in item.get("gone_buildings", [])],
+            images=[ImageRecord(**i) for i in item.get("images", [])], rules=dict(item.get("rules", {})),
         )
 
 
