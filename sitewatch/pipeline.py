@@ -180,7 +180,8 @@ def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepare
     clusters = result.clusters.to_crs(prepared.crs)
     write_change_layers(folder, changes, clusters, result.footprints, prepared.dates)
     (folder / SUMMARY).write_text(summary.to_json())
-    write_report(folder / "report.html", summary, changes, clusters, prepared.aligned[0], prepared.aligned[-1])
+    footprints = [frame.to_crs(prepared.crs) for frame in result.footprints]
+    write_report(folder / "report.html", summary, changes, clusters, prepared.aligned, footprints)
     for name, content in extra_files.items():
         (folder / name).write_text(content)
     for temporary in ("aligned", "segment"):

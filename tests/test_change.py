@@ -241,7 +241,7 @@ def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
     check = """<script>window.addEventListener('load', () => {
       const images = [...document.images];
       const bad = images.filter(i => !(i.complete && i.naturalWidth > 0));
-      const flags = [...document.querySelectorAll('#flags th')].map(t => t.textContent);
+      const flags = [...document.querySelectorAll('#flags th')].map(t => t.dataset.flag);
       const result = document.createElement('pre');
       result.id = 'check';
       result.textContent = `RESULT ${images.length} ${bad.length} ${flags.join(',')} END`;
@@ -263,6 +263,30 @@ def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
                    capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), float)
     assert pixels.std() > 20  # pictures and text, not a blank page
+
+
+def test_report_makes_no_network_request(demo_run: Path, tmp_path: Path) -> None:
+    """Every resource the page loads, as Chromium's Resource Timing lists it: none (pictures are
+    inline data), and no http(s) address anywhere in the file."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium package is needed (.ci/run installs it)"
+    check = """<script>window.addEventListener('load', () => setTimeout(() => {
+      const loaded = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));
+      const result = document.createElement('pre');
+      result.id = 'requests';
+      result.textContent = `REQUESTS ${JSON.stringify(loaded)} END`;
+      document.body.appendChild(result);
+    }, 500));</script>"""
+    page = tmp_path / "report.html"
+    text = (demo_run / "report.html").read_text()
+    page.write_text(text.replace("</body>", check + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert json.loads(dom.split('<pre id="requests">REQUESTS ')[1].split(" END")[0]) == []
+    assert "https://" not in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
 def test_user_strings_are_escaped_in_report(samples: Path, tmp_path: Path, predictor: Predictor) -> None:

@@ -156,3 +156,12 @@ def test_scot_on_a_constructed_series() -> None:
     swapped = _series([(10, nudged), (20, b)], [(10, a), (20, b), (30, c)], [(30, a), (10, c), (99, stray)])
     scores = scot(truth, swapped)  # the ids of A and C swap at the last date: two mismatches
     assert scores.mismatches == 2 and scores.tracking_score == pytest.approx(5 / 8)
+
+
+def test_the_report_of_a_series_has_a_timeline_and_quotable_headlines(three_dates: Path, summary: SiteSummary) -> None:
+    page = (three_dates / "report.html").read_text()
+    assert 'id="timeline"' in page and page.count("<rect ") == 3 * len(summary.dates)
+    for cluster in summary.housing_clusters:
+        assert (f"New housing: {cluster.count} new buildings close together ({cluster.total_area_m2:,.0f} m² in all), "
+                f"first seen {cluster.first_seen}") in page
+    assert "from the file name" not in page and "file name" in page  # each date's source, stated
