@@ -14,7 +14,9 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 from PIL import Image, ImageDraw, ImageFont
+from pyproj import Transformer
 from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from sitewatch.raster import ground_pixel_size_m
@@ -138,3 +140,34 @@ def _north_arrow(draw: ImageDraw.ImageDraw, size: tuple[int, int]) -> None:
     draw.rectangle((x - 10, y - 2, x + 10, y + 30), fill=WHITE, outline=BLACK)
     draw.polygon([(x, y), (x - 6, y + 12), (x + 6, y + 12)], fill=BLACK)
     draw.text((x - 4, y + 14), "N", fill=BLACK, font=_font(True))
+
+
+@dataclass(frozen=True)
+class MapImage:
+    """One date's picture warped to Web Mercator for the report's map, with its lat/lon bounds."""
+
+    date: str
+    uri: str
+    bounds: list[list[float]]  # [[south, west], [north, east]] degrees
+
+
+def map_image(raster: Path, date: str, max_px: int = 1024) -> MapImage:
+    """The raster warped to EPSG:3857 (what the map draws in), nodata transparent, at most ``max_px``."""
+    with rasterio.open(raster) as dataset:
+        west, south, east, north = transform_bounds(dataset.crs, "EPSG:3857", *dataset.bounds, densify_pts=21)
+        scale = max(east - west, north - south) / max_px
+        width, height = max(1, round((east - west) / scale)), max(1, round((north - south) / scale))
+        transform = rasterio.Affine(scale, 0, west, 0, -scale, north)
+        bands = [1, 2, 3] if dataset.count >= 3 else [1, 1, 1]
+        rgb = np.zeros((3, height, width), np.float32)
+        for k, band in enumerate(bands):
+            reproject(rasterio.band(dataset, band), rgb[k], dst_transform=transform, dst_crs="EPSG:3857",
+                      resampling=Resampling.average, dst_nodata=np.nan)
+    valid = np.isfinite(rgb).all(axis=0)
+    if dataset.dtypes[0] != "uint8" and valid.any():
+        low, high = np.percentile(rgb[:, valid], [2, 98])
+        rgb = (rgb - low) / max(high - low, 1e-6) * 255
+    pixels = np.dstack([np.clip(np.nan_to_num(rgb), 0, 255).transpose(1, 2, 0), valid * 255]).astype(np.uint8)
+    (lon0, lat0), (lon1, lat1) = (Transformer.from_crs(3857, 4326, always_xy=True).transform(x, y)
+                                  for x, y in ((west, south), (east, north)))
+    return MapImage(date, data_uri(Image.fromarray(pixels, "RGBA")), [[lat0, lon0], [lat1, lon1]])

@@ -13,7 +13,9 @@ it came from, size and pixel size; the model and its checksum; the rules). Rende
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,7 +23,7 @@ import jinja2
 from markupsafe import Markup
 
 from sitewatch.files import atomic_path
-from sitewatch.pictures import Outline, Picture, crop_window, picture
+from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
 from sitewatch.summary import GoneBuilding, NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180), "unchanged": (90, 200, 250),
@@ -71,9 +73,31 @@ def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame, 
         gone_rows=[_gone_cells(b) for b in summary.gone_buildings],
         timeline=timeline_svg(summary) if len(summary.dates) >= 3 else "", shifts=_shift_text(summary),
         coverage=_coverage_text(summary), measured=MEASURED.get(summary.model.sha256, ""),
+        map_data=map_data(summary, changes, clusters, rasters), leaflet=_vendored("leaflet.js"),
+        leaflet_css=_vendored("leaflet.css"),
     )
     with atomic_path(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
+
+
+def map_data(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
+             rasters: list[Path]) -> dict:
+    """What the report's map shows: every date's picture (Web Mercator) and the change layers (EPSG:4326)."""
+    columns = ["change_id", "change", "flag", "area_m2", "first_seen", "last_seen", "presence", "geometry"]
+    records = changes[[c for c in columns if c in changes.columns]].copy()
+    for column in ("first_seen", "last_seen"):
+        records[column] = records[column].astype(str)
+    hulls = clusters[["cluster_id", "count", "geometry"]] if len(clusters) else clusters.iloc[:0]
+    return {"dates": [asdict(map_image(raster, date)) for raster, date in zip(rasters, summary.dates, strict=True)],
+            "changes": json.loads(records.to_crs(4326).to_json(drop_id=True)),
+            "clusters": json.loads(gpd.GeoDataFrame(hulls, crs=clusters.crs).to_crs(4326).to_json(drop_id=True)),
+            "colours": {name: f"rgb{colour}" for name, colour in COLOURS.items()},
+            "words": CLASS_WORDS}
+
+
+def _vendored(name: str) -> Markup:
+    """A file of the map library shipped in the package (Leaflet 1.9.4, BSD-2-Clause), inlined."""
+    return Markup(files("sitewatch").joinpath("templates", "vendor", name).read_text(encoding="utf-8"))
 
 
 def place(lon: float, lat: float) -> str:

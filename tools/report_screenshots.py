@@ -28,7 +28,7 @@ from sitewatch.pipeline import run_site  # noqa: E402
 from sitewatch.predict import Predictor  # noqa: E402
 
 OUT = REPO / "docs" / "report"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--virtual-time-budget=5000",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
 
@@ -58,9 +58,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         run_site([earlier, later], work / "demo", predictor, site="demo_site")
-        shoot(work / "demo" / "report.html", OUT / "demo_two_dates.jpg", 2600, work)
+        shoot(work / "demo" / "report.html", OUT / "demo_two_dates.jpg", 3400, work)
         run_site([earlier, later, third_date(work, later)], work / "series", predictor, site="demo_site_three_dates")
-        shoot(work / "series" / "report.html", OUT / "demo_three_dates.jpg", 3200, work)
+        shoot(work / "series" / "report.html", OUT / "demo_three_dates.jpg", 4000, work)
 
 
 if __name__ == "__main__":
