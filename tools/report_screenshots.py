@@ -28,8 +28,9 @@ from sitewatch.pipeline import run_site  # noqa: E402
 from sitewatch.predict import Predictor  # noqa: E402
 
 OUT = REPO / "docs" / "report"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--virtual-time-budget=5000",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--virtual-time-budget=5000", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--hide-scrollbars"]
 
 
 def third_date(folder: Path, later: Path) -> Path:
