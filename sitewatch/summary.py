@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 CHANGE_CLASSES = ("new", "expanded", "shrunk", "unchanged", "demolished", "not_observed")
 FLAGS = ("assembly_hall", "housing")
 
 
+class _Record:
+    """A flat record written to JSON field by field, in field order (``_json_names`` renames)."""
+
+    _json_names: ClassVar[dict[str, str]] = {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {self._json_names.get(f.name, f.name): _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]):
+        values = {f.name: item[cls._json_names.get(f.name, f.name)] for f in fields(cls)}
+        return cls(**{name: tuple(v) if isinstance(v, list) and name.endswith("_ids") else v
+                      for name, v in values.items()})
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, dict) else value
+
+
 @dataclass(frozen=True)
-class ChangeCounts:
+class ChangeCounts(_Record):
     """Buildings per change class."""
 
     new: int = 0
@@ -27,30 +46,25 @@ class ChangeCounts:
     demolished: int = 0
     not_observed: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in CHANGE_CLASSES}
-
 
 @dataclass(frozen=True)
-class FlagCounts:
+class FlagCounts(_Record):
     """Flagged buildings (halls, houses of a cluster) and housing clusters."""
 
     assembly_hall: int = 0
     housing: int = 0
     housing_clusters: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"assembly_hall": self.assembly_hall, "housing": self.housing,
-                "housing_clusters": self.housing_clusters}
-
 
 @dataclass(frozen=True)
-class NewBuilding:
+class NewBuilding(_Record):
     """A new or enlarged building at the last date (areas in m², ratio and confidence 0-1).
 
     ``lon``/``lat``: its centroid in EPSG:4326 degrees; ``first_seen``/``last_seen``: ISO dates;
     ``presence``: one character per date (1 present, 0 absent, - ground not seen).
     """
+
+    _json_names: ClassVar[dict[str, str]] = {"change_class": "class"}
 
     id: int
     change_class: str
@@ -65,23 +79,13 @@ class NewBuilding:
     lon: float
     lat: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "class": self.change_class, "flag": self.flag, "area_m2": self.area_m2,
-                "cut_by_edge": self.cut_by_edge, "ratio_to_largest_existing": self.ratio_to_largest_existing,
-                "confidence": self.confidence, "first_seen": self.first_seen, "last_seen": self.last_seen,
-                "presence": self.presence, "lon": self.lon, "lat": self.lat}
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> NewBuilding:
-        values = {key: item[key] for key in ("id", "flag", "area_m2", "cut_by_edge", "ratio_to_largest_existing",
-                                             "confidence", "first_seen", "last_seen", "presence", "lon", "lat")}
-        return cls(change_class=item["class"], **values)
-
 
 @dataclass(frozen=True)
-class GoneBuilding:
+class GoneBuilding(_Record):
     """A building of the first date that is gone and stays gone (demolished), not observed at a
     date, or a building that lost a large part of its area (shrunk; ``area_m2`` is what is left)."""
+
+    _json_names: ClassVar[dict[str, str]] = {"change_class": "class"}
 
     id: int
     change_class: str
@@ -93,20 +97,9 @@ class GoneBuilding:
     lon: float
     lat: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "class": self.change_class, "area_m2": self.area_m2, "confidence": self.confidence,
-                "first_seen": self.first_seen, "last_seen": self.last_seen, "presence": self.presence,
-                "lon": self.lon, "lat": self.lat}
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> GoneBuilding:
-        values = {key: item[key] for key in ("id", "area_m2", "confidence", "first_seen", "last_seen", "presence",
-                                             "lon", "lat")}
-        return cls(change_class=item["class"], **values)
-
 
 @dataclass(frozen=True)
-class DateCounts:
+class DateCounts(_Record):
     """One date of the series: buildings seen, buildings that appeared and stayed, buildings gone."""
 
     date: str
@@ -114,12 +107,9 @@ class DateCounts:
     new: int
     demolished: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"date": self.date, "buildings": self.buildings, "new": self.new, "demolished": self.demolished}
-
 
 @dataclass(frozen=True)
-class HousingCluster:
+class HousingCluster(_Record):
     """New residential-size buildings close together: their ``change_id`` values, total area (m²),
     the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326)."""
 
@@ -131,18 +121,9 @@ class HousingCluster:
     lon: float
     lat: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "count": self.count, "member_ids": list(self.member_ids),
-                "total_area_m2": self.total_area_m2, "first_seen": self.first_seen, "lon": self.lon, "lat": self.lat}
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> HousingCluster:
-        return cls(item["id"], item["count"], tuple(item["member_ids"]), item["total_area_m2"], item["first_seen"],
-                   item["lon"], item["lat"])
-
 
 @dataclass(frozen=True)
-class ImageRecord:
+class ImageRecord(_Record):
     """One date's image: where its date came from, its size (px) and ground pixel size (m)."""
 
     date: str
@@ -152,13 +133,9 @@ class ImageRecord:
     height: int
     pixel_m: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"date": self.date, "date_source": self.date_source, "file": self.file, "width": self.width,
-                "height": self.height, "pixel_m": self.pixel_m}
-
 
 @dataclass(frozen=True)
-class ModelRun:
+class ModelRun(_Record):
     """Which model ran where, at which ground pixel size (m) and why."""
 
     name: str
@@ -168,13 +145,9 @@ class ModelRun:
     trained_gsd_m: float | list[float] | None
     device: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "gsd_m": self.gsd_m, "gsd_rule": self.gsd_rule,
-                "trained_gsd_m": self.trained_gsd_m, "device": self.device}
-
 
 @dataclass(frozen=True)
-class ShiftRecord:
+class ShiftRecord(_Record):
     """The measured misregistration of a later date against the first (pixels, metres)."""
 
     dx_px: float
@@ -184,21 +157,13 @@ class ShiftRecord:
     dx_m: float
     dy_m: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"dx_px": self.dx_px, "dy_px": self.dy_px, "response": self.response, "applied": self.applied,
-                "dx_m": self.dx_m, "dy_m": self.dy_m}
-
 
 @dataclass(frozen=True)
-class CoverageRecord:
+class CoverageRecord(_Record):
     """Share (0-1) of the site with valid data at each date (ISO date → share) and at all of them."""
 
     valid_share_per_date: dict[str, float]
     observed_at_every_date_share: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"valid_share_per_date": dict(self.valid_share_per_date),
-                "observed_at_every_date_share": self.observed_at_every_date_share}
 
 
 @dataclass(frozen=True)

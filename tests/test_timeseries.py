@@ -165,3 +165,8 @@ def test_the_report_of_a_series_has_a_timeline_and_quotable_headlines(three_date
         assert (f"New housing: {cluster.count} new buildings close together ({cluster.total_area_m2:,.0f} m² in all), "
                 f"first seen {cluster.first_seen}") in page
     assert "from the file name" not in page and "file name" in page  # each date's source, stated
+
+
+def test_summary_json_reads_back_to_the_same_document(three_dates: Path) -> None:
+    text = (three_dates / "summary.json").read_text()
+    assert SiteSummary.from_json(text).to_json() == text
