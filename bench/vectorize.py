@@ -36,14 +36,15 @@ from shapely.geometry import shape  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sitewatch.data.slippy import read_fair_banepa, read_label_polygons  # noqa: E402
+from sitewatch.data.geodata import read_footprints  # noqa: E402
+from sitewatch.data.slippy import read_fair_banepa  # noqa: E402
 from sitewatch.footprints import FootprintOptions, vectorize_raster  # noqa: E402
 
 
 def build_mask(repeat: int, folder: Path, gsd_m: float) -> tuple[Path, Affine]:
     samples = REPO / "data" / "samples"
     (mosaic,) = read_fair_banepa(samples)
-    polygons = read_label_polygons(next((samples / "fair_banepa" / "osm").glob("*.geojson"))).to_crs(3857)
+    polygons = read_footprints(next((samples / "fair_banepa" / "osm").glob("*.geojson"))).to_crs(3857)
     # the sample's ground on a grid of ``gsd_m`` ground metres (Web-Mercator units / cos(lat))
     scale = gsd_m / mosaic.gsd_m
     transform = mosaic.transform @ Affine.scale(scale)

@@ -15,7 +15,8 @@ from conftest import assert_one_line_error, run_sitewatch
 from rasterio.features import rasterize
 from shapely.geometry import Polygon, box
 
-from sitewatch.data.slippy import read_fair_banepa, read_label_polygons
+from sitewatch.data.geodata import read_footprints
+from sitewatch.data.slippy import read_fair_banepa
 from sitewatch.errors import SitewatchError
 from sitewatch.evaluate import match_polygons, object_scores, pixel_scores
 from sitewatch.footprints import (
@@ -47,7 +48,7 @@ def _banepa(samples: Path):
     """Real OSM buildings of the dense Banepa sample (0.13 m pixels, EPSG:3857)."""
     (mosaic,) = read_fair_banepa(samples)
     label_file = next((samples / "fair_banepa" / "osm").glob("*.geojson"))
-    polygons = read_label_polygons(label_file).to_crs(3857)
+    polygons = read_footprints(label_file).to_crs(3857)
     grid = box(*rasterio.transform.array_bounds(*mosaic.label.shape, mosaic.transform))
     polygons = polygons[polygons.within(grid)].reset_index(drop=True)
     return _separated(polygons, 0.35), mosaic.transform, mosaic.label.shape, "EPSG:3857"

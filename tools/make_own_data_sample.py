@@ -24,7 +24,8 @@ from shapely.geometry import box
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sitewatch.data.slippy import mosaic_tiles, parse_tile_name, read_label_polygons  # noqa: E402
+from sitewatch.data.geodata import read_footprints  # noqa: E402
+from sitewatch.data.slippy import mosaic_tiles, parse_tile_name  # noqa: E402
 
 SOURCE = REPO / "data" / "samples" / "fair_banepa"
 TARGET = REPO / "data" / "samples" / "own_data"
@@ -52,7 +53,7 @@ def main() -> None:
     with rasterio.open(TARGET / "banepa_utm45n.tif", "w", **profile) as out:
         out.write(warped)
     extent = gpd.GeoDataFrame(geometry=[box(*_bounds(transform, width, height))], crs=3857).to_crs(4326)
-    labels = read_label_polygons(next((SOURCE / "osm").glob("*.geojson")))
+    labels = read_footprints(next((SOURCE / "osm").glob("*.geojson")))
     labels = labels[labels.intersects(extent.geometry.iloc[0])][["geometry"]]
     labels.to_file(TARGET / "banepa_buildings_4326.gpkg", layer="buildings", driver="GPKG")
     extent.to_file(TARGET / "banepa_mapped_area.geojson", driver="GeoJSON")

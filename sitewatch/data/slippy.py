@@ -19,7 +19,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 from affine import Affine
-from pyogrio.errors import DataSourceError
 from scipy import ndimage
 from shapely.geometry import box
 
@@ -32,6 +31,7 @@ from sitewatch.data.common import (
     slippy_tile_bounds_3857,
     subfolders,
 )
+from sitewatch.data.geodata import read_footprints
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import ground_pixel_size_m
 
@@ -45,19 +45,6 @@ def parse_tile_name(path: Path) -> tuple[int, int, int]:
         raise SitewatchError(f"{path}: tile name is not OAM-<x>-<y>-<zoom>")
     x, y, z = (int(v) for v in match.groups())
     return x, y, z
-
-
-def read_label_polygons(path: Path) -> gpd.GeoDataFrame:
-    """Read an OSM building GeoJSON (EPSG:4326 unless it says otherwise) as polygons."""
-    try:
-        frame = gpd.read_file(path)
-    except (DataSourceError, OSError, ValueError) as error:
-        raise SitewatchError(f"{path}: cannot read label polygons ({error})") from None
-    if frame.crs is None:
-        frame = frame.set_crs(4326)
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
-    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    return frame.reset_index(drop=True)
 
 
 def mosaic_tiles(
@@ -147,7 +134,7 @@ def read_fair_ramp(root: Path, zooms: tuple[int, ...] | None = None) -> Iterator
         labels = area / "labels.geojson"
         if not labels.is_file():
             raise SitewatchError(f"{labels}: label file missing")
-        polygons = read_label_polygons(labels).to_crs(3857)
+        polygons = read_footprints(labels).to_crs(3857)
         by_zoom: dict[int, list[tuple[int, int, Path]]] = defaultdict(list)
         for path in sorted(area.glob("OAM-*.png")):
             x, y, z = parse_tile_name(path)
@@ -172,7 +159,7 @@ def read_fair_banepa(root: Path) -> Iterator[LabeledImage]:
     label_files = sorted((base / "osm").glob("*.geojson"))
     if len(label_files) != 1:
         raise SitewatchError(f"{base / 'osm'}: expected one GeoJSON label file")
-    polygons = read_label_polygons(label_files[0]).to_crs(3857)
+    polygons = read_footprints(label_files[0]).to_crs(3857)
     by_zoom: dict[int, list[tuple[int, int, Path]]] = defaultdict(list)
     for path in sorted(require_dir(base / "oam", "fair_banepa/oam").glob("OAM-*.tif")):
         x, y, z = parse_tile_name(path)
