@@ -286,7 +286,7 @@ def write_batch_summary(out_root: Path, rows: Iterable[SiteRow]) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_root / "batch_summary.json") as tmp:
         tmp.write_text(json.dumps({"sites": [row.as_dict() for row in rows]}, indent=2, default=str))
-    columns = ["site", "status", *CHANGE_CLASSES, *FLAGS, "housing_clusters", "seconds", "reason"]
+    columns = ["site", "status", *CHANGE_CLASSES, *FLAGS, "housing_clusters", "land_cleared", "seconds", "reason"]
     with atomic_path(out_root / "batch_summary.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

@@ -33,6 +33,7 @@ from sitewatch.summary import (
     CHANGE_CLASSES,
     FLAGS,
     ChangeCounts,
+    ClearedArea,
     CoverageRecord,
     DateCounts,
     FlagCounts,
@@ -95,6 +96,7 @@ class ChangeResult:
     tracks: Tracks | None = None  # presence of every building at every date
     shifts: list[Shift] = field(default_factory=list)  # per later date, as measured
     coverage: Coverage | None = None  # what ground each date saw
+    land_cleared: gpd.GeoDataFrame | None = None  # cleared areas (sitewatch.clearing), any CRS
 
 
 def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rules: ChangeRules,
@@ -421,8 +423,9 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
     """The site's findings as a typed summary (new and enlarged buildings largest first)."""
     changes = result.changes.assign(lonlat=_lonlat(result.changes))
     counts = ChangeCounts(**{name: int((changes["change"] == name).sum()) for name in CHANGE_CLASSES})
+    cleared = _cleared_areas(result.land_cleared)
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
-                       housing_clusters=len(result.clusters))
+                       housing_clusters=len(result.clusters), land_cleared=len(cleared))
     new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
     gone = changes[(changes["date_seen"] == result.dates[0]) | (changes["change"] == "shrunk")].sort_values(
         "area_m2", ascending=False)
@@ -433,8 +436,17 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
         housing_clusters=_clusters(result.clusters, changes),
         model=model, shift=[s.record() for s in result.shifts], coverage=coverage,
         per_date=per_date_counts(result), gone_buildings=[_gone_building(row) for row in gone.itertuples()],
-        images=images, rules=dataclasses.asdict(rules),
+        images=images, rules=dataclasses.asdict(rules), land_cleared=cleared,
     )
+
+
+def _cleared_areas(layer: gpd.GeoDataFrame | None) -> list[ClearedArea]:
+    """The ``land_cleared`` layer's rows as records (largest first, as the layer keeps them)."""
+    if layer is None:
+        return []
+    return [ClearedArea(int(row.clearing_id), float(row.area_m2), _iso(row.first_seen), int(row.later_dates_seen),
+                        float(row.green_before), float(row.green_after), float(row.pattern_corr),
+                        float(row.lon), float(row.lat)) for row in layer.itertuples()]
 
 
 def _clusters(clusters: gpd.GeoDataFrame, changes: gpd.GeoDataFrame) -> list[HousingCluster]:

@@ -305,7 +305,7 @@ def change(
         help="Ground pixel size (m) to run the model at (default: the model's rule, from the "
              "first raster's pixel size).")] = None,
 ) -> None:
-    """What was built, enlarged or demolished between dates; flags new halls and housing."""
+    """What was built, enlarged or demolished between dates; flags new halls, housing and land cleared."""
     from sitewatch.rules import ChangeRules
 
     change_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()

@@ -642,9 +642,10 @@ def _plain_value(value: Any) -> Any:
 
 
 def write_change_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
-                        footprints: list[gpd.GeoDataFrame], dates: list) -> None:
-    """``changes.gpkg`` (layers ``changes`` and ``housing_clusters``), ``changes.geojson`` and each
-    date's ``footprints_<date>.gpkg`` in ``folder``, all in the CRS of ``changes``."""
+                        footprints: list[gpd.GeoDataFrame], dates: list, cleared: gpd.GeoDataFrame) -> None:
+    """``changes.gpkg`` (layers ``changes``, ``housing_clusters`` and ``land_cleared``),
+    ``changes.geojson``, ``land_cleared.geojson`` and each date's ``footprints_<date>.gpkg`` in
+    ``folder``, all in the CRS of ``changes``."""
     def plain(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         frame = frame.copy()
         for column in frame.columns:
@@ -657,5 +658,9 @@ def write_change_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.G
     # a second layer in the same GeoPackage (the folder itself appears atomically)
     pyogrio.write_dataframe(clusters, folder / "changes.gpkg", layer="housing_clusters", driver="GPKG",
                             geometry_type="Polygon" if clusters.empty else None)
+    cleared = plain(cleared.to_crs(changes.crs))
+    pyogrio.write_dataframe(cleared, folder / "changes.gpkg", layer="land_cleared", driver="GPKG",
+                            geometry_type="MultiPolygon" if cleared.empty else None)
+    write_footprints(cleared, None, folder / "land_cleared.geojson", layer="land_cleared")
     for date, frame in zip(dates, footprints, strict=True):
         write_footprints(plain(frame.to_crs(changes.crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)

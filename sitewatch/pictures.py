@@ -26,12 +26,15 @@ WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 @dataclass(frozen=True)
 class Outline:
-    """Polygons to draw (in the raster's CRS): colour, line width in picture pixels, ids or not."""
+    """Polygons to draw (in the raster's CRS): colour, line width in picture pixels, ids or not
+    (the ``id_column`` value after ``id_prefix``)."""
 
     frame: gpd.GeoDataFrame
     colour: tuple[int, int, int]
     width: int = 2
     ids: bool = False
+    id_column: str = "change_id"
+    id_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,10 @@ def _outline(draw: ImageDraw.ImageDraw, transform: rasterio.Affine, outline: Out
             points = [inverse @ (x, y) for x, y in np.asarray(polygon.exterior.coords)[:, :2]]
             if len(points) >= 3:
                 draw.line(points + [points[0]], fill=outline.colour, width=outline.width)
-        if outline.ids and hasattr(row, "change_id"):
+        if outline.ids and hasattr(row, outline.id_column):
             anchor = geometry.representative_point()
-            _label(draw, inverse @ (anchor.x, anchor.y), str(int(row.change_id)), small=True)
+            text = f"{outline.id_prefix}{int(getattr(row, outline.id_column))}"
+            _label(draw, inverse @ (anchor.x, anchor.y), text, small=True)
 
 
 def _font(small: bool) -> ImageFont.ImageFont:

@@ -19,6 +19,7 @@ import numpy as np
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
+from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
 from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.files import staging_dir
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
@@ -154,6 +155,10 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                            observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
                            seen=list(seen))
     result.shifts, result.coverage = prepared.shifts, coverage
+    say("land clearing")
+    grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)
+    result.land_cleared = find_cleared_land(prepared.aligned, [r.mask_path for r in segmented], prepared.shifts,
+                                            prepared.dates, grid, rules)
     return result
 
 
@@ -178,10 +183,11 @@ def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepare
     """The site's outputs in ``folder`` (layers in the rasters' CRS); the working files removed."""
     changes = result.changes.to_crs(prepared.crs)
     clusters = result.clusters.to_crs(prepared.crs)
-    write_change_layers(folder, changes, clusters, result.footprints, prepared.dates)
+    cleared = empty_clearing(prepared.crs) if result.land_cleared is None else result.land_cleared.to_crs(prepared.crs)
+    write_change_layers(folder, changes, clusters, result.footprints, prepared.dates, cleared)
     (folder / SUMMARY).write_text(summary.to_json())
     footprints = [frame.to_crs(prepared.crs) for frame in result.footprints]
-    write_report(folder / "report.html", summary, changes, clusters, prepared.aligned, footprints)
+    write_report(folder / "report.html", summary, changes, clusters, prepared.aligned, footprints, cleared)
     for name, content in extra_files.items():
         (folder / name).write_text(content)
     for temporary in ("aligned", "segment"):

@@ -24,15 +24,15 @@ from markupsafe import Markup
 
 from sitewatch.files import atomic_path
 from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
-from sitewatch.summary import GoneBuilding, NewBuilding, SiteSummary
+from sitewatch.summary import ClearedArea, GoneBuilding, NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180), "unchanged": (90, 200, 250),
            "demolished": (180, 80, 255), "not_observed": (160, 160, 160)}
-FLAG_COLOURS = {"assembly hall": (255, 0, 200), "housing cluster": (255, 230, 0)}
+FLAG_COLOURS = {"assembly hall": (255, 0, 200), "housing cluster": (255, 230, 0), "land cleared": (150, 255, 0)}
 CLASS_WORDS = {"new": "new", "expanded": "enlarged", "shrunk": "shrunk (part gone)", "unchanged": "unchanged",
                "demolished": "demolished", "not_observed": "not observed"}
 FLAG_WORDS = {"assembly_hall": "new assembly halls", "housing": "new houses in a housing cluster",
-              "housing_clusters": "housing clusters", None: "", "": ""}
+              "housing_clusters": "housing clusters", "land_cleared": "areas of land cleared", None: "", "": ""}
 #: The shipped model's measured accuracy and limits (models/MODEL_CARD.md), by its SHA-256.
 MEASURED = {
     "9bdc899d95fdf9a1b510f1a7ee8174b360da04b03bee128bef71c298c6080e04": (
@@ -61,19 +61,21 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("sitewatch", "templa
 
 
 def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
-                 rasters: list[Path], footprints: list[gpd.GeoDataFrame]) -> None:
+                 rasters: list[Path], footprints: list[gpd.GeoDataFrame], cleared: gpd.GeoDataFrame) -> None:
     """Write ``report.html``: layers in the rasters' CRS, rasters (one per date) on one grid."""
     page = _TEMPLATES.get_template("report.html.j2").render(
         summary=summary, dates=summary.dates, headlines=headlines(summary), counts=counts_sentence(summary),
         colours=COLOURS, flag_colours=FLAG_COLOURS, class_words=CLASS_WORDS, flag_words=FLAG_WORDS,
-        overview=_overview(summary, changes, clusters, rasters, footprints),
+        overview=_overview(summary, changes, clusters, rasters, footprints, cleared),
         crops=[_crop(title, bounds, changes, members, rasters, summary.dates)
-               for title, bounds, members in _flagged(changes, clusters)],
+               for title, bounds, members in _flagged(changes, clusters)]
+        + [_clearing_crop(area, rasters, summary.dates) for area in cleared.itertuples()],
         new_rows=[_new_cells(b) for b in summary.new_buildings],
         gone_rows=[_gone_cells(b) for b in summary.gone_buildings],
+        cleared_rows=[_cleared_cells(a) for a in summary.land_cleared],
         timeline=timeline_svg(summary) if len(summary.dates) >= 3 else "", shifts=_shift_text(summary),
         coverage=_coverage_text(summary), measured=MEASURED.get(summary.model.sha256, ""),
-        map_data=map_data(summary, changes, clusters, rasters), leaflet=_vendored("leaflet.js"),
+        map_data=map_data(summary, changes, clusters, rasters, cleared), leaflet=_vendored("leaflet.js"),
         leaflet_css=_vendored("leaflet.css"),
     )
     with atomic_path(target) as tmp:
@@ -81,7 +83,7 @@ def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame, 
 
 
 def map_data(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame,
-             rasters: list[Path]) -> dict:
+             rasters: list[Path], cleared: gpd.GeoDataFrame) -> dict:
     """What the report's map shows: every date's picture (Web Mercator) and the change layers (EPSG:4326)."""
     columns = ["change_id", "change", "flag", "area_m2", "first_seen", "last_seen", "presence", "geometry"]
     records = changes[[c for c in columns if c in changes.columns]].copy()
@@ -91,6 +93,7 @@ def map_data(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoD
     return {"dates": [asdict(map_image(raster, date)) for raster, date in zip(rasters, summary.dates, strict=True)],
             "changes": json.loads(records.to_crs(4326).to_json(drop_id=True)),
             "clusters": json.loads(gpd.GeoDataFrame(hulls, crs=clusters.crs).to_crs(4326).to_json(drop_id=True)),
+            "cleared": json.loads(cleared[["clearing_id", "area_m2", "geometry"]].to_crs(4326).to_json(drop_id=True)),
             "colours": {name: f"rgb{colour}" for name, colour in COLOURS.items()},
             "words": CLASS_WORDS}
 
@@ -122,7 +125,19 @@ def headlines(summary: SiteSummary) -> list[str]:
     if not lines:
         lines.append(f"No new assembly hall and no new housing cluster between {summary.dates[0]} and "
                      f"{summary.dates[-1]} on the ground seen at every date.")
+    lines += [clearing_headline(area, summary.dates) for area in summary.land_cleared]
     return lines
+
+
+def clearing_headline(area: ClearedArea, dates: list[str]) -> str:
+    """``Land cleared: 2.3 ha (23,400 m²) ... first seen ..., at ...; confirmed or not``."""
+    later = len(dates) - 1 - dates.index(area.first_seen)
+    confirmed = ("not yet confirmed by a later image (a crop field bare in season can look the same)"
+                 if area.later_dates_seen == 0 else
+                 f"still cleared at {area.later_dates_seen} of the {later} later date{'s' if later > 1 else ''}")
+    return (f"Land cleared C{area.id}: {area.area_m2 / 10_000:,.2f} ha ({area.area_m2:,.0f} m²) of green ground "
+            f"now bare, outside buildings, first seen {area.first_seen}, at {place(area.lon, area.lat)}; "
+            f"{confirmed}.")
 
 
 def counts_sentence(summary: SiteSummary) -> str:
@@ -133,7 +148,7 @@ def counts_sentence(summary: SiteSummary) -> str:
 
 
 def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame, rasters: list[Path],
-              footprints: list[gpd.GeoDataFrame]) -> list[Picture]:
+              footprints: list[gpd.GeoDataFrame], cleared: gpd.GeoDataFrame) -> list[Picture]:
     """The whole site at every date: the first with its buildings (demolished ones marked), the
     middle ones with what was found, the last with every record coloured by class and the flags."""
     first_date = changes["date_seen"].astype(str) == summary.dates[0]
@@ -148,7 +163,8 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     outlines = [Outline(last[last["change"] == name], colour, 2 if name == "unchanged" else 3,
                         ids=name != "unchanged") for name, colour in COLOURS.items()]
     outlines += [Outline(last[last["flag"] == "assembly_hall"], FLAG_COLOURS["assembly hall"], 5),
-                 Outline(clusters, FLAG_COLOURS["housing cluster"], 2)]
+                 Outline(clusters, FLAG_COLOURS["housing cluster"], 2),
+                 Outline(cleared, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id", id_prefix="C")]
     pictures.append(picture(rasters[-1], None, 900, outlines, summary.dates[-1],
                             f"{summary.dates[-1]}: every building by change class, flags marked"))
     return pictures
@@ -178,6 +194,21 @@ def _crop(title: str, bounds: tuple, changes: gpd.GeoDataFrame, members: gpd.Geo
     before = picture(rasters[0], window, 420, [flagged], dates[0], dates[0])
     after = picture(rasters[-1], window, 420, [neighbours, flagged], dates[-1], dates[-1])
     return Crop(title, before, after)
+
+
+def _clearing_crop(area, rasters: list[Path], dates: list[str]) -> Crop:
+    """Close-ups of a cleared area at the first and last date, outlined at both."""
+    window = crop_window(rasters[-1], area.geometry.bounds, 0.3)
+    frame = gpd.GeoDataFrame({"clearing_id": [area.clearing_id]}, geometry=[area.geometry])
+    outline = Outline(frame, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id", id_prefix="C")
+    title = f"Land cleared C{area.clearing_id}: {area.area_m2 / 10_000:,.2f} ha, first seen {area.first_seen}"
+    return Crop(title, picture(rasters[0], window, 420, [outline], dates[0], dates[0]),
+                picture(rasters[-1], window, 420, [outline], dates[-1], dates[-1]))
+
+
+def _cleared_cells(item: ClearedArea) -> list[str]:
+    return [f"C{item.id}", f"{item.area_m2 / 10_000:,.2f}", item.first_seen, str(item.later_dates_seen),
+            f"{item.green_before:.3f} → {item.green_after:.3f}", f"{item.pattern_corr:.2f}", place(item.lon, item.lat)]
 
 
 def _new_cells(item: NewBuilding) -> list[str]:

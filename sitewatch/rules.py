@@ -94,6 +94,10 @@ class ChangeRules:
     new_min_area_m2: float
     max_shift_px: float
     min_shift_response: float
+    clearing_green_min: float
+    clearing_bare_max: float
+    clearing_max_pattern_corr: float
+    land_cleared_min_area_m2: float
 
     def __post_init__(self) -> None:
         for rule in fields(self):

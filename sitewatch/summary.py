@@ -49,11 +49,12 @@ class ChangeCounts(_Record):
 
 @dataclass(frozen=True)
 class FlagCounts(_Record):
-    """Flagged buildings (halls, houses of a cluster) and housing clusters."""
+    """Flagged buildings (halls, houses of a cluster), housing clusters and cleared areas."""
 
     assembly_hall: int = 0
     housing: int = 0
     housing_clusters: int = 0
+    land_cleared: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,28 @@ class HousingCluster(_Record):
 
 
 @dataclass(frozen=True)
+class ClearedArea(_Record):
+    """Ground green at the first date and bare, in a new pattern, from ``first_seen`` on, outside
+    buildings (:mod:`sitewatch.clearing`).
+
+    ``area_m2``: its area; ``later_dates_seen``: dates after ``first_seen`` that saw it still
+    cleared (0: found at the last date, not yet confirmed); ``green_before``/``green_after``: mean
+    excess-green index at the first and last date; ``pattern_corr``: mean correlation of the two
+    dates' brightness (near 0 or below: a new pattern); ``lon``/``lat``: centroid, EPSG:4326.
+    """
+
+    id: int
+    area_m2: float
+    first_seen: str
+    later_dates_seen: int
+    green_before: float
+    green_after: float
+    pattern_corr: float
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True)
 class ImageRecord(_Record):
     """One date's image: where its date came from, its size (px) and ground pixel size (m)."""
 
@@ -184,6 +207,7 @@ class SiteSummary:
     gone_buildings: list[GoneBuilding] = field(default_factory=list)
     images: list[ImageRecord] = field(default_factory=list)
     rules: dict[str, float] = field(default_factory=dict)
+    land_cleared: list[ClearedArea] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         document = {
@@ -193,6 +217,7 @@ class SiteSummary:
             "new_buildings": [b.as_dict() for b in self.new_buildings],
             "gone_buildings": [b.as_dict() for b in self.gone_buildings],
             "housing_clusters": [c.as_dict() for c in self.housing_clusters],
+            "land_cleared": [a.as_dict() for a in self.land_cleared],
             "model": self.model.as_dict(), "shift": [s.as_dict() for s in self.shift],
         }
         if self.coverage is not None:
@@ -219,6 +244,7 @@ class SiteSummary:
             per_date=[DateCounts(**d) for d in item.get("per_date", [])],
             gone_buildings=[GoneBuilding.from_dict(b) for b in item.get("gone_buildings", [])],
             images=[ImageRecord(**i) for i in item.get("images", [])], rules=dict(item.get("rules", {})),
+            land_cleared=[ClearedArea.from_dict(a) for a in item.get("land_cleared", [])],
         )
 
 

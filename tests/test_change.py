@@ -219,15 +219,18 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_demo_writes_every_output(demo_run: Path) -> None:
     names = {p.name for p in demo_run.iterdir()}
-    assert {"changes.gpkg", "changes.geojson", "summary.json", "report.html",
+    assert {"changes.gpkg", "changes.geojson", "land_cleared.geojson", "summary.json", "report.html",
             "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
     summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
     assert set(summary.counts.as_dict()) == {"new", "expanded", "shrunk", "unchanged", "demolished", "not_observed"}
     assert summary.coverage.observed_at_every_date_share > 0.99
-    assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters"}
+    assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters", "land_cleared"}
+    # scrub became houses with lawns: green ground, not bare, so no land cleared
+    assert summary.flags.land_cleared == 0 and summary.land_cleared == []
     assert summary.model.sha256 and summary.dates == ["2002-01-01", "2018-01-01"]
     layers = {name for name, _ in __import__("pyogrio").list_layers(demo_run / "changes.gpkg")}
-    assert layers == {"changes", "housing_clusters"}
+    assert layers == {"changes", "housing_clusters", "land_cleared"}
+    assert gpd.read_file(demo_run / "changes.gpkg", layer="land_cleared").crs.to_epsg() == 4326
     changes = gpd.read_file(demo_run / "changes.gpkg", layer="changes")
     assert changes.crs.to_epsg() == 4326
     assert summary.counts.new == (changes.change == "new").sum()

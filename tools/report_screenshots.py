@@ -2,9 +2,10 @@
 
     python tools/report_screenshots.py
 
-Runs the demo site (two dates) and the same site with a third date (the 2018 image re-graded and
-moved by two pixels, as tests/test_timeseries.py builds it), and photographs each report.html
-with Debian's chromium (no network: the page is self-contained).
+Runs the demo site (two dates), the same site with a third date (the 2018 image re-graded and
+moved by two pixels, as tests/test_timeseries.py builds it) and the DSIFN pair 0_2 (fields
+cleared beside a growing village: the land_cleared flag), and photographs each report.html with
+Debian's chromium (no network: the page is self-contained).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sitewatch.checkpoint import load_for_inference  # noqa: E402
+from sitewatch.data.dsifn import read_dsifn_pair  # noqa: E402
+from sitewatch.data.pairs import write_pair_rasters  # noqa: E402
 from sitewatch.paths import DEMO_SITE  # noqa: E402
 from sitewatch.pipeline import run_site  # noqa: E402
 from sitewatch.predict import Predictor  # noqa: E402
@@ -62,6 +65,10 @@ def main() -> None:
         shoot(work / "demo" / "report.html", OUT / "demo_two_dates.jpg", 3400, work)
         run_site([earlier, later, third_date(work, later)], work / "series", predictor, site="demo_site_three_dates")
         shoot(work / "series" / "report.html", OUT / "demo_three_dates.jpg", 4000, work)
+        pair = read_dsifn_pair(REPO / "data" / "samples", "0_2")
+        rasters = write_pair_rasters("0_2", pair.earlier, pair.later, pair.transform, pair.crs, work / "0_2")
+        run_site(rasters, work / "cleared", predictor, site="dsifn_0_2")
+        shoot(work / "cleared" / "report.html", OUT / "land_cleared.jpg", 4200, work)
 
 
 if __name__ == "__main__":
