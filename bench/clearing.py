@@ -1,6 +1,7 @@
 """The land_cleared flag on the labelled change pairs, run through the whole change job.
 
     python bench/clearing.py [--model M] [--out bench/results/clearing.json] [--sizes native 3]
+    python bench/clearing.py --speed-px 4096 [--out bench/results/clearing_speed.json]
 
 Each DSIFN pair (China, ~2 m) and LEVIR-CD pair (Texas, ~0.5 m) in ``data/samples`` goes through
 the same job as ``sitewatch change`` at its own pixel size and again area-averaged to 3 m
@@ -11,14 +12,20 @@ mark buildings and land-use change, not clearing). LEVIR ``train_386`` has no ch
 is scored as all "not cleared". Printed per pair and size: areas found, hectares, the share of
 "cleared" reference ground flagged, the share of "not cleared" ground flagged and the share of
 the flagged area inside the DSIFN/LEVIR labelled change.
+
+With ``--speed-px N`` it times the stage alone (``find_cleared_land``, no model) on an N × N px
+mosaic of the DSIFN crops at 2 m, two dates, and reports seconds and the peak resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import resource
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,12 +122,64 @@ def totals(rows: list[PairScore], reference: dict[str, np.ndarray]) -> dict[str,
     return out
 
 
+def speed(size_px: int, out: Path) -> None:
+    """Time the stage on a size_px² mosaic of the DSIFN crops (2 m, two dates, no buildings)."""
+    import rasterio
+    from pyproj import CRS
+
+    from sitewatch.clearing import AnalysisGrid, find_cleared_land
+    from sitewatch.data.levir import write_geotiff
+    from sitewatch.prepare import Shift
+    from sitewatch.products import MASK_NODATA
+    from sitewatch.rules import ChangeRules
+
+    samples = REPO / "data" / "samples"
+    crops = [read_dsifn_pair(samples, name) for name in dsifn_names(samples)]
+    tiles = -(-size_px // 256)
+    order = [crops[(i * 7 + j * 3) % len(crops)] for i in range(tiles) for j in range(tiles)]
+
+    def mosaic(attribute: str) -> np.ndarray:
+        rows = [np.concatenate([getattr(c, attribute) for c in order[i * tiles:(i + 1) * tiles]], axis=1)
+                for i in range(tiles)]
+        return np.concatenate(rows, axis=0)[:size_px, :size_px]
+
+    transform, crs = crops[0].transform, crops[0].crs
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        images = [write_geotiff(work / f"{k}.tif", mosaic(a), transform, crs, {})
+                  for k, a in enumerate(("earlier", "later"))]
+        masks = []
+        for k in range(2):
+            masks.append(work / f"mask_{k}.tif")
+            with rasterio.open(masks[-1], "w", driver="GTiff", width=size_px, height=size_px, count=1, dtype="uint8",
+                               crs=crs, transform=transform, nodata=MASK_NODATA, tiled=True) as target:
+                target.write(np.zeros((size_px, size_px), np.uint8), 1)
+        grid = AnalysisGrid.of_site(CRS.from_user_input(crs), transform, (size_px, size_px), (2.0, 2.0))
+        start = time.perf_counter()
+        layer = find_cleared_land(images, masks, [Shift()], [dt.date(2012, 5, 1), dt.date(2018, 5, 1)], grid,
+                                  ChangeRules.default())
+        seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {"size_px": size_px, "km2": round((size_px * 2.0 / 1000) ** 2, 2), "seconds": round(seconds, 2),
+           "areas": len(layer), "peak_rss_mib": round(peak_mib)}
+    print(f"{'size px':>8s} {'km²':>6s} {'seconds':>8s} {'areas':>6s} {'peak RSS MiB':>13s}")
+    print(f"{size_px:8d} {row['km2']:6.2f} {row['seconds']:8.2f} {row['areas']:6d} {row['peak_rss_mib']:13d}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(row, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/clearing.json")
     parser.add_argument("--sizes", nargs="+", default=["native", "3"])
+    parser.add_argument("--speed-px", type=int, default=None)
     args = parser.parse_args()
+    if args.speed_px:
+        default = args.out.name == "clearing.json"
+        speed(args.speed_px, args.out.with_name("clearing_speed.json") if default else args.out)
+        return
     model = load_model(args.model)
     predictor = Predictor(model, device="auto", backend="auto")
     rows, reference = [], {}

@@ -216,7 +216,7 @@ def describe_areas(labels: np.ndarray, count: int, since: np.ndarray, correlatio
     }, geometry=polygons, crs=grid.crs)
     metric = frame.to_crs(utm_crs(grid.crs, tuple(frame.total_bounds)))
     frame["area_m2"] = np.round(metric.geometry.area.to_numpy(), 1)
-    frame["later_dates_seen"] = [_later_dates_seen(labels == i, k, dates) for i, k in zip(index, starts, strict=True)]
+    frame["later_dates_seen"] = _later_dates_seen(labels, count, starts, dates)
     centres = metric.geometry.centroid.to_crs(4326)
     frame["lon"], frame["lat"] = np.round(centres.x.to_numpy(), 6), np.round(centres.y.to_numpy(), 6)
     frame = frame[frame["area_m2"] >= rules.land_cleared_min_area_m2].sort_values("area_m2", ascending=False)
@@ -231,15 +231,23 @@ def _polygons(labels: np.ndarray, count: int, transform: Affine) -> list[shapely
     return [shapely.union_all(parts) for parts in pieces]
 
 
-def _typical_start(labels: np.ndarray, count: int, since: np.ndarray) -> list[int]:
+def _typical_start(labels: np.ndarray, count: int, since: np.ndarray) -> np.ndarray:
     """Per area, the earliest date index by which at least half of its pixels were cleared (every
     pixel of an area is cleared: the opening only removes pixels)."""
-    return [int(np.sort(since[labels == i])[(int((labels == i).sum()) - 1) // 2]) for i in range(1, count + 1)]
+    index = np.arange(1, count + 1)
+    start = np.zeros(count, int)
+    for k in range(int(since.max()), 0, -1):
+        start[np.asarray(ndimage.mean(since <= k, labels, index)) >= 0.5] = k
+    return start
 
 
-def _later_dates_seen(area: np.ndarray, start: int, dates: list[DateLayers]) -> int:
-    """How many dates after ``start`` saw most of the area (each confirms it stayed cleared)."""
-    return sum(int(d.seen[area].mean() >= 0.5) for d in dates[start + 1:])
+def _later_dates_seen(labels: np.ndarray, count: int, starts: np.ndarray, dates: list[DateLayers]) -> np.ndarray:
+    """Per area, how many dates after its start saw most of it (each confirms it stayed cleared)."""
+    index = np.arange(1, count + 1)
+    seen = np.zeros(count, int)
+    for k, date in enumerate(dates):
+        seen += (np.asarray(ndimage.mean(date.seen, labels, index)) >= 0.5) & (k > starts)
+    return seen
 
 
 def empty_clearing(crs: CRS | None) -> gpd.GeoDataFrame:

@@ -153,9 +153,12 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     middle ones with what was found, the last with every record coloured by class and the flags."""
     first_date = changes["date_seen"].astype(str) == summary.dates[0]
     gone = changes[changes["change"].isin(["demolished", "not_observed"]) & first_date]
+    cleared_outline = Outline(cleared, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id",
+                              id_prefix="C")
     pictures = [picture(rasters[0], None, 900, [Outline(footprints[0], COLOURS["unchanged"]),
-                                                 Outline(gone, COLOURS["demolished"], 3, ids=True)],
-                        summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple)")]
+                                                 Outline(gone, COLOURS["demolished"], 3, ids=True), cleared_outline],
+                        summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple)"
+                        + (", and the ground cleared later (green)" if len(cleared) else ""))]
     for date, raster, frame in zip(summary.dates[1:-1], rasters[1:-1], footprints[1:-1], strict=True):
         pictures.append(picture(raster, None, 900, [Outline(frame, COLOURS["unchanged"])], date,
                                 f"{date}: the buildings found"))
@@ -163,8 +166,7 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     outlines = [Outline(last[last["change"] == name], colour, 2 if name == "unchanged" else 3,
                         ids=name != "unchanged") for name, colour in COLOURS.items()]
     outlines += [Outline(last[last["flag"] == "assembly_hall"], FLAG_COLOURS["assembly hall"], 5),
-                 Outline(clusters, FLAG_COLOURS["housing cluster"], 2),
-                 Outline(cleared, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id", id_prefix="C")]
+                 Outline(clusters, FLAG_COLOURS["housing cluster"], 2), cleared_outline]
     pictures.append(picture(rasters[-1], None, 900, outlines, summary.dates[-1],
                             f"{summary.dates[-1]}: every building by change class, flags marked"))
     return pictures
