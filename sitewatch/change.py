@@ -437,6 +437,7 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
         model=model, shift=[s.record() for s in result.shifts], coverage=coverage,
         per_date=per_date_counts(result), gone_buildings=[_gone_building(row) for row in gone.itertuples()],
         images=images, rules=dataclasses.asdict(rules), land_cleared=cleared,
+        land_clearing_assessed=result.land_cleared is not None,
     )
 
 

@@ -255,6 +255,15 @@ def empty_clearing(crs: CRS | None) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({c: [] for c in CLEARING_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
+def has_colour(images: list[Path]) -> bool:
+    """Whether every date has the three bands the stage reads colour from (grey imagery has none)."""
+    for image in images:
+        with rasterio.open(image) as dataset:
+            if dataset.count < 3:
+                return False
+    return True
+
+
 def find_cleared_land(images: list[Path], masks: list[Path], shifts: list[Shift], when: list[dt.date],
                       grid: AnalysisGrid, rules: ChangeRules) -> gpd.GeoDataFrame:
     """The site's cleared areas (see the module docstring) as the ``land_cleared`` layer.

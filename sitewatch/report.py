@@ -126,6 +126,12 @@ def headlines(summary: SiteSummary) -> list[str]:
         lines.append(f"No new assembly hall and no new housing cluster between {summary.dates[0]} and "
                      f"{summary.dates[-1]} on the ground seen at every date.")
     lines += [clearing_headline(area, summary.dates) for area in summary.land_cleared]
+    if not summary.land_clearing_assessed:
+        lines.append("Land clearing was not assessed: it needs red, green and blue bands at every date.")
+    elif not summary.land_cleared:
+        least = summary.rules["land_cleared_min_area_m2"]
+        lines.append(f"No land cleared (green ground turned bare) of at least {least:,.0f} m² on the ground "
+                     "the first and a later date saw.")
     return lines
 
 

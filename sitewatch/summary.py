@@ -208,6 +208,7 @@ class SiteSummary:
     images: list[ImageRecord] = field(default_factory=list)
     rules: dict[str, float] = field(default_factory=dict)
     land_cleared: list[ClearedArea] = field(default_factory=list)
+    land_clearing_assessed: bool = True  # False: some date had no colour bands (grey imagery)
 
     def as_dict(self) -> dict[str, Any]:
         document = {
@@ -217,6 +218,7 @@ class SiteSummary:
             "new_buildings": [b.as_dict() for b in self.new_buildings],
             "gone_buildings": [b.as_dict() for b in self.gone_buildings],
             "housing_clusters": [c.as_dict() for c in self.housing_clusters],
+            "land_clearing_assessed": self.land_clearing_assessed,
             "land_cleared": [a.as_dict() for a in self.land_cleared],
             "model": self.model.as_dict(), "shift": [s.as_dict() for s in self.shift],
         }
@@ -245,6 +247,7 @@ class SiteSummary:
             gone_buildings=[GoneBuilding.from_dict(b) for b in item.get("gone_buildings", [])],
             images=[ImageRecord(**i) for i in item.get("images", [])], rules=dict(item.get("rules", {})),
             land_cleared=[ClearedArea.from_dict(a) for a in item.get("land_cleared", [])],
+            land_clearing_assessed=bool(item.get("land_clearing_assessed", True)),
         )
 
 

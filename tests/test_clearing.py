@@ -170,3 +170,26 @@ def test_the_change_job_reports_cleared_land(tmp_path: Path) -> None:
     assert f"Land cleared C{largest.id}: {largest.area_m2 / 10_000:,.2f} ha" in page
     assert "not yet confirmed by a later image" in page and 'id="land-cleared"' in page
     assert SiteSummary.from_json((out / "summary.json").read_text()).land_cleared == summary.land_cleared
+
+
+def test_bands_stored_blue_first_clear_the_same_ground(tmp_path: Path) -> None:
+    # PlanetScope stores B, G, R: the index and the brightness do not depend on that order
+    pair = read_dsifn_pair(SAMPLES, "0_2")
+    rgb, _ = cleared(tmp_path / "rgb", "0_2", [pair.earlier, pair.later])
+    bgr, _ = cleared(tmp_path / "bgr", "0_2", [pair.earlier[..., ::-1].copy(), pair.later[..., ::-1].copy()])
+    assert list(bgr["area_m2"]) == list(rgb["area_m2"])
+
+
+def test_grey_imagery_is_not_assessed_and_says_so(tmp_path: Path) -> None:
+    pair = read_dsifn_pair(SAMPLES, "0_2")
+    rasters = []
+    for date, image in (("2012-05-01", pair.earlier), ("2018-05-01", pair.later)):
+        rasters.append(tmp_path / f"grey_{date}.tif")
+        with rasterio.open(rasters[-1], "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8",
+                           crs=pair.crs, transform=pair.transform) as out:
+            out.write(image.mean(axis=2).astype(np.uint8), 1)
+    run = run_site(rasters, tmp_path / "out", Predictor(load_for_inference(), device="cpu", backend="auto"))
+    assert not run.summary.land_clearing_assessed and run.summary.flags.land_cleared == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Land clearing was not assessed: it needs red, green and blue bands at every date." in page
+    assert SiteSummary.from_json((tmp_path / "out" / "summary.json").read_text()).land_clearing_assessed is False
