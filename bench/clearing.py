@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 from rasterio.features import rasterize
 
@@ -84,7 +85,6 @@ def run_pair(pair, native_gsd: float, size: str, predictor: Predictor, tmp: Path
     rasters = write_pair_rasters(pair.name, pair.earlier, pair.later, pair.transform, pair.crs, folder / "in",
                                  coarsen_to_m=coarsen, native_gsd_m=native_gsd)
     summary = run_site(rasters, folder / "out", predictor).summary
-    import geopandas as gpd
     layer = gpd.read_file(folder / "out" / "changes.gpkg", layer="land_cleared")
     shape = pair.change.shape
     flagged = (rasterize(((g, 1) for g in layer.to_crs(pair.crs).geometry), out_shape=shape,

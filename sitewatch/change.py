@@ -26,7 +26,7 @@ from pyproj import CRS
 
 from sitewatch.coverage import Coverage
 from sitewatch.errors import SitewatchError
-from sitewatch.footprints import connected_groups, measure
+from sitewatch.footprints import centroid_lonlat, connected_groups, measure
 from sitewatch.prepare import Shift
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import (
@@ -421,7 +421,7 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
 def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: CoverageRecord | None,
               rules: ChangeRules, images: list[ImageRecord]) -> SiteSummary:
     """The site's findings as a typed summary (new and enlarged buildings largest first)."""
-    changes = result.changes.assign(lonlat=_lonlat(result.changes))
+    changes = result.changes.assign(lonlat=centroid_lonlat(result.changes))
     counts = ChangeCounts(**{name: int((changes["change"] == name).sum()) for name in CHANGE_CLASSES})
     cleared = _cleared_areas(result.land_cleared)
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
@@ -454,7 +454,7 @@ def _clusters(clusters: gpd.GeoDataFrame, changes: gpd.GeoDataFrame) -> list[Hou
     first_seen = dict(zip(changes["change_id"], changes["first_seen"], strict=True))
     return [HousingCluster(int(c.cluster_id), int(c.count), tuple(int(i) for i in c.member_ids),
                            float(c.total_area_m2), _iso(min(first_seen[i] for i in c.member_ids)), *lonlat)
-            for c, lonlat in zip(clusters.itertuples(), _lonlat(clusters), strict=True)]
+            for c, lonlat in zip(clusters.itertuples(), centroid_lonlat(clusters), strict=True)]
 
 
 def per_date_counts(result: ChangeResult) -> list[DateCounts]:
@@ -466,14 +466,6 @@ def per_date_counts(result: ChangeResult) -> list[DateCounts]:
         gone = int(((changes["change"] == "demolished") & (changes["last_seen"] == dates[k - 1])).sum()) if k else 0
         rows.append(DateCounts(date.isoformat(), len(frame), new, gone))
     return rows
-
-
-def _lonlat(changes: gpd.GeoDataFrame) -> list[tuple[float, float]]:
-    """Each record's centroid in EPSG:4326 (lon, lat) degrees, rounded to 6 decimals (~0.1 m)."""
-    if changes.empty or changes.crs is None:
-        return [(float("nan"), float("nan"))] * len(changes)
-    centres = changes.geometry.centroid.to_crs(4326)
-    return [(round(float(p.x), 6), round(float(p.y), 6)) for p in centres]
 
 
 def _iso(value) -> str:

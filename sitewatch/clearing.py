@@ -41,7 +41,7 @@ from rasterio.enums import Resampling
 from rasterio.features import shapes
 from scipy import ndimage
 
-from sitewatch.footprints import utm_crs
+from sitewatch.footprints import centroid_lonlat, utm_crs
 from sitewatch.prepare import Shift
 from sitewatch.radiometry import RGB, choose_bands, value_stretch
 from sitewatch.rules import ChangeRules
@@ -217,8 +217,7 @@ def describe_areas(labels: np.ndarray, count: int, since: np.ndarray, correlatio
     metric = frame.to_crs(utm_crs(grid.crs, tuple(frame.total_bounds)))
     frame["area_m2"] = np.round(metric.geometry.area.to_numpy(), 1)
     frame["later_dates_seen"] = _later_dates_seen(labels, count, starts, dates)
-    centres = metric.geometry.centroid.to_crs(4326)
-    frame["lon"], frame["lat"] = np.round(centres.x.to_numpy(), 6), np.round(centres.y.to_numpy(), 6)
+    frame["lon"], frame["lat"] = zip(*centroid_lonlat(metric), strict=True)
     frame = frame[frame["area_m2"] >= rules.land_cleared_min_area_m2].sort_values("area_m2", ascending=False)
     frame["clearing_id"] = np.arange(1, len(frame) + 1)
     return gpd.GeoDataFrame(frame[[*CLEARING_COLUMNS, "geometry"]].reset_index(drop=True), crs=grid.crs)
@@ -265,8 +264,9 @@ def has_colour(images: list[Path]) -> bool:
 
 
 def find_cleared_land(images: list[Path], masks: list[Path], shifts: list[Shift], when: list[dt.date],
-                      grid: AnalysisGrid, rules: ChangeRules) -> gpd.GeoDataFrame:
-    """The site's cleared areas (see the module docstring) as the ``land_cleared`` layer.
+                      grid: AnalysisGrid, rules: ChangeRules) -> gpd.GeoDataFrame | None:
+    """The site's cleared areas (see the module docstring) as the ``land_cleared`` layer, or None
+    (not assessed) when a date has no colour bands: grey imagery shows no greenness.
 
     Args:
         images: each date's raster on the site's grid (the first date's grid), sorted by date.
@@ -281,6 +281,8 @@ def find_cleared_land(images: list[Path], masks: list[Path], shifts: list[Shift]
         the number of later dates that confirm it, mean greenness before and after, mean pattern
         correlation and centroid lon/lat (EPSG:4326).
     """
+    if not has_colour(images):
+        return None
     dates = [read_date(image, mask, grid, shift) for image, mask, shift in
              zip(images, masks, [None, *shifts], strict=True)]
     since, correlation = cleared_since(dates, rules, grid)

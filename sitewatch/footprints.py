@@ -429,6 +429,15 @@ def empty_footprints(crs: CRS | None) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
+def centroid_lonlat(frame: gpd.GeoDataFrame) -> list[tuple[float, float]]:
+    """Each polygon's centroid (taken in the frame's CRS, best a metric one) in EPSG:4326 (lon, lat)
+    degrees, rounded to 6 decimals (~0.1 m); NaN without a CRS."""
+    if frame.empty or frame.crs is None:
+        return [(float("nan"), float("nan"))] * len(frame)
+    centres = frame.geometry.centroid.to_crs(4326)
+    return [(round(float(p.x), 6), round(float(p.y), 6)) for p in centres]
+
+
 def utm_crs(crs: CRS | str | int, bounds: tuple[float, float, float, float]) -> CRS:
     """The UTM zone (WGS84, metres) of the ground within ``bounds`` (given in ``crs``).
 

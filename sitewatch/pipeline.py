@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
-from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land, has_colour
+from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
 from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.files import staging_dir
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
@@ -155,11 +155,10 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                            observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
                            seen=list(seen))
     result.shifts, result.coverage = prepared.shifts, coverage
-    if has_colour(prepared.aligned):  # else not assessed (None): grey imagery shows no greenness
-        say("land clearing")
-        grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)
-        result.land_cleared = find_cleared_land(prepared.aligned, [r.mask_path for r in segmented], prepared.shifts,
-                                                prepared.dates, grid, rules)
+    say("land clearing")
+    grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)
+    result.land_cleared = find_cleared_land(prepared.aligned, [r.mask_path for r in segmented], prepared.shifts,
+                                            prepared.dates, grid, rules)
     return result
 
 

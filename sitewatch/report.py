@@ -69,7 +69,7 @@ def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame, 
         overview=_overview(summary, changes, clusters, rasters, footprints, cleared),
         crops=[_crop(title, bounds, changes, members, rasters, summary.dates)
                for title, bounds, members in _flagged(changes, clusters)]
-        + [_clearing_crop(area, rasters, summary.dates) for area in cleared.itertuples()],
+        + [_clearing_crop(cleared.iloc[[k]], rasters, summary.dates) for k in range(len(cleared))],
         new_rows=[_new_cells(b) for b in summary.new_buildings],
         gone_rows=[_gone_cells(b) for b in summary.gone_buildings],
         cleared_rows=[_cleared_cells(a) for a in summary.land_cleared],
@@ -159,8 +159,7 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     middle ones with what was found, the last with every record coloured by class and the flags."""
     first_date = changes["date_seen"].astype(str) == summary.dates[0]
     gone = changes[changes["change"].isin(["demolished", "not_observed"]) & first_date]
-    cleared_outline = Outline(cleared, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id",
-                              id_prefix="C")
+    cleared_outline = _cleared_outline(cleared)
     pictures = [picture(rasters[0], None, 900, [Outline(footprints[0], COLOURS["unchanged"]),
                                                  Outline(gone, COLOURS["demolished"], 3, ids=True), cleared_outline],
                         summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple)"
@@ -204,14 +203,19 @@ def _crop(title: str, bounds: tuple, changes: gpd.GeoDataFrame, members: gpd.Geo
     return Crop(title, before, after)
 
 
-def _clearing_crop(area, rasters: list[Path], dates: list[str]) -> Crop:
-    """Close-ups of a cleared area at the first and last date, outlined at both."""
-    window = crop_window(rasters[-1], area.geometry.bounds, 0.3)
-    frame = gpd.GeoDataFrame({"clearing_id": [area.clearing_id]}, geometry=[area.geometry])
-    outline = Outline(frame, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id", id_prefix="C")
-    title = f"Land cleared C{area.clearing_id}: {area.area_m2 / 10_000:,.2f} ha, first seen {area.first_seen}"
-    return Crop(title, picture(rasters[0], window, 420, [outline], dates[0], dates[0]),
-                picture(rasters[-1], window, 420, [outline], dates[-1], dates[-1]))
+def _cleared_outline(cleared: gpd.GeoDataFrame) -> Outline:
+    """Cleared areas as drawn on every picture: the flag's colour, ids ``C1``, ``C2``…"""
+    return Outline(cleared, FLAG_COLOURS["land cleared"], 3, ids=True, id_column="clearing_id", id_prefix="C")
+
+
+def _clearing_crop(area: gpd.GeoDataFrame, rasters: list[Path], dates: list[str]) -> Crop:
+    """Close-ups of one cleared area (a one-row layer) at the first and last date, outlined at both."""
+    row = area.iloc[0]
+    window = crop_window(rasters[-1], row.geometry.bounds, 0.3)
+    title = f"Land cleared C{row.clearing_id}: {row.area_m2 / 10_000:,.2f} ha, first seen {row.first_seen}"
+    outline = [_cleared_outline(area)]
+    return Crop(title, picture(rasters[0], window, 420, outline, dates[0], dates[0]),
+                picture(rasters[-1], window, 420, outline, dates[-1], dates[-1]))
 
 
 def _cleared_cells(item: ClearedArea) -> list[str]:
