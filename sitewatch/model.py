@@ -209,6 +209,8 @@ class SegmentationTask(L.LightningModule):
             "mean": info.get("mean", [0.485, 0.456, 0.406]),
             "std": info.get("std", [0.229, 0.224, 0.225]),
             "input_scale": 255.0,
+            # how raw input values reach the network (sitewatch.radiometry.InputMapping); absent: legacy
+            "radiometry": info.get("radiometry"),
             "gsd_m": info.get("gsd_m"),
             # multi-scale models: the range of ground pixel sizes (m) they were trained on;
             # inference works at the input's own pixel size clamped to this range

@@ -15,7 +15,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sitewatch.errors import SitewatchError
 
@@ -55,6 +55,79 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class InputMapping:
+    """How raw input values map onto the network's 0..1 range.
+
+    Attributes:
+        kind: ``percentile`` (a per-band stretch of every input) or ``legacy`` (uint8 as is).
+        low_pct, high_pct: the percentiles (0-100) mapped to 0 and 1 (``percentile`` only).
+    """
+
+    kind: Literal["legacy", "percentile"] = "legacy"
+    low_pct: float = 2.0
+    high_pct: float = 98.0
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any] | None) -> InputMapping:
+        """The mapping a model's metadata names (``radiometry``); none: ``legacy``."""
+        if not document:
+            return LEGACY
+        kind = document.get("kind")
+        low, high = document.get("low_pct", 2.0), document.get("high_pct", 98.0)
+        if kind not in ("legacy", "percentile") or not (isinstance(low, int | float) and isinstance(high, int | float)
+                                                        and 0 <= low < high <= 100):
+            raise SitewatchError(f"model metadata 'radiometry' {document!r}: kind must be legacy or percentile, "
+                                 "with 0 <= low_pct < high_pct <= 100")
+        return cls(kind, float(low), float(high))
+
+    def document(self) -> dict[str, Any]:
+        """The JSON form stored in model metadata and ``summary.json``."""
+        return {"kind": self.kind, "low_pct": self.low_pct, "high_pct": self.high_pct}
+
+    def describe(self) -> str:
+        if self.kind == "legacy":
+            return "uint8 as is (other types 2-98 % per band)"
+        return f"per-band {self.low_pct:g}-{self.high_pct:g} % stretch of every input"
+
+
+LEGACY = InputMapping()
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    """How a fine and a coarse pass are fused (``summary.json`` records it).
+
+    Attributes:
+        coarse_factor: the coarse pass works at the fine working pixel size × this.
+        large_m2: coarse-pass buildings of at least this area (m²) may fill in the fine pass.
+        split_share: a large coarse building whose ground the fine pass covers, by this share or
+            more, with buildings all smaller than ``large_m2`` is a merged cluster: fine pass kept.
+    """
+
+    coarse_factor: float = 2.0
+    large_m2: float = 2000.0
+    split_share: float = 0.35
+
+    def document(self) -> dict[str, float]:
+        return {"coarse_factor": self.coarse_factor, "large_m2": self.large_m2, "split_share": self.split_share}
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any] | None) -> FusionRule | None:
+        """The rule a model's metadata names (``multiscale``), None when it runs one pass by default."""
+        if not document:
+            return None
+        try:
+            rule = cls(float(document["coarse_factor"]), float(document["large_m2"]), float(document["split_share"]))
+        except (KeyError, TypeError, ValueError):
+            raise SitewatchError(f"model metadata 'multiscale' {document!r}: needs coarse_factor, large_m2 and "
+                                 "split_share numbers") from None
+        if not (rule.coarse_factor > 1 and rule.large_m2 > 0 and 0 < rule.split_share <= 1):
+            raise SitewatchError(f"model metadata 'multiscale' {document!r}: coarse_factor > 1, large_m2 > 0 and "
+                                 "split_share in (0, 1] needed")
+        return rule
+
+
+@dataclass(frozen=True)
 class WorkGsdRule:
     """Inference works at the input's pixel size ÷ ``upsample``, clamped to ``range_m`` (metres)."""
 
@@ -74,6 +147,8 @@ class ModelMetadata:
         gsd_range_m: finest and coarsest trained pixel sizes (m) of a multi-scale model.
         work_gsd_rule: the pixel size inference works at, when the model names one.
         threshold: building probability above which a pixel is building.
+        input_mapping: how raw input values map to the network's 0..1 range (``radiometry``).
+        multiscale: the default multi-scale fusion of inference (``multiscale``); None: one pass.
     """
 
     network: dict[str, Any]
@@ -84,6 +159,8 @@ class ModelMetadata:
     threshold: float
     gsd_range_m: tuple[float, float] | None = None
     work_gsd_rule: WorkGsdRule | None = None
+    input_mapping: InputMapping = LEGACY
+    multiscale: FusionRule | None = None
     document: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +175,8 @@ class ModelMetadata:
                    work_gsd_rule=(WorkGsdRule(float(rule["upsample"]), (float(rule["range_m"][0]),
                                                                          float(rule["range_m"][1])))
                                   if rule else None),
+                   input_mapping=InputMapping.from_document(document.get("radiometry")),
+                   multiscale=FusionRule.from_document(document.get("multiscale")),
                    document=document)
 
 

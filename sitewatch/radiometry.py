@@ -1,9 +1,20 @@
 """Radiometry: which bands feed the model and how their values map to the model's 0..1 range.
 
-One definition used by inference (``predict``) and by the training readers of GeoTIFFs
-(``data.geodata``), so a 16-bit or paletted raster is seen the same way when a model learns from
-it and when it segments it: uint8 as is, float data already in 0..1 as is, anything else a
-per-band 2-98 % percentile stretch; a 1-band paletted raster through its colour table.
+One definition used by inference (``predict``), by the training readers of GeoTIFFs
+(``data.geodata``) and by the training transforms (``data.transforms``), so an input is seen the
+same way when a model learns from it and when it segments it. A model file names its
+:class:`InputMapping` (metadata key ``radiometry``):
+
+* ``percentile`` (models trained from 2026-12 on): every band of every input, 8-bit included, is
+  stretched per band between its ``low_pct`` and ``high_pct`` percentiles (measured on the
+  raster's valid pixels at inference, on the chip at training). A hazy PlanetScope visual
+  product (8-bit values of 45-253) and a crisp aerial tile then reach the network alike;
+  training augments haze, gain, gamma and colour balance *before* the stretch, so the network
+  learns what the stretch cannot undo.
+* ``legacy`` (models without the key): uint8 as is, float data already in 0..1 as is, anything
+  else a per-band 2-98 % stretch.
+
+A 1-band paletted raster goes through its colour table in both.
 """
 
 from __future__ import annotations
@@ -13,9 +24,32 @@ import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
 from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import LEGACY, InputMapping
 from sitewatch.raster import overview_shape
 
 RGB = ("red", "green", "blue")
+
+
+def percentile_limits(values: np.ndarray, low_pct: float, high_pct: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (low, high) percentiles of ``values`` (bands × pixels); a flat band gets ``high = low + 1``."""
+    low = np.percentile(values, low_pct, axis=1)
+    high = np.percentile(values, high_pct, axis=1)
+    return low, np.where(high > low, high, low + 1)
+
+
+def stretch_chip(image: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
+    """An ``H×W×C`` uint8 chip stretched per band between its percentiles (training's view).
+
+    All-zero pixels (the padding around a small chip) are not measured and stay black.
+    """
+    inside = image.any(axis=2)
+    if not inside.any():
+        return image
+    values = image[inside].T.astype(np.float32)
+    low, high = percentile_limits(values, low_pct, high_pct)
+    stretched = (image.astype(np.float32) - low) / (high - low)
+    stretched[~inside] = 0.0
+    return np.clip(stretched * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
@@ -62,28 +96,36 @@ def colour_table(dataset: rasterio.DatasetReader) -> np.ndarray | None:
     return table
 
 
-def value_stretch(dataset: rasterio.DatasetReader, bands: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
+def value_stretch(dataset: rasterio.DatasetReader, bands: list[int],
+                  mapping: InputMapping = LEGACY) -> tuple[np.ndarray, np.ndarray, str]:
     """Per-band (low, high) raw values mapped to 0 and 1 before normalisation.
 
-    uint8 → 0..255 as trained. Other types: float data already in 0..1 keeps it; anything else
-    gets a 2-98 % percentile stretch measured on a decimated read of the valid pixels.
+    ``percentile``: the mapping's percentiles of every band, whatever its type, measured on a
+    decimated read (at most 1024 px a side) of the valid pixels. ``legacy``: uint8 → 0..255;
+    float data already in 0..1 keeps it; anything else a 2-98 % percentile stretch.
     """
     dtype = np.dtype(dataset.dtypes[bands[0] - 1])
+    if mapping.kind == "percentile":
+        low, high = percentile_limits(_valid_sample(dataset, bands), mapping.low_pct, mapping.high_pct)
+        return low, high, f"{dtype.name} {mapping.low_pct:g}-{mapping.high_pct:g}% stretch"
     if dtype == np.uint8:
         return np.zeros(len(bands)), np.full(len(bands), 255.0), "uint8 0-255"
+    values = _valid_sample(dataset, bands)
+    if np.issubdtype(dtype, np.floating) and values.min() >= 0 and values.max() <= 1.0:
+        return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
+    low, high = percentile_limits(values, 2, 98)
+    return low, high, f"{dtype.name} 2-98% stretch"
+
+
+def _valid_sample(dataset: rasterio.DatasetReader, bands: list[int]) -> np.ndarray:
+    """Bands × valid pixels of a decimated read (nodata and non-finite values left out)."""
     shape = overview_shape(dataset, 1024)
     sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
                           masked=True).astype(np.float64)
     valid = ~np.ma.getmaskarray(sample).any(axis=0) & np.all(np.isfinite(sample.filled(np.nan)), axis=0)
     if not valid.any():
         raise SitewatchError(f"{dataset.name}: every pixel is nodata or not a number")
-    values = sample.filled(np.nan)[:, valid]
-    if np.issubdtype(dtype, np.floating) and values.min() >= 0 and values.max() <= 1.0:
-        return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
-    low = np.percentile(values, 2, axis=1)
-    high = np.percentile(values, 98, axis=1)
-    high = np.where(high > low, high, low + 1)
-    return low, high, f"{dtype.name} 2-98% stretch"
+    return sample.filled(np.nan)[:, valid]
 
 
 def read_rgb8(dataset: rasterio.DatasetReader, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:

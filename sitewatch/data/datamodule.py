@@ -8,9 +8,10 @@ split into training and validation by *group* (an area or a whole source: never 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -25,6 +26,7 @@ from sitewatch.data.owndata import OwnData
 from sitewatch.data.sources import SOURCES, available_sources
 from sitewatch.data.transforms import eval_transform, train_transform
 from sitewatch.errors import SitewatchError
+from sitewatch.radiometry import LEGACY, InputMapping
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,36 +35,51 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ChipDataset(Dataset):
     """Chips of a cache, transformed; items are dicts of image, mask and source index.
 
-    Chips whose pixel size is at least ``coarse_from_m`` metres use ``coarse_transform``
-    (a coarse-sensor simulation) when one is given.
+    ``transform_for`` gives the transform of a chip from its ground pixel size (m), so chips at
+    coarse sizes can get a coarse-sensor simulation and every chip a sensor view sized to it.
     """
 
-    def __init__(self, cache: ChipCache, indices: Sequence[int], transform, sources: list[str],
-                 coarse_transform=None, coarse_from_m: float | None = None):
+    def __init__(self, cache: ChipCache, indices: Sequence[int], transform_for: Callable[[float], Any],
+                 sources: list[str]):
         self.cache = cache
         self.indices = list(indices)
-        self.transform = transform
-        self.coarse_transform = coarse_transform
-        self.coarse_from_m = coarse_from_m
+        self.transform_for = transform_for
         self.source_ids = {name: i for i, name in enumerate(sources)}
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _transform_for(self, index: int):
-        if self.coarse_transform is None or self.coarse_from_m is None:
-            return self.transform
-        return self.coarse_transform if chip_gsd(self.cache, index) >= self.coarse_from_m else self.transform
-
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         index = self.indices[item]
-        out = self._transform_for(index)(image=np.asarray(self.cache.images[index]),
-                                         mask=np.asarray(self.cache.labels[index]))
+        out = self.transform_for(chip_gsd(self.cache, index))(image=np.asarray(self.cache.images[index]),
+                                                              mask=np.asarray(self.cache.labels[index]))
         return {
             "image": torch.from_numpy(out["image"].transpose(2, 0, 1).copy()),
             "mask": torch.from_numpy(out["mask"].astype(np.int64)),
             "source": torch.tensor(self.source_ids[self.cache.records[index]["source"]]),
         }
+
+
+class TransformsByGsd:
+    """A chip's transform from its ground pixel size (m), each made once.
+
+    ``make(chip_gsd_m=..., coarse=...)`` builds one; ``coarse`` is True from ``coarse_from_m`` metres.
+    ``fixed``: one transform for every pixel size (validation).
+    """
+
+    def __init__(self, make: Callable[..., Any] | None = None, coarse_from_m: float | None = None,
+                 fixed: Any = None) -> None:
+        self.make, self.coarse_from_m = make, coarse_from_m
+        self.made: dict[float, Any] = {}
+        self.fixed = fixed
+
+    def __call__(self, gsd_m: float) -> Any:
+        if self.fixed is not None:
+            return self.fixed
+        if gsd_m not in self.made:
+            coarse = self.coarse_from_m is not None and gsd_m >= self.coarse_from_m
+            self.made[gsd_m] = self.make(chip_gsd_m=gsd_m, coarse=coarse)
+        return self.made[gsd_m]
 
 
 def chip_gsd(cache: ChipCache, index: int) -> float:
@@ -131,6 +148,13 @@ class BuildingDataModule(L.LightningDataModule):
             ``val_share`` of each raster's area) or ``rasters`` (whole rasters); never by chip.
         val_share: share of the ground (``block``) or of the rasters (``rasters``) held out.
         bands: 1-based bands of ``images`` for red, green, blue (default: as at inference).
+        input_stretch: ``[low, high]`` percentiles of the model's input mapping: every chip is
+            stretched per band between them, as inference stretches every input (stored in the
+            model as ``radiometry``); scene radiometry (haze, colour balance, gamma) is augmented
+            before the stretch. None: the legacy mapping (8-bit as is, no haze augmentation).
+        sensor_view_p: probability that a training chip is seen through a 1.5-3.5× coarser
+            sensor (PlanetScope-matched point-spread function) and resampled back onto its grid.
+        max_sensor_m: the coarsest simulated sensor pixel size (m).
         gsd_m: the model's reference ground pixel size in metres; with no ``gsd_levels`` every
             source is resampled to it.
         gsd_levels: ground pixel sizes (m) to draw chips at (multi-scale training); each
@@ -200,22 +224,22 @@ class BuildingDataModule(L.LightningDataModule):
         val_split: Literal["block", "rasters"] = "block",
         val_share: float = 0.2,
         bands: list[int] | None = None,
+        input_stretch: list[float] | None = None,
+        sensor_view_p: float = 0.0,
+        max_sensor_m: float = 4.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.root = Path(root)
         self.datasets = check_datasets(datasets or {})
         self.own_data = own_data_spec(images, labels, label_extent, val_split, val_share, bands)
-        self.root_sources = check_sources(self.root, [] if sources is None and (self.datasets or self.own_data)
-                                          else sources)
-        if not self.root_sources and not self.datasets and not self.own_data:
-            raise SitewatchError(f"{self.root}: dataset folder holds no known source")
-        check_chip_recipe(chip_size, patch_size, gsd_m, gsd_levels, grey_share, max_upsample, large_building_weight)
+        self.root_sources = root_sources(self.root, sources, bool(self.datasets or self.own_data))
+        check_chip_recipe(chip_size, patch_size, gsd_m, gsd_levels, grey_share, max_upsample, large_building_weight,
+                          input_stretch)
         self.sources = [*self.root_sources, *self.datasets, *([OWN_SOURCE] if self.own_data else [])]
         self.val_groups = list(val_groups or (OWN_VAL_GROUPS if self.own_data else []))
         self.source_weights = dict(source_weights or {})
-        self.cache_dir = Path(cache_dir)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.cache_dir, self.mean, self.std = Path(cache_dir), tuple(mean), tuple(std)
         self.settings = ChipSettings(
             root=str(self.root.resolve()), sources=tuple(self.root_sources), gsd_m=gsd_m, chip_size=chip_size,
             gsd_overrides=tuple(sorted((gsd_overrides or {}).items())), max_images_per_source=max_images_per_source,
@@ -250,6 +274,11 @@ class BuildingDataModule(L.LightningDataModule):
         if not self.train_indices:
             raise SitewatchError(f"training split is empty: val_groups {self.val_groups} take all")
 
+    def input_mapping(self) -> InputMapping:
+        """The input mapping the model learns (and inference must apply)."""
+        stretch = self.hparams.input_stretch
+        return InputMapping("percentile", float(stretch[0]), float(stretch[1])) if stretch else LEGACY
+
     def val_sources(self) -> list[str]:
         """Sources with chips in the validation split, in ``sources`` order."""
         assert self.cache is not None
@@ -258,12 +287,12 @@ class BuildingDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.cache is not None
-        def transform(coarse: bool):
-            return train_transform(self.hparams.patch_size, self.mean, self.std, self.hparams.scale_jitter,
-                                   coarse=coarse, grey_share=self.hparams.grey_share)
-
-        dataset = ChipDataset(self.cache, self.train_indices, transform(False), self.sources,
-                              coarse_transform=transform(True), coarse_from_m=self.hparams.coarse_from_m)
+        hp = self.hparams
+        transforms = TransformsByGsd(partial(
+            train_transform, hp.patch_size, self.mean, self.std, hp.scale_jitter, grey_share=hp.grey_share,
+            input_stretch=hp.input_stretch, sensor_view_p=hp.sensor_view_p, max_sensor_m=hp.max_sensor_m),
+            coarse_from_m=hp.coarse_from_m)
+        dataset = ChipDataset(self.cache, self.train_indices, transforms, self.sources)
         weights = sampling_weights(self.cache, self.train_indices, self.source_weights,
                                    balance_gsd_levels=self.hparams.balance_gsd_levels,
                                    large_building_m2=self.hparams.large_building_m2,
@@ -277,8 +306,8 @@ class BuildingDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.cache is not None
-        dataset = ChipDataset(self.cache, self.val_indices, eval_transform(self.mean, self.std),
-                              self.sources)
+        evaluation = eval_transform(self.mean, self.std, self.hparams.input_stretch)
+        dataset = ChipDataset(self.cache, self.val_indices, TransformsByGsd(fixed=evaluation), self.sources)
         return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False,
                           num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
 
@@ -293,7 +322,8 @@ class BuildingDataModule(L.LightningDataModule):
             "chip_size": self.hparams.chip_size, "patch_size": self.hparams.patch_size,
             "val_groups": self.val_groups, "source_weights": self.source_weights,
             "gsd_overrides": dict(self.settings.gsd_overrides),
-            "datasets": self.datasets,
+            "datasets": self.datasets, "sensor_view_p": self.hparams.sensor_view_p,
+            "max_sensor_m": self.hparams.max_sensor_m, "radiometry": self.input_mapping().document(),
         }
         if self.own_data is not None:
             summary["own_data"] = {
@@ -326,6 +356,14 @@ def check_sources(root: Path, sources: list[str] | None) -> list[str]:
     return list(sources)
 
 
+def root_sources(root: Path, sources: list[str] | None, other_data: bool) -> list[str]:
+    """The data-root sources to read: none by default when ``other_data`` (layouts, own data) is given."""
+    chosen = check_sources(root, [] if sources is None and other_data else sources)
+    if not chosen and not other_data:
+        raise SitewatchError(f"{root}: dataset folder holds no known source")
+    return chosen
+
+
 def check_datasets(datasets: dict[str, str]) -> dict[str, str]:
     """Official layout name → dataset folder, each checked to exist."""
     for name, folder in datasets.items():
@@ -356,8 +394,11 @@ def _as_tuple(value: list[str] | str | None) -> tuple[str, ...]:
 
 
 def check_chip_recipe(chip_size: int, patch_size: int, gsd_m: float, gsd_levels: list[float] | None,
-                      grey_share: float, max_upsample: float, large_building_weight: float) -> None:
+                      grey_share: float, max_upsample: float, large_building_weight: float,
+                      input_stretch: list[float] | None = None) -> None:
     """One-line errors for chip settings that cannot make a training set."""
+    if input_stretch is not None and not (len(input_stretch) == 2 and 0 <= input_stretch[0] < input_stretch[1] <= 100):
+        raise SitewatchError(f"input_stretch must be [low, high] percentiles within 0-100, got {input_stretch}")
     if patch_size > chip_size:
         raise SitewatchError(f"patch_size {patch_size} is larger than chip_size {chip_size}")
     if not gsd_m > 0:
