@@ -167,12 +167,16 @@ def main() -> None:
                         help="ground pixel sizes in metres to score at, or 'native'")
     parser.add_argument("--work-gsd", type=float, default=None,
                         help="run the model at this pixel size (m) instead of the model's rule")
+    parser.add_argument("--multiscale", action=argparse.BooleanOptionalAction, default=None,
+                        help="fine + coarse pass fused (default: the model's)")
+    parser.add_argument("--tta", action="store_true", help="average over the 4 flips")
     parser.add_argument("--pictures", type=Path, default=None,
                         help="write the weakest native image of each source (label green, prediction red)")
     args = parser.parse_args()
     data = yaml.safe_load(args.config.read_text())["data"]
     root = args.root or (REPO / data["root"])
-    predictor = Predictor(load_model(args.model), device="auto", backend="auto")
+    predictor = Predictor(load_model(args.model), device="auto", backend="auto", tta=args.tta,
+                          multiscale=args.multiscale)
     totals: dict = defaultdict(lambda: defaultdict(float))
     per_image: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +202,9 @@ def main() -> None:
             print(f"mean pixel IoU over the satellite/aerial sources at {size}: {means[size]:.3f} "
                   f"({len(values)} sources)")
     result = {"command": "python " + " ".join(sys.argv), "model": str(args.model),
-              "sha256": predictor.model.sha256, "per_source": rows, "per_image": per_image,
+              "sha256": predictor.model.sha256, "tta": args.tta,
+              "multiscale": predictor.multiscale.document() if predictor.multiscale else None,
+              "per_source": rows, "per_image": per_image,
               "mean_satellite_pixel_iou": means}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

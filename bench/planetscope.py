@@ -1,6 +1,6 @@
 """Large buildings found and open ground falsely found on real PlanetScope, for any model.
 
-    python bench/planetscope.py [--model FILE] [--multiscale | --single-scale] [--tta]
+    python bench/planetscope.py [--model FILE] [--multiscale | --no-multiscale] [--tta]
                                 [--work-gsd M] [--crops NAME ...] [--out bench/results/planetscope.json]
 
 The reference (``data/samples/planetscope_dev/reference.json``) marks by eye, on the six
@@ -30,19 +30,16 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from PIL import Image
-from rasterio.features import rasterize
-from shapely.geometry import Polygon
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sitewatch.checkpoint import load_model  # noqa: E402
+from sitewatch.marks import FALSE_SHARE, FOUND_SHARE, read_marks, score_marks  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
 from sitewatch.predict import Predictor, segment_raster  # noqa: E402
 
 REFERENCE = REPO / "data/samples/planetscope_dev/reference.json"
-FOUND_SHARE = 0.5
-FALSE_SHARE = 0.25
 
 
 def crop_geotiff(png: Path, target: Path) -> Path:
@@ -61,34 +58,24 @@ def crop_geotiff(png: Path, target: Path) -> Path:
     return target
 
 
-def mark_shares(marks: list[dict], mask: np.ndarray) -> list[float]:
-    """Share of building pixels inside each mark's pixel outline (``mask``: 1 building)."""
-    shares = []
-    for mark in marks:
-        inside = rasterize([(Polygon(mark["polygon"]), 1)], out_shape=mask.shape, fill=0, dtype="uint8",
-                           all_touched=False).astype(bool)
-        shares.append(float((mask[inside] == 1).mean()) if inside.any() else 0.0)
-    return shares
-
-
-def score_crop(name: str, crop: dict, data: Path, tmp: Path, predictor: Predictor, work_gsd: float | None,
-               pixel_size_m: float) -> dict:
+def score_crop(name: str, crop: dict, data: Path, reference: Path, tmp: Path, predictor: Predictor,
+               work_gsd: float | None, pixel_size_m: float) -> dict:
     image = crop_geotiff(data / crop["file"], tmp / f"{name}.tif")
     started = time.perf_counter()
     result = segment_raster(image, tmp / name, predictor, gsd_m=pixel_size_m, work_gsd_m=work_gsd)
     seconds = time.perf_counter() - started
     with rasterio.open(result.mask_path) as dataset:
         mask = dataset.read(1)
-    buildings, ground = crop["large_buildings"], crop["open_ground"]
-    building_shares, ground_shares = mark_shares(buildings, mask), mark_shares(ground, mask)
-    marks = ([{"id": m["id"], "type": "large_building", "kind": m["kind"], "share": round(s, 3),
-               "found": s >= FOUND_SHARE} for m, s in zip(buildings, building_shares, strict=True)]
-             + [{"id": m["id"], "type": "open_ground", "kind": m["kind"], "share": round(s, 3),
-                 "falsely_found": s > FALSE_SHARE} for m, s in zip(ground, ground_shares, strict=True)])
+    marks = read_marks(reference, name)
+    score = score_marks(marks, mask)
+    rows = [{"id": m.id, "type": "large_building" if m.building else "open_ground", "kind": m.kind,
+             "share": round(score.shares[m.id], 3),
+             ("found" if m.building else "falsely_found"): (score.shares[m.id] >= FOUND_SHARE if m.building
+                                                           else score.shares[m.id] > FALSE_SHARE)}
+            for m in marks]
     return {"crop": name, "seconds": round(seconds, 1), "work_gsd_m": result.work_gsd_m,
-            "passes_m": result.pass_gsds_m, "large_buildings": len(buildings),
-            "found": sum(s >= FOUND_SHARE for s in building_shares), "open_ground": len(ground),
-            "falsely_found": sum(s > FALSE_SHARE for s in ground_shares), "marks": marks}
+            "passes_m": result.pass_gsds_m, "large_buildings": score.buildings, "found": score.found,
+            "open_ground": score.open_ground, "falsely_found": score.falsely_found, "marks": rows}
 
 
 def totals(rows: list[dict]) -> dict:
@@ -128,7 +115,7 @@ def main() -> None:
         for name, crop in reference["crops"].items():
             if args.crops and name not in args.crops:
                 continue
-            rows.append(score_crop(name, crop, args.data, Path(tmp), predictor, args.work_gsd,
+            rows.append(score_crop(name, crop, args.data, args.reference, Path(tmp), predictor, args.work_gsd,
                                    float(reference.get("pixel_size_m", 3.0))))
             row = rows[-1]
             print(f"{name:20s} large buildings found {row['found']:3d}/{row['large_buildings']:3d}  "

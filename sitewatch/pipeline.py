@@ -175,7 +175,9 @@ def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:
     model = predictor.model
     return ModelRun(name=model.name, sha256=model.sha256, gsd_m=segmented.work_gsd_m,
                     gsd_rule=segmented.work_gsd_rule, trained_gsd_m=model.gsd_range_m or model.gsd_m,
-                    device=predictor.description)
+                    device=predictor.description, pass_gsds_m=list(segmented.pass_gsds_m),
+                    multiscale=predictor.multiscale.document() if predictor.multiscale else None,
+                    input_mapping=segmented.input_mapping)
 
 
 def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepared: PreparedSite,

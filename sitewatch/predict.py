@@ -41,7 +41,8 @@ from rasterio.windows import Window
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
 from sitewatch.files import staging_dir
-from sitewatch.modelfile import working_gsd_m
+from sitewatch.fusion import FusionResult, fuse_passes
+from sitewatch.modelfile import FusionRule, working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.products import MASK_NODATA, encode_probability
 from sitewatch.radiometry import choose_bands, colour_table, value_stretch
@@ -130,13 +131,18 @@ class Predictor:
             installed, PyTorch otherwise: see docs/BENCHMARKS.md for the measured speeds).
         tta: average over the 4 flips (4× the work).
         compile: ``torch.compile`` the network (CUDA only).
+        multiscale: run a fine and a coarse pass and fuse them (:mod:`sitewatch.fusion`); None:
+            the model's default (its metadata ``multiscale``: one pass when it names none).
     """
 
     def __init__(self, model: LoadedModel, device: str = "auto", backend: Backend = "auto",
-                 tta: bool = False, compile: bool = False) -> None:
+                 tta: bool = False, compile: bool = False, multiscale: bool | None = None) -> None:
         self.model = model
         self.device = choose_device(device)
         self.tta = tta
+        default_rule = model.metadata.multiscale
+        self.multiscale: FusionRule | None = (default_rule if multiscale is None else
+                                              (default_rule or FusionRule()) if multiscale else None)
         if backend == "auto":
             backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
         if backend == "onnx":
@@ -306,7 +312,7 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
         low, high = np.zeros(len(chosen)), np.full(len(chosen), 255.0)
     else:
         chosen = choose_bands(dataset, model.bands, bands)
-        low, high, note = value_stretch(dataset, chosen)
+        low, high, note = value_stretch(dataset, chosen, model.metadata.input_mapping)
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), work_gsd_m=model_gsd,
                      work_gsd_rule=gsd_rule, palette=palette, **geometry.fields(),
                      notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *geometry.notes])
@@ -392,6 +398,9 @@ class SegmentResult:
     notes: list[str]
     work_gsd_m: float = 0.0
     work_gsd_rule: str = ""
+    pass_gsds_m: list[float] = field(default_factory=list)  # working pixel size (m) of each pass
+    fusion: FusionResult | None = None  # what the multi-scale fusion did, when two passes ran
+    input_mapping: str = ""  # how the input values were mapped (sitewatch.radiometry)
 
     @property
     def probability_path(self) -> Path:
@@ -499,6 +508,7 @@ def segment_raster(
     progress: Callable[[int, int], None] | None = None,
     finish: Callable[[Path], None] | None = None,
     work_gsd_m: float | None = None,
+    multiscale: FusionRule | None | Literal["predictor"] = "predictor",
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (``probability.tif``, ``mask.tif``).
 
@@ -517,53 +527,105 @@ def segment_raster(
         bands: 1-based input bands for the model's bands (default: colour interpretation).
         threshold: building probability threshold (default: the model's).
         workers: background reader threads.
-        progress: called with (windows done, windows total).
+        progress: called with (windows done, windows total) over all passes.
         finish: called with the staging folder (holding both rasters) before it is renamed,
             for later stages that add outputs (footprints) to the same atomic folder.
         work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied
             to the input's pixel size; see :func:`sitewatch.modelfile.working_gsd_m`).
+        multiscale: a second, coarse pass fused with the fine one (:mod:`sitewatch.fusion`);
+            None: one pass; ``predictor``: the predictor's choice (the model's default).
     """
+    if multiscale == "predictor":
+        multiscale = predictor.multiscale
     # GDAL's block cache defaults to 5 % of RAM; a bounded one keeps memory flat in raster size
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
-        return _segment_raster(path, out_dir, predictor, tile_size=tile_size, overlap=overlap,
-                               batch_size=batch_size, gsd_m=gsd_m, bands=bands, threshold=threshold,
-                               workers=workers, progress=progress, finish=finish, work_gsd_m=work_gsd_m)
+        return _segment_raster(path, out_dir, predictor, _RunSettings(
+            tile_size=tile_size, overlap=overlap, batch_size=batch_size, gsd_m=gsd_m, bands=bands,
+            threshold=threshold, workers=workers, work_gsd_m=work_gsd_m, multiscale=multiscale),
+            progress=progress, finish=finish)
 
 
-def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_size: int | None,
-                    overlap: int | None, batch_size: int | None, gsd_m: float | None, bands: list[int] | None,
-                    threshold: float | None, workers: int, progress: Callable[[int, int], None] | None,
-                    finish: Callable[[Path], None] | None, work_gsd_m: float | None) -> SegmentResult:
+@dataclass(frozen=True)
+class _RunSettings:
+    tile_size: int | None
+    overlap: int | None
+    batch_size: int | None
+    gsd_m: float | None
+    bands: list[int] | None
+    threshold: float | None
+    workers: int
+    work_gsd_m: float | None
+    multiscale: FusionRule | None
+
+    def plan(self, dataset: rasterio.DatasetReader, predictor: Predictor, work_gsd_m: float | None) -> InputPlan:
+        return plan_input(dataset, predictor.model, tile_size=self.tile_size, overlap=self.overlap,
+                          gsd_m=self.gsd_m, bands=self.bands, work_gsd_m=work_gsd_m)
+
+
+def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _RunSettings, *,
+                    progress: Callable[[int, int], None] | None,
+                    finish: Callable[[Path], None] | None) -> SegmentResult:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     check_output_dir(out_dir, [Path(path)])
     dataset = open_raster(path)
     staging: Path | None = None
-    reader: _WindowReader | None = None
     try:
-        plan = plan_input(dataset, predictor.model, tile_size=tile_size, overlap=overlap, gsd_m=gsd_m, bands=bands,
-                          work_gsd_m=work_gsd_m)
+        plans = [settings.plan(dataset, predictor, settings.work_gsd_m)]
+        if settings.multiscale is not None:
+            plans.append(settings.plan(dataset, predictor, plans[0].work_gsd_m * settings.multiscale.coarse_factor))
         _check_not_all_nodata(dataset)
         staging = staging_dir(out_dir)
-        reader = _WindowReader(Path(path), plan, np.array(predictor.model.metadata.mean),
-                               np.array(predictor.model.metadata.std))
-        threshold = predictor.model.threshold if threshold is None else threshold
-        tiles = _TileGrid(dataset.height, dataset.width, plan)
-        shares = _predict_into(staging, dataset, plan, tiles, reader, predictor, threshold,
-                               batch_size or auto_batch_size(plan.tile_size), workers, progress)
+        threshold = predictor.model.threshold if settings.threshold is None else settings.threshold
+        windows = [len(_TileGrid(dataset.height, dataset.width, plan).windows) for plan in plans]
+        counter = _Progress(progress, sum(windows))
+        passes = [_run_pass(staging, index, dataset, plan, predictor, threshold, settings, counter)
+                  for index, plan in enumerate(plans)]
+        fusion = _fuse(staging, dataset, plans[0], passes, threshold, settings.multiscale)
         if finish is not None:
             finish(staging)
         publish_dir(staging, out_dir)
         staging = None
-        return _result(Path(path), out_dir, dataset, plan, predictor, shares, len(tiles.windows), started)
+        return _result(Path(path), out_dir, dataset, plans, predictor, fusion, sum(windows), started)
     except rasterio.errors.RasterioIOError as error:
         raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({error})") from None
     finally:
-        if reader is not None:
-            reader.close()
         dataset.close()
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_pass(staging: Path, index: int, dataset: rasterio.DatasetReader, plan: InputPlan, predictor: Predictor,
+              threshold: float, settings: _RunSettings, counter: _Progress) -> tuple[Path, Path, tuple[int, int]]:
+    """One pass of the network into ``pass{index}.*.strips.tif`` in ``staging``."""
+    targets = (staging / f"pass{index}.probability.strips.tif", staging / f"pass{index}.mask.strips.tif")
+    reader = _WindowReader(Path(dataset.name), plan, np.array(predictor.model.metadata.mean),
+                           np.array(predictor.model.metadata.std))
+    try:
+        shares = _predict_strips(dataset, plan, reader, predictor, threshold, settings.batch_size,
+                                 settings.workers, counter, targets)
+    finally:
+        reader.close()
+    return targets[0], targets[1], shares
+
+
+def _fuse(staging: Path, dataset: rasterio.DatasetReader, plan: InputPlan,
+          passes: list[tuple[Path, Path, tuple[int, int]]], threshold: float,
+          rule: FusionRule | None) -> FusionResult:
+    """The passes' probability and mask as the COGs ``probability.tif`` and ``mask.tif``."""
+    fine_prob, fine_mask, (building_px, valid_px) = passes[0]
+    if len(passes) == 1 or rule is None:
+        _to_cogs(staging, fine_prob, fine_mask)
+        return FusionResult(taken=0, refused_as_clusters=0, building_px=building_px, valid_px=valid_px)
+    outputs = (staging / "probability.strips.tif", staging / "mask.strips.tif")
+    dx, dy = plan.pixel_size_m
+    result = fuse_passes(fine_prob, passes[1][0], outputs,
+                         (_tmp_profile(dataset, None), _tmp_profile(dataset, MASK_NODATA)), threshold, dx * dy, rule)
+    for prob, mask, _ in passes:
+        prob.unlink()
+        mask.unlink()
+    _to_cogs(staging, *outputs)
+    return result
 
 
 @dataclass
@@ -591,14 +653,23 @@ class _TileGrid:
         return self._weights[sides]
 
 
-def _predict_into(staging: Path, dataset: rasterio.DatasetReader, plan: InputPlan, tiles: _TileGrid,
-                  reader: _WindowReader, predictor: Predictor, threshold: float, batch_size: int, workers: int,
-                  progress: Callable[[int, int], None] | None) -> tuple[int, int]:
-    """Predict every window in batches, blend, write ``probability.tif`` and ``mask.tif`` (COGs) in
-    ``staging``; return (building pixels, valid pixels)."""
-    probability_tmp, mask_tmp = staging / "probability.strips.tif", staging / "mask.strips.tif"
-    with rasterio.open(probability_tmp, "w", **_tmp_profile(dataset, None)) as prob_out, \
-            rasterio.open(mask_tmp, "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
+def _to_cogs(staging: Path, probability_tmp: Path, mask_tmp: Path) -> None:
+    write_cog(probability_tmp, staging / "probability.tif")
+    write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
+    probability_tmp.unlink()
+    mask_tmp.unlink()
+
+
+def _predict_strips(dataset: rasterio.DatasetReader, plan: InputPlan, reader: _WindowReader, predictor: Predictor,
+                    threshold: float, batch_size: int | None, workers: int, progress: _Progress,
+                    targets: tuple[Path, Path]) -> tuple[int, int]:
+    """One pass of the network over the raster at ``plan``'s working size, blended into the
+    probability and mask GeoTIFFs ``targets`` strip by strip; (building pixels, valid pixels)."""
+    tiles = _TileGrid(dataset.height, dataset.width, plan)
+    progress.start_pass(len(tiles.windows))
+    batch_size = batch_size or auto_batch_size(plan.tile_size)
+    with rasterio.open(targets[0], "w", **_tmp_profile(dataset, None)) as prob_out, \
+            rasterio.open(targets[1], "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
         blender = _StripBlender(dataset, plan, tiles, threshold, prob_out, mask_out, progress)
         batch: list[tuple[Window, np.ndarray]] = []
         row_index = 0
@@ -612,11 +683,22 @@ def _predict_into(staging: Path, dataset: rasterio.DatasetReader, plan: InputPla
                 blender.add_batch(batch, predictor)
         blender.add_batch(batch, predictor)
         blender.write_rows(dataset.height)
-    write_cog(probability_tmp, staging / "probability.tif")
-    write_cog(mask_tmp, staging / "mask.tif", overview_resampling="nearest")
-    probability_tmp.unlink()
-    mask_tmp.unlink()
     return blender.building_px, blender.valid_px
+
+
+class _Progress:
+    """Windows done over all passes, reported as (done, total) to the caller's callback."""
+
+    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
+        self.callback, self.total, self.before, self.windows = callback, total, 0, 0
+
+    def start_pass(self, windows: int) -> None:
+        self.before += self.windows
+        self.windows = windows
+
+    def __call__(self, done: int, _total: int) -> None:
+        if self.callback:
+            self.callback(self.before + done, self.total)
 
 
 class _StripBlender:
@@ -676,16 +758,22 @@ class _StripBlender:
         self.buffer_top = upto
 
 
-def _result(path: Path, out_dir: Path, dataset: rasterio.DatasetReader, plan: InputPlan, predictor: Predictor,
-            shares: tuple[int, int], windows: int, started: float) -> SegmentResult:
+def _result(path: Path, out_dir: Path, dataset: rasterio.DatasetReader, plans: list[InputPlan],
+            predictor: Predictor, fusion: FusionResult, windows: int, started: float) -> SegmentResult:
+    plan = plans[0]
     dx, dy = plan.pixel_size_m
-    building_px, valid_px = shares
+    notes = list(plan.notes)
+    if len(plans) > 1:
+        notes.append(f"multi-scale: a second pass at {plans[1].work_gsd_m:g} m; {fusion.taken} large building(s) "
+                     f"taken from it, {fusion.refused_as_clusters} refused as merged clusters")
     return SegmentResult(
         source=path, out_dir=out_dir, width=dataset.width, height=dataset.height,
         area_km2=dataset.width * dataset.height * dx * dy / 1e6, seconds=time.perf_counter() - started,
-        device=predictor.description, building_share=building_px / max(valid_px, 1),
-        windows=windows, pixel_size_m=plan.pixel_size_m, notes=plan.notes,
+        device=predictor.description, building_share=fusion.building_px / max(fusion.valid_px, 1),
+        windows=windows, pixel_size_m=plan.pixel_size_m, notes=notes,
         work_gsd_m=plan.work_gsd_m, work_gsd_rule=plan.work_gsd_rule,
+        pass_gsds_m=[p.work_gsd_m for p in plans], fusion=fusion if len(plans) > 1 else None,
+        input_mapping=plan.notes[0],
     )
 
 

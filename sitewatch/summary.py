@@ -167,6 +167,9 @@ class ModelRun(_Record):
     gsd_rule: str
     trained_gsd_m: float | list[float] | None
     device: str
+    pass_gsds_m: list[float] = field(default_factory=list)  # working pixel size (m) of each pass
+    multiscale: dict[str, float] | None = None  # the fusion rule of a multi-scale run
+    input_mapping: str = ""  # how input values reached the network (sitewatch.radiometry)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ ORDER = [
     # contracts: plain values and rules shared by the stages (no raster or torch work)
     "errors", "paths", "products", "summary", "rules", "dates", "modelfile",
     # files and rasters in and out
-    "files", "raster", "outputs", "radiometry",
+    "files", "raster", "outputs", "radiometry", "fusion",
     # the network and its files
     "pretrained", "network", "checkpoint",
     # training data: one reader per format, the chip cache, the data module
@@ -36,7 +36,7 @@ ORDER = [
     # inference stages, in the order data flows
     "prepare", "predict", "footprints", "coverage", "clearing", "change", "pictures", "report",
     # jobs
-    "pipeline", "scot", "evaluate", "batch",
+    "pipeline", "scot", "evaluate", "marks", "batch",
     # the command line
     "cli",
 ]
