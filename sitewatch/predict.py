@@ -536,7 +536,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                     finish: Callable[[Path], None] | None, work_gsd_m: float | None) -> SegmentResult:
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    check_output_dir(out_dir, [Path(path)])
+    check_output_dir(out_dir, [Path(path)], "segment")
     dataset = open_raster(path)
     staging: Path | None = None
     reader: _WindowReader | None = None
@@ -553,7 +553,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, *, tile_siz
                                batch_size or auto_batch_size(plan.tile_size), workers, progress)
         if finish is not None:
             finish(staging)
-        publish_dir(staging, out_dir)
+        publish_dir(staging, out_dir, "segment")
         staging = None
         return _result(Path(path), out_dir, dataset, plan, predictor, shares, len(tiles.windows), started)
     except rasterio.errors.RasterioIOError as error:
