@@ -2,7 +2,7 @@
 
 One rule for every command that writes. Every output folder carries a marker file
 (:data:`MARKER`) naming the command that made it and, for each file sitewatch wrote there
-(relative path), its size, modification time, SHA-256 and, for a GeoPackage, its layer names.
+(relative path), its size, SHA-256 and, for a GeoPackage, its layer names.
 A listed file whose content no longer matches its record (an analyst added a layer to
 ``changes.gpkg``, edited ``summary.json``) is the user's from then on.
 
@@ -74,9 +74,8 @@ def _layers(path: Path) -> list[str] | None:
 
 
 def file_record(path: Path) -> dict[str, Any]:
-    """What a file sitewatch wrote looks like: size, modification time, SHA-256 and layers."""
-    stat = path.stat()
-    record: dict[str, Any] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
+    """What a file sitewatch wrote looks like: size, SHA-256 and, for a GeoPackage, its layers."""
+    record: dict[str, Any] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
     layers = _layers(path)
     if layers is not None:
         record["layers"] = layers
@@ -86,16 +85,13 @@ def file_record(path: Path) -> dict[str, Any]:
 def file_changed(path: Path, record: dict[str, Any]) -> str | None:
     """How a listed file differs from its record (None when it is as sitewatch wrote it).
 
-    Same size and modification time: unchanged without reading it; else the SHA-256 decides.
+    Size and SHA-256 decide (no modification time: a rerun's marker is byte-identical).
     """
     if not record:  # an old marker: names only
         return None
     if not path.is_file():
         return None  # gone: nothing of the user's to lose
-    stat = path.stat()
-    if stat.st_size == record.get("bytes") and stat.st_mtime_ns == record.get("mtime_ns"):
-        return None
-    if stat.st_size == record.get("bytes") and _sha256(path) == record.get("sha256"):
+    if path.stat().st_size == record.get("bytes") and _sha256(path) == record.get("sha256"):
         return None
     before, now = set(record.get("layers") or []), set(_layers(path) or [])
     if record.get("layers") is not None and now != before:

@@ -129,7 +129,7 @@ def test_segment_refuses_an_earlier_change_result(tmp_path: Path, demo_result: P
 def test_change_rerun_refuses_a_layer_the_analyst_added(tmp_path: Path, demo_result: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "texas"
-    shutil.copytree(demo_result, out)  # copies keep size and modification time: still ours
+    shutil.copytree(demo_result, out)  # copies keep the content: still ours
     assert read_marker(out).command == "change"
     pyogrio.write_dataframe(_aoi(), out / "changes.gpkg", layer="analyst_review", append=True)
     _no_model(monkeypatch)
