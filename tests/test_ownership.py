@@ -357,3 +357,28 @@ def test_the_marker_records_content(tmp_path: Path, demo_result: Path) -> None:
     assert record["layers"] == ["changes", "housing_clusters", "land_cleared"]
     assert len(record["sha256"]) == 64 and record["bytes"] == (demo_result / "changes.gpkg").stat().st_size
     assert (demo_result / MARKER).read_text().startswith('{\n "tool": "sitewatch",\n "command": "change"')
+
+
+def test_land_cleared_layer_has_one_schema_empty_or_not(tmp_path: Path, demo_result: Path) -> None:
+    import datetime as dt
+
+    from sitewatch.clearing import CLEARING_COLUMNS
+    from sitewatch.footprints import empty_footprints, write_change_layers
+
+    crs = "EPSG:32614"
+    one = gpd.GeoDataFrame({"clearing_id": [1], "area_m2": [900.0], "first_seen": [dt.date(2018, 1, 1)],
+                            "later_dates_seen": [1], "green_before": [0.4], "green_after": [0.0],
+                            "pattern_corr": [0.1], "lon": [-97.9], "lat": [30.2]},
+                           geometry=[shapely.box(0, 0, 30, 30)], crs=crs)
+    write_change_layers(tmp_path, empty_footprints(crs).assign(change=[]), gpd.GeoDataFrame(geometry=[], crs=crs),
+                        [], [], one)
+
+    def schema(path: Path) -> tuple:
+        info = pyogrio.read_info(path, layer="land_cleared")
+        return info["geometry_type"], list(zip(info["fields"], info["dtypes"], strict=True))
+
+    assert pyogrio.read_info(demo_result / "changes.gpkg", layer="land_cleared")["features"] == 0
+    assert schema(demo_result / "changes.gpkg") == schema(tmp_path / "changes.gpkg")
+    geometry_type, fields = schema(tmp_path / "changes.gpkg")
+    assert geometry_type == "MultiPolygon" and [name for name, _ in fields] == list(CLEARING_COLUMNS)
+    assert dict(fields)["clearing_id"] == "int64" and dict(fields)["first_seen"] == "object"
