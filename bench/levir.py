@@ -41,7 +41,7 @@ def main() -> None:
             rasters = [write_geotiff(Path(tmp) / name / f"{name}_{d}.tif", image, pair.transform, pair.crs, {})
                        for d, image in (("2012-05-01", pair.earlier), ("2018-05-01", pair.later))]
             run = run_site(rasters, Path(tmp) / "out" / name, predictor)
-            changes = read_polygons(Path(tmp) / "out" / name / "changes.gpkg")
+            changes = read_polygons(Path(tmp) / "out" / name / "changes.gpkg:changes")
             strict = change_scores(changes, pair.change, pair.transform, pair.crs, 0.5)
             lenient = change_scores(changes, pair.change, pair.transform, pair.crs, 0.25)
             rows.append({"pair": name, "change_objects": strict["object"]["change_objects"],

@@ -24,6 +24,7 @@ import dataclasses
 import io
 import json
 import re
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from sitewatch.dates import parse_date
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
 from sitewatch.modelfile import file_sha256
+from sitewatch.outputs import record_files
 from sitewatch.rules import ChangeRules, load_yaml
 from sitewatch.summary import CHANGE_CLASSES, FLAGS, ChangeCounts, FlagCounts, SiteSummary
 
@@ -101,9 +103,10 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
         site_id = str(entry.get("id", ""))
         if not SITE_ID.match(site_id):
             raise SitewatchError(f"{path}: site #{number}: id '{site_id}' must be letters, digits, '_', '-', '.'")
-        if site_id in seen:
-            raise SitewatchError(f"{path}: duplicate site id '{site_id}'")
-        seen.add(site_id)
+        if site_id.casefold() in seen:  # Depot and depot are one folder on case-insensitive storage
+            raise SitewatchError(f"{path}: duplicate site id '{site_id}' (ids differing only in case share "
+                                 "one output folder on Windows and macOS)")
+        seen.add(site_id.casefold())
         rasters = entry.get("rasters")
         if not isinstance(rasters, list) or len(rasters) < 2:
             raise SitewatchError(f"{path}: site {site_id}: 'rasters' must list at least two files")
@@ -280,16 +283,46 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
             ray.shutdown()
 
 
+#: The files ``batch`` writes into its output folder itself (each site has its own folder).
+SUMMARY_FILES = ("batch_summary.json", "batch_summary.csv")
+
+
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse, within seconds, a Ray cluster address where nothing answers (Ray itself retries for minutes).
+
+    ``auto`` and ``ray://`` addresses are tried for a TCP connection to their host and port.
+    """
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise SitewatchError(f"'{address}': a Ray address is HOST:PORT (or ray://HOST:PORT)", setting="ray_address")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise SitewatchError(f"{address}: no Ray cluster answers there ({error.strerror or error}); start one "
+                             "(ray start, head node) or leave the address out", setting="ray_address") from None
+
+
+def check_workers(workers: int) -> None:
+    """Refuse a number of Ray workers below one."""
+    if workers < 1:
+        raise SitewatchError(f"the number of Ray workers must be 1 or more, got {workers}", setting="workers")
+
+
 def write_batch_summary(out_root: Path, rows: Iterable[SiteRow]) -> None:
-    """``batch_summary.json`` and ``batch_summary.csv``, written atomically."""
+    """``batch_summary.json`` and ``batch_summary.csv``, written atomically and recorded as ours."""
     rows = list(rows)
     out_root.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_root / "batch_summary.json") as tmp:
+    with atomic_path(out_root / SUMMARY_FILES[0]) as tmp:
         tmp.write_text(json.dumps({"sites": [row.as_dict() for row in rows]}, indent=2, default=str))
     columns = ["site", "status", *CHANGE_CLASSES, *FLAGS, "housing_clusters", "land_cleared", "seconds", "reason"]
-    with atomic_path(out_root / "batch_summary.csv") as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(out_root / SUMMARY_FILES[1]) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({"site": row.site, "status": row.status, "seconds": row.seconds,
                              "reason": row.reason, **row.counts_and_flags()})
+    record_files(out_root, SUMMARY_FILES, "batch")

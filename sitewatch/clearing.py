@@ -32,6 +32,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
 import shapely
 import shapely.geometry
@@ -250,8 +251,10 @@ def _later_dates_seen(labels: np.ndarray, count: int, starts: np.ndarray, dates:
 
 
 def empty_clearing(crs: CRS | None) -> gpd.GeoDataFrame:
-    """A ``land_cleared`` layer with no area."""
-    return gpd.GeoDataFrame({c: [] for c in CLEARING_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    """A ``land_cleared`` layer with no area, with the column types of a layer with areas."""
+    types = {"clearing_id": "int64", "later_dates_seen": "int64", "first_seen": object}
+    columns = {c: pd.Series([], dtype=types.get(c, "float64")) for c in CLEARING_COLUMNS}
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
 def has_colour(images: list[Path]) -> bool:

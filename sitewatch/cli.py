@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.outputs import check_output_dir
 from sitewatch.summary import SiteSummary
 
@@ -174,7 +175,7 @@ def segment(
     if len(set(stems)) != len(stems):
         raise SitewatchError("two input rasters have the same file name; their outputs would collide")
     for raster in rasters:
-        check_output_dir(out / raster.stem, rasters)
+        check_output_dir(out / raster.stem, rasters, "segment")
     loaded = load_for_inference(model)
     predictor = Predictor(loaded, device=device, backend=backend, tta=tta, compile=compile, multiscale=multiscale)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
@@ -224,14 +225,17 @@ def vectorize(
     _check_threshold(threshold)
     _check_readable([raster] + ([probability] if probability else []))
     from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
+    from sitewatch.outputs import check_output_files, record_files
     from sitewatch.products import DEFAULT_THRESHOLD
 
+    folder = out or raster.parent
+    names = ["footprints.gpkg", "footprints.geojson"]
+    check_output_files(folder, names, [raster] + ([probability] if probability else []))
     options = FootprintOptions(min_area_m2=min_area, simplify_m=simplify, regularize=regularize,
                                split_touching=split, threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
     frame = vectorize_raster(raster, probability, options, gsd_m=gsd)
-    folder = out or raster.parent
-    write_footprints(frame, folder / "footprints.gpkg",
-                     folder / "footprints.geojson" if frame.crs is not None else None)
+    write_footprints(frame, folder / names[0], folder / names[1] if frame.crs is not None else None)
+    record_files(folder, names, "vectorize")
     typer.echo(f"{raster.name}: {len(frame)} footprints, {frame['area_m2'].sum():.0f} m² "
                f"-> {folder / 'footprints.gpkg'}")
 
@@ -270,22 +274,13 @@ def evaluate_change(
     """Change scores against a LEVIR-style change mask, or SCOT against a labelled time series."""
     if iou is not None and not 0.0 < iou <= 1.0:
         raise SitewatchError(f"--iou must be in (0, 1], got {iou}")
-    from sitewatch.evaluate import VECTOR_SUFFIXES, change_scores, read_binary_raster, read_polygons, scot_scores
-    from sitewatch.raster import open_raster
+    from sitewatch.evaluate import VECTOR_SUFFIXES, change_scores_paths, scot_scores
 
-    if reference.suffix.lower() in VECTOR_SUFFIXES:
+    if reference.suffix.lower() in VECTOR_SUFFIXES or ":" in reference.name:
         report = scot_scores(site_dir, reference, **({"iou_threshold": iou} if iou else {}))
-        typer.echo(json.dumps(report, indent=2))
-        return
-    changed, _ = read_binary_raster(reference)
-    with open_raster(grid or reference) as dataset:
-        if dataset.crs is None:
-            raise SitewatchError(f"{grid or reference}: no CRS; give --grid with the site's first raster")
-        if (dataset.height, dataset.width) != changed.shape:
-            raise SitewatchError(f"{reference}: mask size differs from the grid raster")
-        transform, crs = dataset.transform, dataset.crs
-    changes = read_polygons(site_dir / "changes.gpkg")
-    typer.echo(json.dumps(change_scores(changes, changed, transform, crs, iou or 0.5), indent=2))
+    else:
+        report = change_scores_paths(site_dir, reference, grid, iou or 0.5)
+    typer.echo(json.dumps(report, indent=2))
 
 
 def _print_site(summary: SiteSummary, out: Path) -> None:
@@ -320,7 +315,9 @@ def change(
     _check_positive(work_gsd=work_gsd)
     _check_readable(rasters)  # before torch and the model load
     check_output_dir(out, rasters)
+    from sitewatch.prepare import order_by_date
 
+    order_by_date(rasters, date_list)  # band counts and dates, before the model loads
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
@@ -348,6 +345,26 @@ def demo(
            device=device, backend="auto", work_gsd=None)
 
 
+def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_address: str | None,
+                  strict_paths: bool, rules: Path | None) -> tuple[list, object]:
+    """Every check of a batch before any work or deletion: options, manifest, rules, output folders."""
+    from sitewatch.batch import SUMMARY_FILES, check_ray_address, check_workers, read_manifest
+    from sitewatch.outputs import check_output_files
+    from sitewatch.rules import ChangeRules
+
+    if executor not in {"local", "ray"}:
+        raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
+    check_workers(workers)
+    if executor == "ray" and ray_address:
+        check_ray_address(ray_address)
+    sites = read_manifest(manifest, strict_paths=strict_paths)
+    base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
+    check_output_files(out, SUMMARY_FILES, [manifest])
+    for site in sites:
+        check_output_dir(out / site.id, site.rasters)
+    return sites, base_rules
+
+
 @app.command()
 def batch(
     manifest: Annotated[Path, typer.Argument(help="YAML or CSV manifest of sites and their dated rasters.")],
@@ -365,18 +382,12 @@ def batch(
     """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
     from tqdm import tqdm
 
-    from sitewatch.batch import SiteRow, read_manifest, run_local, run_ray, write_batch_summary
+    from sitewatch.batch import SiteRow, run_local, run_ray, write_batch_summary
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path
-    from sitewatch.rules import ChangeRules
 
-    if executor not in {"local", "ray"}:
-        raise SitewatchError(f"--executor must be local or ray, not '{executor}'")
-    sites = read_manifest(manifest, strict_paths=strict_paths)
-    base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
-    for site in sites:  # every site's folder is checked before any work or deletion
-        check_output_dir(out / site.id, site.rasters)
+    sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules)
     model_path = model or default_model_path()
     load_for_inference(model_path)  # a bad model fails before any site starts
     if not resume:
@@ -429,6 +440,14 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """A stage's :class:`SitewatchWarning` as one ``sitewatch: warning:`` line; others as Python shows them."""
+    if issubclass(category, SitewatchWarning):
+        print(f"sitewatch: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def with_option(error: SitewatchError) -> str:
     """The error's line, naming the command-line option of the setting at fault when it has one."""
     if error.setting is None:
@@ -444,7 +463,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     click_exception, abort, exit_ = _click_exceptions()
     try:
-        code = app(args=argv, prog_name="sitewatch", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SitewatchWarning)
+            warnings.showwarning = _show_warning
+            code = app(args=argv, prog_name="sitewatch", standalone_mode=False)
         if isinstance(code, int) and code:
             if code == 130:  # typer turns Ctrl-C into this exit code
                 print("sitewatch: interrupted", file=sys.stderr)

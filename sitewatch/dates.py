@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from pathlib import Path
 
 import rasterio
 import rasterio.errors
 
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
-_DATE_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "acquisition_date", "DATE_ACQUIRED",
-              "TIFFTAG_DATETIME", "datetime")
+#: Tags that hold an acquisition date, most specific first.
+_ACQUISITION_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "acquisition_date", "DATE_ACQUIRED", "datetime")
+#: TIFF ``DateTime``: when the file was written (often a processing date), used only when nothing else dates it.
+_FILE_WRITTEN_TAG = "TIFFTAG_DATETIME"
 
 
 def parse_date(text: str) -> dt.date | None:
@@ -29,18 +32,34 @@ def parse_date(text: str) -> dt.date | None:
     return None
 
 
-def raster_date(path: Path) -> tuple[dt.date | None, str]:
-    """A raster's acquisition date from its tags, else from its file name; with the source."""
+def _tags(path: Path) -> dict[str, str]:
     try:
         with rasterio.open(path) as dataset:
-            tags = {**dataset.tags(), **dataset.tags(ns="IMAGERY")}
+            return {**dataset.tags(), **dataset.tags(ns="IMAGERY")}
     except rasterio.errors.RasterioIOError:
-        tags = {}
-    for key in _DATE_TAGS:
-        if key in tags and (date := parse_date(str(tags[key]))):
-            return date, f"tag {key}"
-    date = parse_date(Path(path).stem)
-    return (date, "file name") if date else (None, "")
+        return {}
+
+
+def raster_date(path: Path) -> tuple[dt.date | None, str]:
+    """A raster's acquisition date, with its source; an error when its sources disagree.
+
+    An acquisition-date tag first, then an ISO date in the file name, then the TIFF
+    ``DateTime`` tag (when the file was written: a processing date, so it never overrides the
+    file name). An acquisition tag and a file name that name different dates are refused.
+    """
+    tags = _tags(path)
+    tagged = next(((parsed, key) for key in _ACQUISITION_TAGS
+                   if key in tags and (parsed := parse_date(str(tags[key])))), None)
+    named = parse_date(Path(path).stem)
+    if tagged and named and tagged[0] != named:
+        raise SitewatchError(f"{path}: its tag {tagged[1]} says {tagged[0]} but its file name says {named}; "
+                             "give the dates", setting="dates")
+    if tagged:
+        return tagged[0], f"tag {tagged[1]}"
+    if named:
+        return named, "file name"
+    written = parse_date(str(tags.get(_FILE_WRITTEN_TAG, "")))
+    return (written, f"tag {_FILE_WRITTEN_TAG}") if written else (None, "")
 
 
 def date_sources(paths: list[Path], given: bool) -> list[str]:
@@ -48,27 +67,53 @@ def date_sources(paths: list[Path], given: bool) -> list[str]:
     return ["given" if given else raster_date(path)[1] for path in paths]
 
 
+def _parse_given(paths: list[Path], dates: list[str]) -> list[dt.date]:
+    if len(dates) != len(paths):
+        raise SitewatchError(f"{len(dates)} dates for {len(paths)} rasters", setting="dates")
+    parsed = []
+    for text in dates:
+        date = parse_date(text.strip())
+        if date is None:
+            raise SitewatchError(f"'{text}' is not a date like 2024-08-27", setting="dates")
+        parsed.append(date)
+    return parsed
+
+
+def _compare_given(paths: list[Path], given: list[dt.date]) -> None:
+    """Given dates against the rasters' own: refused when they are the same dates in another order,
+    else each disagreement is a warning naming the file and where its own date comes from."""
+    own = [raster_date(path) for path in paths]
+    disagree = [(path, date, found) for path, date, found in zip(paths, given, own, strict=True)
+                if found[0] is not None and found[0] != date]
+    if not disagree:
+        return
+    path, date, (found, source) = disagree[0]
+    if all(found[0] is not None for found in own) and sorted(given) == sorted(found[0] for found in own):
+        raise SitewatchError(f"the dates given are in another order than the rasters: {path.name} is given "
+                             f"{date} but its {source} says {found}; give one date per raster, in the rasters' "
+                             "order", setting="dates")
+    for path, date, (found, source) in disagree:
+        warnings.warn(f"{path}: the date given, {date}, is used, though its {source} says {found}",
+                      SitewatchWarning, stacklevel=3)
+
+
 def resolve_dates(paths: list[Path], dates: list[str] | None) -> list[dt.date]:
-    """One date per raster: ``dates`` if given, else tags, else the file name; clear errors."""
+    """One date per raster: ``dates`` if given (checked against the rasters' own), else each raster's."""
     if dates is not None:
-        if len(dates) != len(paths):
-            raise SitewatchError(f"{len(dates)} dates for {len(paths)} rasters", setting="dates")
-        parsed = []
-        for text in dates:
-            date = parse_date(text.strip())
-            if date is None:
-                raise SitewatchError(f"'{text}' is not a date like 2024-08-27", setting="dates")
-            parsed.append(date)
-        result = parsed
+        result = _parse_given(paths, dates)
+        _compare_given(paths, result)
+        sources = ["given"] * len(paths)
     else:
-        result = []
-        for path in paths:
-            date, _ = raster_date(path)
+        found = [raster_date(path) for path in paths]
+        for path, (date, _) in zip(paths, found, strict=True):
             if date is None:
                 raise SitewatchError(
                     f"{path}: no acquisition date in its metadata or file name; give the dates", setting="dates"
                 )
-            result.append(date)
-    if len(set(result)) != len(result):
-        raise SitewatchError(f"two rasters have the same date ({', '.join(map(str, result))})")
+        result, sources = [date for date, _ in found], [source for _, source in found]
+    for k, date in enumerate(result):
+        for j in range(k):
+            if result[j] == date:
+                raise SitewatchError(f"two rasters have the same date {date}: {paths[j]} ({sources[j]}) and "
+                                     f"{paths[k]} ({sources[k]})", setting="dates")
     return result

@@ -24,3 +24,10 @@ class SitewatchError(Exception):
 
     def __str__(self) -> str:  # keep it on one line whatever the cause text holds
         return " ".join(super().__str__().split())
+
+
+class SitewatchWarning(UserWarning):
+    """Something the user should know about an input that sitewatch repaired or read with care.
+
+    The command line prints it as one ``sitewatch: warning:`` line; the run goes on.
+    """

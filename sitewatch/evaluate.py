@@ -11,23 +11,25 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
-from pyogrio.errors import DataSourceError
 from rasterio.features import rasterize, shapes
 from rasterio.transform import array_bounds
 from rasterio.warp import Resampling, reproject, transform_bounds
 from shapely.geometry import shape
 
 from sitewatch.data.common import burn_polygons
-from sitewatch.data.geodata import read_footprints
-from sitewatch.errors import SitewatchError
+from sitewatch.data.geodata import read_footprints, split_layer
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.files import atomic_path
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_footprints
+from sitewatch.outputs import check_output_files, record_files
 from sitewatch.raster import open_raster
 from sitewatch.scot import IOU_THRESHOLD, DateFootprints, scot
 from sitewatch.summary import SiteSummary
@@ -199,15 +201,21 @@ def raster_grid(path) -> Grid:
         return Grid(dataset.crs, dataset.transform, (dataset.height, dataset.width))
 
 
-def read_polygons(path) -> gpd.GeoDataFrame:
-    """Read polygons from any OGR vector file; a one-line error otherwise."""
-    if not Path(path).is_file():
-        raise SitewatchError(f"{path}: file not found")
-    try:
-        frame = gpd.read_file(path)
-    except (DataSourceError, ValueError, OSError) as error:
-        raise SitewatchError(f"{path}: not a readable vector file ({error})") from None
-    return frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+def read_polygons(path, need_crs: bool = False) -> gpd.GeoDataFrame:
+    """Polygons of any OGR vector file (``FILE:LAYER`` names a layer); a one-line error otherwise.
+
+    A file of several layers without a layer name, points or lines are refused; empty
+    geometries are dropped and invalid ones repaired, with a warning (:func:`read_footprints`).
+    """
+    return read_footprints(path, keep_columns=True, need_crs=need_crs)
+
+
+def read_reference(path) -> gpd.GeoDataFrame:
+    """Reference buildings to score against: polygons, at least one."""
+    frame = read_polygons(path)
+    if frame.empty:
+        raise SitewatchError(f"{path}: reference holds no buildings; nothing to score against")
+    return frame
 
 
 def burn_reference(path, grid: Grid) -> np.ndarray:
@@ -217,8 +225,38 @@ def burn_reference(path, grid: Grid) -> np.ndarray:
     """
     if grid.crs is None:
         raise SitewatchError(f"{path}: footprints need a georeferenced prediction to be placed on")
-    footprints = read_footprints(path).to_crs(grid.crs)
+    footprints = read_reference(path).to_crs(grid.crs)
     return burn_polygons(list(footprints.geometry.values), grid.transform, grid.shape) == 1
+
+
+#: The files ``evaluate`` writes into its output folder.
+EVALUATION_FILES = ("scores.json", "buildings.gpkg")
+
+
+def file_kind(path: Path) -> str:
+    """``raster`` or ``vector`` by the file's suffix (a ``FILE:LAYER`` is a vector); an error otherwise."""
+    path = split_layer(path)[0]
+    suffix = path.suffix.lower()
+    if suffix in RASTER_SUFFIXES:
+        return "raster"
+    if suffix in VECTOR_SUFFIXES:
+        return "vector"
+    raise SitewatchError(f"{path}: give a mask (.tif/.png) or polygons (.gpkg/.geojson)")
+
+
+def pixel_report(predicted: Path, reference: Path, kinds: list[str]) -> dict | None:
+    """Pixel scores of a predicted mask against a mask (aligned by georeferencing) or burned footprints."""
+    if kinds[0] != "raster":
+        return None
+    grid = raster_grid(predicted)
+    p, p_valid = read_binary_raster(predicted)
+    if kinds[1] == "vector":
+        return pixel_scores(p, burn_reference(reference, grid), p_valid).as_dict()
+    r, r_valid = read_binary_raster(reference, onto=grid)
+    if p.shape != r.shape:
+        raise SitewatchError(f"{reference}: mask is {r.shape[1]}×{r.shape[0]} px, the prediction "
+                             f"{p.shape[1]}×{p.shape[0]}; without georeferencing both need the same grid")
+    return pixel_scores(p, r, p_valid & r_valid).as_dict()
 
 
 def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
@@ -226,46 +264,41 @@ def evaluate_paths(predicted, reference, out=None, iou_threshold: float = 0.5,
     """Score predicted against reference files; masks give pixel scores, all give object scores.
 
     Writes ``scores.json`` and ``buildings.gpkg`` (reference buildings with the IoU of their
-    match, 0 when unmatched) to ``out`` when given.
+    match, 0 when unmatched) to ``out`` when given; an output folder that holds the user's files
+    of those names, or the inputs themselves, is refused before any work.
     """
     predicted, reference = Path(predicted), Path(reference)
-    kinds = []
-    for path in (predicted, reference):
-        suffix = path.suffix.lower()
-        if suffix in RASTER_SUFFIXES:
-            kinds.append("raster")
-        elif suffix in VECTOR_SUFFIXES:
-            kinds.append("vector")
-        else:
-            raise SitewatchError(f"{path}: give a mask (.tif/.png) or polygons (.gpkg/.geojson)")
-    report: dict = {"predicted": str(predicted), "reference": str(reference)}
-    if kinds == ["raster", "raster"]:  # pixel scores on the predicted grid, aligned by georeferencing
-        grid = raster_grid(predicted)
-        p, p_valid = read_binary_raster(predicted)
-        r, r_valid = read_binary_raster(reference, onto=grid)
-        if p.shape != r.shape:
-            raise SitewatchError(f"{reference}: mask is {r.shape[1]}×{r.shape[0]} px, the prediction "
-                                 f"{p.shape[1]}×{p.shape[0]}; without georeferencing both need the same grid")
-        report["pixel"] = pixel_scores(p, r, p_valid & r_valid).as_dict()
-    if kinds == ["raster", "vector"]:  # reference footprints burned onto the predicted grid
-        p, p_valid = read_binary_raster(predicted)
-        report["pixel"] = pixel_scores(p, burn_reference(reference, raster_grid(predicted)), p_valid).as_dict()
-    options = FootprintOptions(regularize=False, simplify_m=0.0, min_area_m2=0.0)
-    layers = [vectorize_raster(path, options=options, gsd_m=gsd_m) if kind == "raster" else read_polygons(path)
-              for path, kind in zip((predicted, reference), kinds, strict=True)]
-    scores = object_scores(layers[0], layers[1], iou_threshold)
-    report["object"] = scores.as_dict()
-    report["buildings"] = {"predicted": len(layers[0]), "reference": len(layers[1])}
+    kinds = [file_kind(predicted), file_kind(reference)]
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        per_building = layers[1][["geometry"]].copy()
-        per_building["iou"] = np.round(scores.reference_iou, 4)
-        per_building["matched"] = scores.reference_iou >= iou_threshold
-        write_footprints(per_building, out / "buildings.gpkg", None, layer="reference_buildings")
-        with atomic_path(out / "scores.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+        check_output_files(Path(out), EVALUATION_FILES, [split_layer(predicted)[0], split_layer(reference)[0]])
+    reference_layer = read_reference(reference) if kinds[1] == "vector" else None
+    report: dict = {"predicted": str(predicted), "reference": str(reference)}
+    pixel = pixel_report(predicted, reference, kinds)
+    if pixel is not None:
+        report["pixel"] = pixel
+    options = FootprintOptions(regularize=False, simplify_m=0.0, min_area_m2=0.0)
+    predicted_layer = (vectorize_raster(predicted, options=options, gsd_m=gsd_m) if kinds[0] == "raster"
+                       else read_polygons(predicted))
+    if reference_layer is None:
+        reference_layer = vectorize_raster(reference, options=options, gsd_m=gsd_m)
+    scores = object_scores(predicted_layer, reference_layer, iou_threshold)
+    report["object"] = scores.as_dict()
+    report["buildings"] = {"predicted": len(predicted_layer), "reference": len(reference_layer)}
+    if out is not None:
+        write_evaluation(Path(out), report, reference_layer, scores)
     return report
+
+
+def write_evaluation(out: Path, report: dict, reference: gpd.GeoDataFrame, scores: ObjectScores) -> None:
+    """``scores.json`` and ``buildings.gpkg`` (each reference building's IoU) in ``out``, recorded as ours."""
+    out.mkdir(parents=True, exist_ok=True)
+    per_building = reference[["geometry"]].copy()
+    per_building["iou"] = np.round(scores.reference_iou, 4)
+    per_building["matched"] = scores.reference_iou >= scores.iou_threshold
+    write_footprints(per_building, out / "buildings.gpkg", None, layer="reference_buildings")
+    with atomic_path(out / "scores.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    record_files(out, EVALUATION_FILES, "evaluate")
 
 
 # --- change ------------------------------------------------------------------------------------
@@ -294,6 +327,28 @@ def change_scores(changes: gpd.GeoDataFrame, reference: np.ndarray, transform, c
 
 # --- tracking over a time series -----------------------------------------------------------------
 
+def read_truth_series(truth_path: Path, site_dates: list[str]) -> gpd.GeoDataFrame:
+    """Footprints labelled with ``date`` and ``id``, checked against the site's dates.
+
+    Refused: a file without those columns or a CRS, and a truth series that lacks one of the
+    site's dates (its first included); truth dates the site does not have are left out, said so.
+    """
+    truth = read_reference(truth_path)
+    missing = {"date", "id"} - set(truth.columns)
+    if missing or truth.crs is None:
+        raise SitewatchError(f"{truth_path}: needs a CRS and the columns date and id (missing: {sorted(missing)})")
+    truth["date"] = truth["date"].astype(str).str[:10]
+    absent = [date for date in site_dates if date not in set(truth["date"])]
+    if absent:
+        raise SitewatchError(f"{truth_path}: no footprint dated {', '.join(absent)}, a date of the site "
+                             f"({', '.join(site_dates)}); the truth must cover every date of the series")
+    extra = sorted(set(truth["date"]) - set(site_dates))
+    if extra:
+        warnings.warn(f"{truth_path}: dates the site does not have left out of SCOT: {', '.join(extra)}",
+                      SitewatchWarning, stacklevel=2)
+    return truth[truth["date"].isin(site_dates)]
+
+
 def scot_scores(site_dir: Path, truth_path: Path, iou_threshold: float = IOU_THRESHOLD) -> dict:
     """SCOT of a site's tracked footprints against footprints labelled with ``date`` and ``id`` columns.
 
@@ -301,16 +356,8 @@ def scot_scores(site_dir: Path, truth_path: Path, iou_threshold: float = IOU_THR
     ``footprints_<date>.gpkg`` (``track_id`` is the building's id across dates); the truth is one
     vector file, any CRS, with an ISO ``date`` and a building ``id`` that persists across dates.
     """
-    summary = SiteSummary.from_json((Path(site_dir) / "summary.json").read_text())
-    truth = gpd.read_file(truth_path) if Path(truth_path).is_file() else None
-    if truth is None:
-        raise SitewatchError(f"{truth_path}: file not found")
-    missing = {"date", "id"} - set(truth.columns)
-    if missing or truth.crs is None:
-        raise SitewatchError(f"{truth_path}: needs a CRS and the columns date and id (missing: {sorted(missing)})")
-    truth["date"] = truth["date"].astype(str).str[:10]
-    if not set(truth["date"]) & set(summary.dates):
-        raise SitewatchError(f"{truth_path}: no footprint on the site's dates {', '.join(summary.dates)}")
+    summary = read_site_summary(site_dir)
+    truth = read_truth_series(truth_path, list(summary.dates))
     proposals = [read_polygons(Path(site_dir) / f"footprints_{date}.gpkg") for date in summary.dates]
     metric = utm_crs(proposals[0].crs, tuple(proposals[0].to_crs(proposals[0].crs).total_bounds))
     truth = truth.to_crs(metric)
@@ -322,3 +369,37 @@ def scot_scores(site_dir: Path, truth_path: Path, iou_threshold: float = IOU_THR
     return {"dates": summary.dates, "iou_threshold": iou_threshold, "scot": scores.as_dict(),
             "buildings_per_date": {"truth": [len(d.ids) for d in series_truth],
                                    "found": [len(d.ids) for d in series_found]}}
+
+
+def read_site_summary(site_dir: Path) -> SiteSummary:
+    """The ``summary.json`` of a ``change`` output folder; an error for another folder."""
+    path = Path(site_dir) / "summary.json"
+    if not path.is_file():
+        raise SitewatchError(f"{site_dir}: not an output folder of 'sitewatch change' (no summary.json)")
+    return SiteSummary.from_json(path.read_text())
+
+
+def change_scores_paths(site_dir: Path, reference: Path, grid: Path | None = None,
+                        iou_threshold: float = 0.5) -> dict:
+    """Change scores of a site's output folder against a change mask on ``grid`` (default: the mask's own).
+
+    The grid must be georeferenced and the mask's size; like ``evaluate``, a grid that does not
+    overlap the site's footprints on the ground is refused rather than scored.
+    """
+    changed, _ = read_binary_raster(reference)
+    with open_raster(grid or reference) as dataset:
+        if dataset.crs is None:
+            raise SitewatchError(f"{grid or reference}: no CRS; give the site's first raster as the grid",
+                                 setting="grid")
+        if (dataset.height, dataset.width) != changed.shape:
+            raise SitewatchError(f"{reference}: mask is {changed.shape[1]}×{changed.shape[0]} px, the grid raster "
+                                 f"{grid or reference} {dataset.width}×{dataset.height} px", setting="grid")
+        transform, crs, bounds = dataset.transform, dataset.crs, dataset.bounds
+    summary = read_site_summary(site_dir)
+    changes = read_polygons(Path(site_dir) / "changes.gpkg:changes")
+    seen = pd.concat([read_polygons(Path(site_dir) / f"footprints_{date}.gpkg")[["geometry"]].to_crs(crs)
+                      for date in summary.dates] + [changes[["geometry"]].to_crs(crs)])
+    if len(seen) and not seen.intersects(shapely.box(*bounds)).any():
+        raise SitewatchError(f"{grid or reference}: does not overlap the site's footprints on the ground "
+                             "(another place or CRS?)", setting="grid" if grid else None)
+    return change_scores(changes, changed, transform, crs, iou_threshold)

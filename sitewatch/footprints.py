@@ -669,7 +669,7 @@ def write_change_layers(folder: Path, changes: gpd.GeoDataFrame, clusters: gpd.G
                             geometry_type="Polygon" if clusters.empty else None)
     cleared = plain(cleared.to_crs(changes.crs))
     pyogrio.write_dataframe(cleared, folder / "changes.gpkg", layer="land_cleared", driver="GPKG",
-                            geometry_type="MultiPolygon" if cleared.empty else None)
+                            geometry_type="MultiPolygon", promote_to_multi=True)  # one schema, empty or not
     write_footprints(cleared, None, folder / "land_cleared.geojson", layer="land_cleared")
     for date, frame in zip(dates, footprints, strict=True):
         write_footprints(plain(frame.to_crs(changes.crs)), folder / f"footprints_{date.isoformat()}.gpkg", None)

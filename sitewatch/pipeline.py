@@ -21,6 +21,7 @@ from rasterio.transform import array_bounds
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
 from sitewatch.coverage import mean_probability_under, observed_ground
+from sitewatch.errors import SitewatchError
 from sitewatch.files import staging_dir
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
@@ -129,8 +130,12 @@ def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predic
     """Probabilities and mask of date ``k`` (on the site's grid) in ``folder/<date>``."""
     date = prepared.dates[k]
     say(f"segmenting {date}")
-    return segment_raster(prepared.aligned[k], folder / date.isoformat(), predictor, progress=window_progress,
-                          work_gsd_m=work_gsd_m)
+    try:
+        return segment_raster(prepared.aligned[k], folder / date.isoformat(), predictor, progress=window_progress,
+                              work_gsd_m=work_gsd_m)
+    except SitewatchError as error:  # name the user's file, never the temporary one on the first grid
+        where = f"{prepared.rasters[k]} (date {date}, on the first date's grid)"
+        raise SitewatchError(str(error).replace(str(prepared.aligned[k]), where), error.setting) from None
 
 
 def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options: FootprintOptions,

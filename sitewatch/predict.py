@@ -567,7 +567,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _
                     finish: Callable[[Path], None] | None) -> SegmentResult:
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    check_output_dir(out_dir, [Path(path)])
+    check_output_dir(out_dir, [Path(path)], "segment")
     dataset = open_raster(path)
     staging: Path | None = None
     try:
@@ -584,7 +584,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _
         fusion = _fuse(staging, dataset, plans[0], passes, threshold, settings.multiscale)
         if finish is not None:
             finish(staging)
-        publish_dir(staging, out_dir)
+        publish_dir(staging, out_dir, "segment")
         staging = None
         return _result(Path(path), out_dir, dataset, plans, predictor, fusion, sum(windows), started)
     except rasterio.errors.RasterioIOError as error:

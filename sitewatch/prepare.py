@@ -21,12 +21,13 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
+from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, transform_bounds
 
 from sitewatch.dates import date_sources, resolve_dates
 from sitewatch.errors import SitewatchError
-from sitewatch.raster import open_raster, pixel_size_xy_m
+from sitewatch.raster import is_georeferenced, no_grid_reason, open_raster, overview_shape, pixel_size_xy_m
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import ShiftRecord
 
@@ -109,8 +110,9 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
         progress: called with a short message before each warp.
     """
     with open_raster(rasters[0]) as reference:
-        if reference.crs is None:
-            raise SitewatchError(f"{rasters[0]}: no CRS; change detection needs georeferenced rasters")
+        if not is_georeferenced(reference):
+            raise SitewatchError(f"{rasters[0]}: {no_grid_reason(reference)}; change detection needs "
+                                 "georeferenced rasters")
         aligned = [rasters[0]]
         for k, path in enumerate(rasters[1:], start=1):
             with open_raster(path) as other:
@@ -119,6 +121,7 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
             target = workdir / f"{k}_{path.stem}.tif"
             target.parent.mkdir(parents=True, exist_ok=True)
             warp_onto(reference, path, target)
+            check_has_data(target, path)
             aligned.append(target)
         pixel_m = pixel_size_xy_m(reference)
         grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
@@ -128,8 +131,8 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
 
 def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:
     """Share (0-1) of the reference footprint covered by ``other``; error if they do not meet."""
-    if other.crs is None or reference.crs is None:
-        raise SitewatchError(f"{other.name}: no CRS; change detection needs georeferenced rasters")
+    if not is_georeferenced(other):
+        raise SitewatchError(f"{other.name}: {no_grid_reason(other)}; change detection needs georeferenced rasters")
     bounds = transform_bounds(other.crs, reference.crs, *other.bounds, densify_pts=21)
     ref = shapely.box(*reference.bounds)
     share = shapely.box(*bounds).intersection(ref).area / ref.area
@@ -138,8 +141,26 @@ def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetRead
     return share
 
 
+def check_has_data(aligned: Path, source: Path) -> None:
+    """Refuse, before any segmentation, a date with no valid pixel on the site's ground (naming its file)."""
+    with rasterio.open(aligned) as dataset:
+        mask = dataset.dataset_mask(out_shape=overview_shape(dataset, 512), resampling=Resampling.nearest)
+    if not mask.any():
+        raise SitewatchError(f"{source}: every pixel is nodata where it overlaps the first date")
+
+
 def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
-    """Write ``source`` resampled onto ``reference``'s grid (CRS, transform, size) as GeoTIFF."""
+    """Write ``source`` resampled onto ``reference``'s grid (CRS, transform, size) as GeoTIFF.
+
+    A read failure (a truncated file) is an error naming ``source``.
+    """
+    try:
+        _warp(reference, source, target)
+    except RasterioIOError as error:
+        raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
+
+
+def _warp(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
     with rasterio.open(source) as dataset:
         nodata = dataset.nodata if dataset.nodata is not None else 0
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
@@ -170,11 +191,14 @@ def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[
 
 def grey_image(path: Path, limit: int = REGISTRATION_PX) -> tuple[np.ndarray, float]:
     """Grey image of a raster, decimated to at most ``limit`` px; with the decimation factor."""
-    with rasterio.open(path) as dataset:
-        factor = max(1.0, max(dataset.width, dataset.height) / limit)
-        shape = (max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
-        bands = list(range(1, min(3, dataset.count) + 1))
-        pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
+    try:
+        with rasterio.open(path) as dataset:
+            factor = max(1.0, max(dataset.width, dataset.height) / limit)
+            shape = (max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
+            bands = list(range(1, min(3, dataset.count) + 1))
+            pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average)
+    except RasterioIOError as error:
+        raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({error})") from None
     return pixels.astype(np.float32).mean(axis=0), factor
 
 

@@ -105,6 +105,15 @@ def is_georeferenced(dataset: rasterio.DatasetReader) -> bool:
     return dataset.crs is not None and dataset.transform != Affine.identity()
 
 
+def no_grid_reason(dataset: rasterio.DatasetReader) -> str:
+    """Why a raster has no map grid: ground control points only (it needs warping), or nothing at all."""
+    points, _ = dataset.gcps
+    if points:
+        return (f"raster is georeferenced by {len(points)} ground control points, not on a map grid; "
+                "warp it first (gdalwarp in.tif warped.tif)")
+    return "raster has no georeferencing"
+
+
 def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None) -> tuple[float, float]:
     """Ground size of one pixel along x and y in metres.
 
@@ -116,6 +125,8 @@ def pixel_size_xy_m(dataset: rasterio.DatasetReader, gsd_m: float | None = None)
             raise SitewatchError(f"pixel size must be a positive number of metres, got {gsd_m}")
         return float(gsd_m), float(gsd_m)
     if not is_georeferenced(dataset):
+        if dataset.gcps[0]:
+            raise SitewatchError(f"{dataset.name}: {no_grid_reason(dataset)}")
         raise SitewatchError(
             f"{dataset.name}: raster has no georeferencing; give its pixel size in metres", setting="gsd"
         )

@@ -8,11 +8,14 @@ rasterize them (a pixel is building when its centre falls inside a polygon).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
+import shapely
 from affine import Affine
 from pyogrio.errors import DataSourceError
 from pyproj import CRS
@@ -20,9 +23,10 @@ from rasterio.errors import RasterioIOError
 from rasterio.features import geometry_mask
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
+from shapely.ops import unary_union
 
 from sitewatch.data.common import IGNORE, burn_polygons
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.radiometry import read_rgb8
 from sitewatch.raster import ground_pixel_size_m, open_raster
 
@@ -87,26 +91,88 @@ def read_georaster(path: Path, bands: list[int] | None = None) -> GeoRaster:
     return GeoRaster(Path(path), image, valid, crs, transform, gsd)
 
 
-def read_footprints(path: Path) -> gpd.GeoDataFrame:
+def split_layer(path: str | Path) -> tuple[Path, str | None]:
+    """``FILE:LAYER`` → ``(FILE, LAYER)`` for a vector file holding several layers; else ``(path, None)``."""
+    text = str(path)
+    if not Path(text).exists() and ":" in text:
+        head, _, layer = text.rpartition(":")
+        if layer and Path(head).suffix.lower() in VECTOR_SUFFIXES:
+            return Path(head), layer
+    return Path(text), None
+
+
+def choose_layer(path: Path, layer: str | None) -> str | None:
+    """The layer to read: the one named, the only one, or an error naming them all when ambiguous."""
+    try:
+        names = [str(name) for name in pyogrio.list_layers(path)[:, 0]]
+    except (DataSourceError, OSError, ValueError) as error:
+        raise SitewatchError(f"{path}: not a readable vector file ({str(error).splitlines()[0][:160]})") from None
+    if layer is not None and layer not in names:
+        raise SitewatchError(f"{path}: has no layer '{layer}' (its layers: {', '.join(names)})")
+    if layer is None and len(names) > 1:
+        raise SitewatchError(f"{path}: holds {len(names)} layers ({', '.join(names)}); name the one with "
+                             f"the buildings as {path}:<layer>")
+    return layer
+
+
+def polygons_only(frame: gpd.GeoDataFrame, where: str) -> gpd.GeoDataFrame:
+    """Building polygons of a layer, said so when some were empty, invalid (repaired) or not polygons.
+
+    Empty and missing geometries are dropped; invalid ones (a bow-tie) are repaired with
+    shapely's ``make_valid`` and their polygonal part kept; points and lines are dropped, and a
+    layer whose features hold no polygon at all is refused (a layer without features is returned).
+    """
+    if frame.empty:
+        return frame
+    geometry = frame.geometry
+    empty = geometry.isna() | geometry.is_empty
+    kinds = geometry[~empty].geom_type
+    polygonal = kinds.isin(["Polygon", "MultiPolygon"])
+    if not polygonal.any():
+        found = ", ".join(sorted(set(kinds))) or "no geometry"
+        raise SitewatchError(f"{where}: holds no building polygons ({found})")
+    notes = []
+    if empty.any():
+        notes.append(f"{int(empty.sum())} empty geometries ignored")
+    if (~polygonal).any():
+        notes.append(f"{int((~polygonal).sum())} {'/'.join(sorted(set(kinds[~polygonal])))} features ignored")
+    frame = frame[~empty][polygonal.values].copy()
+    invalid = ~frame.geometry.is_valid
+    if invalid.any():
+        repaired = shapely.make_valid(frame.geometry.values[invalid.values])
+        polygons = [unary_union([part for part in shapely.get_parts(g)
+                                 if part.geom_type in ("Polygon", "MultiPolygon")]) for g in repaired]
+        frame.loc[invalid, frame.geometry.name] = polygons
+        frame = frame[~frame.geometry.is_empty]
+        notes.append(f"{int(invalid.sum())} invalid polygons repaired (make_valid)")
+    if notes:
+        warnings.warn(f"{where}: {'; '.join(notes)}", SitewatchWarning, stacklevel=2)
+    return frame
+
+
+def read_footprints(path: str | Path, keep_columns: bool = False, need_crs: bool = True) -> gpd.GeoDataFrame:
     """Building polygons of one vector file (GeoPackage, GeoJSON, Shapefile, GeoParquet, ...).
 
-    Keeps Polygon and MultiPolygon features; a file without a CRS is refused, except GeoJSON,
-    which is EPSG:4326 by definition (RFC 7946).
+    ``FILE:LAYER`` names a layer; a file holding several layers without one is refused. Keeps
+    Polygon and MultiPolygon features (see :func:`polygons_only`); a file without a CRS is
+    refused (unless ``need_crs`` is False), except GeoJSON, which is EPSG:4326 by definition (RFC 7946).
     """
-    path = Path(path)
+    path, layer = split_layer(path)
     if not path.is_file():
         raise SitewatchError(f"{path}: label file not found")
+    parquet = path.suffix.lower() in {".parquet", ".geoparquet"}
+    layer = None if parquet else choose_layer(path, layer)
+    where = f"{path}:{layer}" if layer else str(path)
     try:
-        frame = gpd.read_parquet(path) if path.suffix.lower() in {".parquet", ".geoparquet"} else gpd.read_file(path)
+        frame = gpd.read_parquet(path) if parquet else gpd.read_file(path, layer=layer)
     except (DataSourceError, OSError, ValueError, ImportError) as error:
         raise SitewatchError(f"{path}: not a readable vector file ({str(error).splitlines()[0][:160]})") from None
-    if frame.crs is None:
-        if path.suffix.lower() not in {".geojson", ".json"}:
-            raise SitewatchError(f"{path}: label file has no CRS (a Shapefile needs its .prj)")
+    if frame.crs is None and path.suffix.lower() in {".geojson", ".json"}:
         frame = frame.set_crs(4326)
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
-    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    return frame[["geometry"]].reset_index(drop=True)
+    elif frame.crs is None and need_crs:
+        raise SitewatchError(f"{path}: label file has no CRS (a Shapefile needs its .prj)")
+    frame = polygons_only(frame, where)
+    return (frame if keep_columns else frame[["geometry"]]).reset_index(drop=True)
 
 
 def footprints_on(raster: GeoRaster, layers: list[gpd.GeoDataFrame]) -> gpd.GeoSeries:

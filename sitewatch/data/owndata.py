@@ -33,6 +33,7 @@ from sitewatch.data.geodata import (
     rasters_in,
     read_footprints,
     read_georaster,
+    split_layer,
 )
 from sitewatch.errors import SitewatchError
 from sitewatch.raster import open_raster
@@ -83,7 +84,7 @@ class OwnData:
         if not 0.0 < self.val_share < 1.0:
             raise SitewatchError(f"data.val_share must be between 0 and 1, got {self.val_share}")
         for path in (*self.labels, *([self.label_extent] if self.label_extent else [])):
-            if not Path(path).is_file():
+            if not split_layer(path)[0].is_file():
                 raise SitewatchError(f"{path}: label file not found")
         rasters = self.rasters()
         if self.val_split == "rasters" and len(rasters) < 2:
@@ -91,8 +92,12 @@ class OwnData:
 
     def fingerprint(self) -> str:
         """A hash of every input file's path, size and modification time (names the chip cache)."""
-        paths = [*self.rasters(), *map(Path, self.labels), *([Path(self.label_extent)] if self.label_extent else [])]
+        labels = [*self.labels, *([self.label_extent] if self.label_extent else [])]
+        paths = [*self.rasters(), *(split_layer(label)[0] for label in labels)]
         digest = hashlib.sha256()
+        layers = [split_layer(label)[1] for label in labels]
+        if any(layers):  # another layer of the same file is another input
+            digest.update(f"layers {layers}\n".encode())
         for path in paths:
             stat = path.stat()
             digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
