@@ -94,3 +94,22 @@ def demo_case() -> Case:
             images.append(np.moveaxis(dataset.read([1, 2, 3]), 0, -1))
             transform, crs = dataset.transform, dataset.crs.to_string()
     return Case("demo_site", "demo", LEVIR_GSD_M, images[0], images[1], transform, crs, None)
+
+
+def built_cases(samples: Path) -> Iterator[Case]:
+    """Pairs built from real pixels with a reference known by construction (see the module docstring)."""
+    demo = demo_case()
+    yield Case("demo_site_reimaged", "built", LEVIR_GSD_M, demo.earlier, reimaged(demo.earlier, 50),
+               demo.transform, demo.crs, None, no_change=True)
+    levir = read_levir_pair(samples, "train_386_0512_0768")
+    yield Case("train_386_reimaged", "built", LEVIR_GSD_M, levir.earlier, reimaged(levir.earlier, 48),
+               levir.transform, levir.crs, None, no_change=True)
+    dsifn = read_dsifn_pair(samples, "6_3")
+    wedge = diagonal_wedge(dsifn.earlier) == 0
+    yield Case("6_3_edgecut", "built", DSIFN_GSD_M, diagonal_wedge(dsifn.earlier), diagonal_wedge(dsifn.later),
+               dsifn.transform, dsifn.crs, (dsifn.change > 0) & ~wedge.all(axis=2), nodata_wedge=True)
+    later = levir.earlier.copy()
+    later[60:116, 55:173] = demo.later[8:64, 40:158]
+    label = np.zeros(later.shape[:2], bool)
+    label[60:116, 55:173] = True
+    yield Case("train_386_rebuilt", "built", LEVIR_GSD_M, levir.earlier, later, levir.transform, levir.crs, label)
