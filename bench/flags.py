@@ -1,13 +1,20 @@
-"""Hall and housing flags on labelled change pairs, at native resolution and area-averaged to 3 m.
+"""Flags and change classes on labelled and constructed change pairs, at native size and at 3 m.
 
-    python bench/flags.py [--model M] [--out bench/results/flags.json] [--sizes native 3]
+    python bench/flags.py [--out bench/results/flags.json] [--sizes native 3]
 
-Pairs: the four LEVIR-CD dev pairs (Texas, ~0.5 m) and the five DSIFN pairs (China, ~2 m, on
-an assumed 2 m grid: see ``sitewatch.data.dsifn``), all in ``data/samples``. Each pair is run
-through the same job as ``sitewatch change`` at its own pixel size and again after both dates
-are area-averaged to 3 m (a PlanetScope-like view). Neither dataset labels halls or housing
-estates, so the expected flags below are judged by eye from the images and stated with why;
-pairs where the judgement is not clear are run and listed but not scored.
+Pairs (``bench/flag_cases.py``): the four LEVIR-CD dev pairs (Texas, ~0.5 m, label = buildings
+that appeared or vanished), the five DSIFN pairs (China, ~2 m on an assumed grid, label = coarse
+land-use change), the demo site, two pairs whose later image is the earlier one re-imaged (moved by
+~25-30 m, hazed, re-exposed, JPEG: nothing changed), DSIFN 6_3 cut diagonally by nodata, and LEVIR
+train_386 with a warehouse replaced by real houses. Each runs through the same job as
+``sitewatch change`` at its own pixel size and again area-averaged to 3 m.
+
+Scores per class: a record is **right** when at least half its footprint lies in the labelled
+change (labelled pairs), when the pair is the rebuilt one and the record lies on the rebuilt
+ground (replaced), and never on a re-imaged pair or as a demolition on the demo site. **Found**:
+labelled change regions (8-connected, at least 20 label pixels) with at least a quarter of their
+area under a change record. Halls and housing: the expected flags below, judged by eye (neither
+dataset labels them).
 """
 
 from __future__ import annotations
@@ -16,21 +23,25 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.features import rasterize
+from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from flag_cases import Case, built_cases, demo_case, labelled_cases  # noqa: E402
 
 from sitewatch.checkpoint import load_model  # noqa: E402
-from sitewatch.data.dsifn import DSIFN_GSD_M, dsifn_names, read_dsifn_pair  # noqa: E402
-from sitewatch.data.levir import levir_names, read_levir_pair  # noqa: E402
 from sitewatch.data.pairs import write_pair_rasters  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
 from sitewatch.pipeline import run_site  # noqa: E402
 from sitewatch.predict import Predictor  # noqa: E402
-
-LEVIR_GSD_M = 0.5
 
 #: name → (new hall expected, new housing expected, why); None = not scored.
 EXPECTED: dict[str, tuple[bool | None, bool | None, str]] = {
@@ -43,61 +54,89 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, str]] = {
     "0_2": (None, None, "village growth with one white-roofed shed whose date is unclear"),
     "1_1": (None, None, "village densification; merged roofs at 2 m"),
     "3_4": (None, None, "village densification with sheds; merged roofs at 2 m"),
+    "demo_site": (False, True, "new houses on scrub beside an existing hall"),
+    "demo_site_reimaged": (False, False, "the same ground re-imaged"),
+    "train_386_reimaged": (False, False, "the same ground re-imaged"),
+    "6_3_edgecut": (True, False, "the industrial park cut diagonally by nodata"),
+    "train_386_rebuilt": (False, False, "one warehouse replaced by houses"),
 }
+CLASSES = ("new", "demolished", "replaced", "expanded", "shrunk")
 
 
-@dataclass
-class PairResult:
-    pair: str
-    dataset: str
-    size: str  # "native" or "3 m"
-    work_gsd_m: float
-    expected_hall: bool | None
-    expected_housing: bool | None
-    halls: int
-    housing_clusters: int
-    new_buildings: int
-    hall_records: list[dict]
-
-
-def pairs():
-    samples = REPO / "data" / "samples"
-    for name in levir_names(samples):
-        yield "LEVIR-CD", LEVIR_GSD_M, read_levir_pair(samples, name)
-    for name in dsifn_names(samples):
-        yield "DSIFN", DSIFN_GSD_M, read_dsifn_pair(samples, name)
-
-
-def run_pair(dataset: str, native_gsd: float, pair, size: str, predictor: Predictor, tmp: Path) -> PairResult:
+def write_case(case: Case, size: str, folder: Path) -> list[Path]:
     coarsen = None if size == "native" else float(size)
-    folder = tmp / f"{pair.name}_{size}"
-    rasters = write_pair_rasters(pair.name, pair.earlier, pair.later, pair.transform, pair.crs, folder / "in",
-                                 coarsen_to_m=coarsen, native_gsd_m=native_gsd)
-    run = run_site(rasters, folder / "out", predictor)
-    summary = run.summary
-    halls = [b for b in summary.new_buildings if b.flag == "assembly_hall"]
-    hall_hint, housing_hint, _ = EXPECTED.get(pair.name, (None, None, ""))
-    return PairResult(pair=pair.name, dataset=dataset, size="native" if coarsen is None else f"{coarsen:g} m",
-                      work_gsd_m=summary.model.gsd_m, expected_hall=hall_hint,
-                      expected_housing=housing_hint, halls=summary.flags.assembly_hall,
-                      housing_clusters=summary.flags.housing_clusters,
-                      new_buildings=summary.counts.new, hall_records=[h.as_dict() for h in halls])
+    rasters = write_pair_rasters(case.name, case.earlier, case.later, case.transform, case.crs, folder / "in",
+                                 coarsen_to_m=coarsen, native_gsd_m=case.gsd_m)
+    if case.nodata_wedge:
+        for path in rasters:
+            with rasterio.open(path, "r+") as dataset:
+                dataset.nodata = 0
+    return rasters
 
 
-def score(rows: list[PairResult]) -> dict[str, dict[str, int]]:
-    """Per size: pairs scored and right, for halls and for housing."""
+def record_right(case: Case, records: gpd.GeoDataFrame) -> np.ndarray:
+    """Per change record: right (True), wrong (False)."""
+    if case.no_change:
+        return np.zeros(len(records), bool)
+    if case.label is None:  # the demo site: no pixel label; a demolition there is wrong, others unscored
+        return np.where(records["change"] == "demolished", False, np.nan)
+    shares = []
+    for geometry in records.to_crs(case.crs).geometry:
+        pixels = rasterize([(geometry, 1)], out_shape=case.label.shape, transform=case.transform, fill=0,
+                           all_touched=True).astype(bool)
+        shares.append(case.label[pixels].mean() if pixels.any() else 0.0)
+    return np.asarray(shares) >= 0.5
+
+
+def regions_found(case: Case, records: gpd.GeoDataFrame) -> tuple[int, int]:
+    """(labelled change regions, those found) of a labelled pair."""
+    if case.label is None or case.no_change:
+        return 0, 0
+    labels, count = ndimage.label(case.label, structure=np.ones((3, 3)))
+    sizes = ndimage.sum(np.ones_like(labels), labels, np.arange(1, count + 1))
+    covered = np.zeros(case.label.shape, bool)
+    if len(records):
+        covered = rasterize([(g, 1) for g in records.to_crs(case.crs).geometry], out_shape=case.label.shape,
+                            transform=case.transform, fill=0).astype(bool)
+    under = ndimage.sum(covered, labels, np.arange(1, count + 1))
+    big = sizes >= 20
+    return int(big.sum()), int((big & (under >= 0.25 * sizes)).sum())
+
+
+def run_case(case: Case, size: str, predictor: Predictor, tmp: Path) -> dict:
+    folder = tmp / f"{case.name}_{size}"
+    summary = run_site(write_case(case, size, folder), folder / "out", predictor).summary
+    changes = gpd.read_file(folder / "out" / "changes.gpkg", layer="changes")
+    changes = changes[changes["change"].isin(CLASSES)]
+    right = record_right(case, changes)
+    row = {"pair": case.name, "dataset": case.dataset, "size": size, "shift": summary.shift[0].as_dict(),
+           "halls": summary.flags.assembly_hall, "housing_clusters": summary.flags.housing_clusters,
+           "expected_hall": EXPECTED[case.name][0], "expected_housing": EXPECTED[case.name][1]}
+    for name in CLASSES:
+        mine = (changes["change"] == name).to_numpy()
+        row[name] = int(mine.sum())
+        row[f"{name}_right"] = int(np.nansum(np.where(mine, right, np.nan) == 1))
+        row[f"{name}_scored"] = int((mine & ~np.isnan(right.astype(float))).sum())
+    row["regions"], row["regions_found"] = regions_found(case, changes)
+    return row
+
+
+def totals(rows: list[dict]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for row in rows:
-        entry = out.setdefault(row.size, {"hall_scored": 0, "hall_right": 0, "housing_scored": 0,
-                                          "housing_right": 0, "false_halls": 0, "missed_halls": 0})
-        if row.expected_hall is not None:
-            entry["hall_scored"] += 1
-            entry["hall_right"] += int((row.halls > 0) == row.expected_hall)
-            entry["false_halls"] += int(row.halls > 0 and not row.expected_hall)
-            entry["missed_halls"] += int(row.halls == 0 and row.expected_hall)
-        if row.expected_housing is not None:
-            entry["housing_scored"] += 1
-            entry["housing_right"] += int((row.housing_clusters > 0) == row.expected_housing)
+        entry = out.setdefault(row["size"], {})
+        for name in CLASSES:
+            for key in ("", "_right", "_scored"):
+                entry[name + key] = entry.get(name + key, 0) + row[name + key]
+        entry["regions"] = entry.get("regions", 0) + row["regions"]
+        entry["regions_found"] = entry.get("regions_found", 0) + row["regions_found"]
+        for flag, count in (("hall", row["halls"]), ("housing", row["housing_clusters"])):
+            expected = row[f"expected_{flag}"]
+            if expected is not None:
+                entry[f"{flag}_scored"] = entry.get(f"{flag}_scored", 0) + 1
+                entry[f"{flag}_right"] = entry.get(f"{flag}_right", 0) + int((count > 0) == expected)
+                entry[f"false_{flag}"] = entry.get(f"false_{flag}", 0) + int(count > 0 and not expected)
+                entry[f"missed_{flag}"] = entry.get(f"missed_{flag}", 0) + int(count == 0 and expected)
     return out
 
 
@@ -109,32 +148,19 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model)
     predictor = Predictor(model, device="auto", backend="auto")
-    rows: list[PairResult] = []
+    samples = REPO / "data" / "samples"
+    cases = [*labelled_cases(samples), demo_case(), *built_cases(samples)]
     with tempfile.TemporaryDirectory() as tmp:
-        for dataset, native_gsd, pair in pairs():
-            for size in args.sizes:
-                rows.append(run_pair(dataset, native_gsd, pair, size, predictor, Path(tmp)))
-    print(f"model {args.model.name}")
-    print(f"{'pair':22s} {'size':>6s} {'work m':>6s} {'hall?':>5s} {'halls':>5s} {'hous?':>5s} {'clust':>5s} "
-          f"{'new':>4s}  hall records (m², confidence)")
-    for r in rows:
-        def mark(value: bool | None) -> str:
-            return "-" if value is None else ("yes" if value else "no")
-
-        records = "; ".join(f"{h['area_m2']:.0f}{' edge≥' if h.get('cut_by_edge') else ''} ({h['confidence']:.2f})"
-                            for h in r.hall_records)
-        print(f"{r.pair:22s} {r.size:>6s} {r.work_gsd_m:6.2f} {mark(r.expected_hall):>5s} {r.halls:5d} "
-              f"{mark(r.expected_housing):>5s} {r.housing_clusters:5d} {r.new_buildings:4d}  {records}")
-    totals = score(rows)
-    for size, entry in totals.items():
-        print(f"{size}: halls right {entry['hall_right']}/{entry['hall_scored']} "
-              f"(false {entry['false_halls']}, missed {entry['missed_halls']}), "
-              f"housing right {entry['housing_right']}/{entry['housing_scored']}")
+        rows = [run_case(case, size, predictor, Path(tmp)) for case in cases for size in args.sizes]
+    for row in rows:
+        print(f"{row['pair']:22s} {row['size']:>6s} " + " ".join(
+            f"{name} {row[name + '_right']}/{row[name]}" for name in CLASSES)
+            + f" found {row['regions_found']}/{row['regions']} halls {row['halls']} housing {row['housing_clusters']}")
+    scores = totals(rows)
+    print(json.dumps(scores, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model.name, "sha256": model.sha256,
-                                    "expected": {k: list(v) for k, v in EXPECTED.items()},
-                                    "rows": [asdict(r) for r in rows], "scores": totals},
-                                   indent=2, default=str))
+    args.out.write_text(json.dumps({"model": args.model.name, "sha256": model.sha256, "rows": rows,
+                                    "scores": scores}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pyproj import CRS
 
 from sitewatch.coverage import Coverage
 from sitewatch.errors import SitewatchError
+from sitewatch.evidence import ImageEvidence
 from sitewatch.footprints import centroid_lonlat, connected_groups, measure
 from sitewatch.prepare import Shift
 from sitewatch.rules import ChangeRules
@@ -46,6 +47,15 @@ from sitewatch.summary import (
 )
 
 # --- registration ----------------------------------------------------------------------------------
+
+def shift_geometry(geometry: shapely.Geometry, shift: Shift, transform: rasterio.Affine) -> shapely.Geometry:
+    """A geometry (in the raster grid's CRS) moved by ``-shift`` pixels, as footprints are."""
+    if not shift.applied:
+        return geometry
+    dx = -(shift.dx_px * transform.a + shift.dy_px * transform.b)
+    dy = -(shift.dx_px * transform.d + shift.dy_px * transform.e)
+    return shapely.transform(geometry, lambda xy: xy + np.array([dx, dy]))
+
 
 def shift_footprints(frame: gpd.GeoDataFrame, shift: Shift, transform: rasterio.Affine) -> gpd.GeoDataFrame:
     """Move footprints by ``-shift`` pixels (in the raster grid's CRS)."""
@@ -103,7 +113,8 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
                   before_probability: np.ndarray | None = None,
                   after_probability: np.ndarray | None = None,
                   observed: shapely.Geometry | None = None, pixel_m: float = 0.0,
-                  seen: list[shapely.Geometry] | None = None) -> ChangeResult:
+                  seen: list[shapely.Geometry] | None = None,
+                  evidence: ImageEvidence | None = None) -> ChangeResult:
     """Classify, track and flag the buildings of a site seen at several dates.
 
     Args:
@@ -129,6 +140,8 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             and a detection that comes and goes is not a change. Every record carries
             ``first_seen``, ``last_seen`` and ``presence`` (one character a date: 1 present,
             0 absent, - not seen).
+        evidence: the first and last date's pictures compared (:mod:`sitewatch.evidence`): no change
+            where the picture did not change; it sets part of the confidence (None: footprints only).
     """
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
@@ -137,18 +150,19 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     first, last = frames[0], frames[-1]
     largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
     links = link_dates(first, last, rules)
-    present = classify_present(first, last, links, rules, before_probability, observed)
+    present = classify_present(first, last, links, rules, before_probability, observed, evidence)
     present = present.assign(
         ratio_to_largest_existing=(np.round(last["area_m2"].to_numpy(float) / largest_existing, 3)
                                    if largest_existing > 0 else np.nan),
         # a new building is new from the date it appeared and stayed; others keep their first date
-        first_seen=[tracks.settled_since(t) if change == "new" else seen_first
+        # a replaced building continues its predecessor's track: it is reported from the last date
+        first_seen=[tracks.settled_since(t) if change == "new" else dates[-1] if change == "replaced" else seen_first
                     for t, change, seen_first in zip(last["track_id"], present["change"], last["first_seen"],
                                                      strict=True)],
         last_seen=[tracks.last_seen(t) for t in last["track_id"]], date_seen=dates[-1],
         presence=[tracks.presence(t) for t in last["track_id"]])
     columns = [c for c in last.columns if c not in RECORD_COLUMNS] + list(RECORD_COLUMNS)
-    demolished = classify_gone(first, links, rules, after_probability, observed).assign(
+    demolished = classify_gone(first, links, rules, after_probability, observed, evidence).assign(
         ratio_to_largest_existing=np.nan, last_seen=lambda gone: [tracks.last_seen(t) for t in gone["track_id"]],
         date_seen=dates[0], presence=lambda gone: [tracks.presence(t) for t in gone["track_id"]])
     changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns]], ignore_index=True), crs=crs)
@@ -158,8 +172,8 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
 
 
 #: The columns a change record adds to a footprint's, in the order the change layer keeps them.
-RECORD_COLUMNS = ("change", "area_before_m2", "ratio_to_largest_existing", "confidence", "last_seen", "date_seen",
-                  "presence")
+RECORD_COLUMNS = ("change", "area_before_m2", "ratio_to_largest_existing", "confidence", "image_similarity",
+                  "outline_contrast", "before_outline", "last_seen", "date_seen", "presence")
 
 
 @dataclass
@@ -253,49 +267,135 @@ def _presence(frames: list[gpd.GeoDataFrame], latest: gpd.GeoDataFrame,
 
 
 def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
-                     before_probability: np.ndarray | None, observed: shapely.Geometry | None) -> gpd.GeoDataFrame:
-    """The last date's buildings with ``change`` (new, expanded, shrunk, unchanged, not_observed), the area
-    that stood under them at the first date and the confidence of a change."""
+                     before_probability: np.ndarray | None, observed: shapely.Geometry | None,
+                     evidence: ImageEvidence | None = None) -> gpd.GeoDataFrame:
+    """The last date's buildings with ``change`` (new, expanded, shrunk, replaced, unchanged, not_observed),
+    the area that stood under them at the first date, the picture evidence and the confidence of a change."""
     earlier_area = np.zeros(len(last))
+    before_shape = np.array([None] * len(last), dtype=object)
     if not links.empty:
         # one-to-many: a later building is compared with the sum of what stood under it
         linked = links.drop_duplicates(["earlier", "later"])
-        sums = linked.groupby("later").apply(
-            lambda g: first["area_m2"].values[g.earlier.values].sum(), include_groups=False)
-        earlier_area[sums.index.values] = sums.values
+        for later, group in linked.groupby("later"):
+            earlier_area[later] = first["area_m2"].values[group.earlier.values].sum()
+            before_shape[later] = shapely.union_all(first.geometry.values[group.earlier.values])
     area = last["area_m2"].to_numpy(float)
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
-    confidence = sureness(last, before)
-    change[(change == "new") & too_weak(confidence, area, rules)] = "unchanged"  # too weak or small to report
-    change[(change == "new") & mostly_unseen(last.geometry.values, observed)] = "not_observed"
     grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
         rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
     change[grew] = "expanded"
     shrank = (earlier_area > 0) & (earlier_area - area >= np.maximum(
         rules.shrunk_min_share * earlier_area, rules.shrunk_min_m2))
     change[shrank] = "shrunk"
-    return last.assign(change=change, area_before_m2=np.round(earlier_area, 2), confidence=np.round(confidence, 3))
+    similarity = changed_ground_similarity(last.geometry.values, before_shape, change, evidence, last.crs)
+    change[replaced_buildings(last.geometry.values, before_shape,
+                              np.fmax(similarity.whole, similarity.earlier), rules)] = "replaced"
+    similarity = np.where(change == "replaced", similarity.whole, similarity.changed)
+    confidence = sureness(last, before, similarity)
+    changed = change != "unchanged"
+    change[changed & (similarity >= rules.evidence_max_similarity)] = "unchanged"  # the picture did not change
+    change[np.isin(change, ["new", "replaced"]) & too_weak(confidence, area, rules)] = "unchanged"
+    change[(change == "new") & mostly_unseen(last.geometry.values, observed)] = "not_observed"
+    contrast = (evidence.contrast(last.geometry.values, last.crs, later=True) if evidence is not None
+                else np.full(len(last), np.nan))
+    outline = [_wkt_lonlat(shape, last.crs) if kind == "replaced" else "" for shape, kind in
+               zip(before_shape, change, strict=True)]
+    return last.assign(change=change, area_before_m2=np.round(earlier_area, 2), confidence=np.round(confidence, 3),
+                       image_similarity=np.round(similarity, 3), outline_contrast=np.round(contrast, 3),
+                       before_outline=outline)
+
+
+@dataclass
+class GroundSimilarity:
+    """Mean picture similarity (−1..1, NaN: no evidence) per building: under its whole footprint
+    and under the ground that changed (the footprint of a new one, the added or lost part of a
+    grown or shrunk one)."""
+
+    whole: np.ndarray
+    changed: np.ndarray
+    earlier: np.ndarray  # under what stood on its ground at the first date (NaN: nothing stood)
+
+
+def changed_ground_similarity(geometries: np.ndarray, before: np.ndarray, change: np.ndarray,
+                              evidence: ImageEvidence | None, crs: CRS) -> GroundSimilarity:
+    """The picture similarity of each building's ground (see :class:`GroundSimilarity`)."""
+    if evidence is None:
+        nothing = np.full(len(geometries), np.nan)
+        return GroundSimilarity(nothing, nothing.copy(), nothing.copy())
+    whole = evidence.similarity_under(geometries, crs)
+    ground = geometries.copy()
+    for k in np.flatnonzero((change == "expanded") | (change == "shrunk")):
+        part = (shapely.difference(geometries[k], before[k]) if change[k] == "expanded"
+                else shapely.difference(before[k], geometries[k]))
+        ground[k] = part if not part.is_empty else geometries[k]
+    changed = whole.copy()
+    moved = np.flatnonzero(ground != geometries)
+    if len(moved):
+        changed[moved] = evidence.similarity_under(ground[moved], crs)
+    earlier = np.full(len(geometries), np.nan)
+    stood = np.flatnonzero([b is not None for b in before])
+    if len(stood):
+        earlier[stood] = evidence.similarity_under(np.array(list(before[stood]), dtype=object), crs)
+    return GroundSimilarity(whole, changed, earlier)
+
+
+def replaced_buildings(geometries: np.ndarray, before: np.ndarray, similarity: np.ndarray,
+                       rules: ChangeRules) -> np.ndarray:
+    """Buildings standing on the ground of earlier ones that were pulled down: another outline
+    (intersection over union with what stood there below ``replaced_max_iou``) and another
+    picture (similarity under the building and under the earlier one below
+    ``replaced_max_similarity``: ``similarity`` is the larger of the two); both of at least
+    ``demolished_min_area_m2``."""
+    out = np.zeros(len(geometries), bool)
+    for k in np.flatnonzero([b is not None for b in before]):
+        union = shapely.area(shapely.union(geometries[k], before[k]))
+        iou = shapely.area(shapely.intersection(geometries[k], before[k])) / union if union > 0 else 1.0
+        big = min(shapely.area(geometries[k]), shapely.area(before[k])) >= rules.demolished_min_area_m2
+        out[k] = big and iou < rules.replaced_max_iou and similarity[k] < rules.replaced_max_similarity
+    return out
+
+
+def _wkt_lonlat(shape: shapely.Geometry | None, crs: CRS) -> str:
+    """A polygon as WKT in EPSG:4326 (6 decimals), for a record that names an earlier building."""
+    if shape is None:
+        return ""
+    return shapely.to_wkt(gpd.GeoSeries([shape], crs=crs).to_crs(4326).values[0], rounding_precision=6)
 
 
 def classify_gone(first: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
-                  after_probability: np.ndarray | None, observed: shapely.Geometry | None) -> gpd.GeoDataFrame:
+                  after_probability: np.ndarray | None, observed: shapely.Geometry | None,
+                  evidence: ImageEvidence | None = None) -> gpd.GeoDataFrame:
     """The first date's buildings that are gone at the last: ``demolished`` or ``not_observed``.
 
     Like a new building, a demolition is reported only when sure: the building was clear at the
     first date and its ground is clear of it at the last (a weak detection that flickers with a
-    shift of a few pixels is not a demolition).
+    shift of a few pixels is not a demolition). The pictures must agree: the ground changed
+    (similarity below ``demolished_max_similarity``), the building's outline stood out from its
+    surroundings at the first date (``demolished_min_contrast``: bare pads and dirt yards the model
+    took for roofs do not) and it covered at least ``demolished_min_area_m2``.
     """
     after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
-    gone_ids = set(range(len(first))) - set(links.earlier.tolist() if not links.empty else [])
-    gone_ids -= set(np.nonzero(after >= rules.absent_max_probability)[0].tolist())
-    gone_confidence = sureness(first, after)
-    gone_ids -= set(np.nonzero(too_weak(gone_confidence, first["area_m2"].to_numpy(float), rules))[0].tolist())
-    gone = sorted(gone_ids)
-    return first.iloc[gone].assign(
-        change=np.where(mostly_unseen(first.geometry.values[gone], observed), "not_observed", "demolished"),
-        area_before_m2=first["area_m2"].values[gone], confidence=np.round(gone_confidence[gone], 3))
+    gone = np.ones(len(first), bool)
+    if not links.empty:
+        gone[links.earlier.to_numpy()] = False
+    gone &= after < rules.absent_max_probability
+    geometries = first.geometry.values
+    similarity = (evidence.similarity_under(geometries, first.crs) if evidence is not None
+                  else np.full(len(first), np.nan))
+    contrast = (evidence.contrast(geometries, first.crs, later=False) if evidence is not None
+                else np.full(len(first), np.nan))
+    confidence = sureness(first, after, similarity)
+    area = first["area_m2"].to_numpy(float)
+    gone &= ~too_weak(confidence, area, rules) & (area >= rules.demolished_min_area_m2)
+    gone &= ~(similarity >= rules.demolished_max_similarity) & ~(contrast < rules.demolished_min_contrast)
+    index = np.flatnonzero(gone)
+    return first.iloc[index].assign(
+        change=np.where(mostly_unseen(geometries[index], observed), "not_observed", "demolished"),
+        area_before_m2=area[index], confidence=np.round(confidence[index], 3),
+        image_similarity=np.round(similarity[index], 3), outline_contrast=np.round(contrast[index], 3),
+        before_outline="")
 
 
 def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
@@ -304,11 +404,13 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     return the housing clusters."""
     changes["flag"] = ""
     changes["cut_by_edge"] = touches_edge(changes.geometry.values, observed, max(2 * pixel_m, 1.0))
-    is_new = changes["change"] == "new"
-    hall = is_new & assembly_hall_rule(changes, largest_existing_m2, rules)
+    is_new = changes["change"].isin(["new", "replaced"])  # a rebuilt building is a new one
+    hall = is_new & assembly_hall_rule(changes, largest_existing_m2, rules, observed)
+    similar = one_of_similar_neighbours(changes, is_new, rules)
+    hall &= ~similar
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
-    clusters = housing_clusters(changes[is_new & ~hall], rules, changes.crs)
+    clusters = housing_clusters(changes[is_new & ~hall], rules, changes.crs, similar[is_new & ~hall].to_numpy())
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
@@ -334,11 +436,18 @@ def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
     return cores
 
 
-def sureness(frame: gpd.GeoDataFrame, other_date_probability: np.ndarray) -> np.ndarray:
-    """Confidence (0-1) of a change: the building's own mean probability × (1 − the mean
-    probability on its ground at the other date)."""
+def sureness(frame: gpd.GeoDataFrame, other_date_probability: np.ndarray,
+             similarity: np.ndarray | None = None) -> np.ndarray:
+    """Confidence (0-1) of a change. The model's: the building's own mean probability × (1 − the
+    mean probability on its ground at the other date). With picture evidence, the geometric mean
+    of the model's and the picture's (1 − similarity of the changed ground, clipped to 0-1): a
+    change the picture shows raises it, one the picture does not show lowers it."""
     own = frame["mean_probability"].fillna(0.5).to_numpy()
-    return np.clip(own * (1 - other_date_probability), 0, 1)
+    model = np.clip(own * (1 - other_date_probability), 0, 1)
+    if similarity is None:
+        return model
+    picture = 1 - np.clip(np.asarray(similarity, float), 0, 1)
+    return np.where(np.isnan(picture), model, np.sqrt(model * np.nan_to_num(picture)))
 
 
 def too_weak(confidence: np.ndarray, area_m2: np.ndarray, rules: ChangeRules) -> np.ndarray:
@@ -362,7 +471,8 @@ def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, marg
     return shapely.dwithin(geometries, observed.boundary, margin_m)
 
 
-def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules) -> pd.Series:
+def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
+                       observed: shapely.Geometry | None = None) -> pd.Series:
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
 
     The core (what a ``hall_min_width_m`` square sweeps) must hold ``hall_min_core_share`` of the
@@ -370,7 +480,9 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     (``hall_min_area_m2``, or ``hall_min_share_of_largest`` of the largest existing building and
     at least the floor), rectangular and not too elongated. A building cut by the edge of the
     observed ground is judged on the core that is seen (a straight cut leaves a rectangle); its
-    record says its area is a lower bound.
+    record says its area is a lower bound. Rectangularity is measured against the core's minimum
+    rotated rectangle clipped to the ``observed`` ground: a hall cut diagonally by the edge of the
+    image fills what can be seen of its rectangle.
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)
@@ -385,13 +497,46 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
         (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
         & (core_area >= rules.hall_min_area_floor_m2))
     solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
-    compact = (shape["rectangularity"] >= rules.hall_min_rectangularity) & (
+    compact = (seen_rectangularity(closed, observed) >= rules.hall_min_rectangularity) & (
         shape["elongation"] <= rules.hall_max_elongation)
     return pd.Series(large & solid & compact, index=buildings.index)
 
 
-def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None) -> gpd.GeoDataFrame:
+def seen_rectangularity(shapes: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:
+    """Area ÷ the part of its minimum rotated rectangle on ``observed`` ground (0-1; 0 for empty).
+
+    The regularised outline of what is seen: a rectangle cut by the edge of the observed ground
+    (straight or diagonal) scores 1, as a whole one does."""
+    rectangles = shapely.oriented_envelope(shapes)
+    if observed is not None and not observed.is_empty:
+        rectangles = shapely.intersection(rectangles, observed)
+    area, frame = shapely.area(shapes), shapely.area(rectangles)
+    return np.divide(area, frame, out=np.zeros(len(shapes)), where=frame > 0)
+
+
+def one_of_similar_neighbours(changes: gpd.GeoDataFrame, candidates: pd.Series, rules: ChangeRules) -> pd.Series:
+    """Buildings that are one of a set of similar new neighbours (an estate of blocks or slabs,
+    housing, not a hall): at least ``housing_min_count`` − 1 other new buildings within
+    ``housing_max_gap_m`` (edge to edge, chained) whose area is within a factor of two of its own."""
+    out = pd.Series(np.zeros(len(changes), bool), index=changes.index)
+    index = np.flatnonzero(candidates.to_numpy())
+    if len(index) < rules.housing_min_count:
+        return out
+    geoms, area = changes.geometry.values[index], changes["area_m2"].to_numpy(float)[index]
+    pairs = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m).T
+    similar = [(a, b) for a, b in pairs if a != b and 0.5 <= area[a] / area[b] <= 2.0]
+    for members in connected_groups(len(geoms), similar):
+        if len(members) >= rules.housing_min_count:
+            out.iloc[index[members]] = True
+    return out
+
+
+def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None,
+                     repeated: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Groups of ≥ ``housing_min_count`` new residential-size buildings ≤ ``housing_max_gap_m`` apart.
+
+    ``repeated``: candidates that are one of a set of similar neighbours (blocks and slabs of an
+    estate, see :func:`one_of_similar_neighbours`): members whatever their size.
 
     Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one
     feature: the convex hull of its members, their count, ids (``change_id``) and total area.
@@ -399,8 +544,9 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
     columns = {"cluster_id": [], "count": [], "member_ids": [], "total_area_m2": []}
     if candidates.empty or "change_id" not in candidates:
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    houses = candidates[(candidates["area_m2"] >= rules.housing_min_area_m2)
-                        & (candidates["area_m2"] <= rules.housing_max_area_m2)]
+    sized = ((candidates["area_m2"] >= rules.housing_min_area_m2)
+             & (candidates["area_m2"] <= rules.housing_max_area_m2)).to_numpy()
+    houses = candidates[sized | (repeated if repeated is not None else False)]
     geoms = houses.geometry.values
     links = (shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m).T
              if len(geoms) else [])
@@ -426,7 +572,7 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
     cleared = _cleared_areas(result.land_cleared)
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
                        housing_clusters=len(result.clusters), land_cleared=len(cleared))
-    new = changes[changes["change"].isin(["new", "expanded"])].sort_values("area_m2", ascending=False)
+    new = changes[changes["change"].isin(["new", "expanded", "replaced"])].sort_values("area_m2", ascending=False)
     gone = changes[(changes["date_seen"] == result.dates[0]) | (changes["change"] == "shrunk")].sort_values(
         "area_m2", ascending=False)
     return SiteSummary(
@@ -480,7 +626,12 @@ def _new_building(row) -> NewBuilding:
         else float(row.ratio_to_largest_existing),
         confidence=None if pd.isna(row.confidence) else float(row.confidence),
         first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
-        lon=row.lonlat[0], lat=row.lonlat[1])
+        lon=row.lonlat[0], lat=row.lonlat[1], image_similarity=_number(row.image_similarity),
+        area_before_m2=_number(row.area_before_m2), before_outline=row.before_outline or None)
+
+
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _gone_building(row) -> GoneBuilding:
@@ -488,4 +639,5 @@ def _gone_building(row) -> GoneBuilding:
         id=int(row.change_id), change_class=row.change, area_m2=round(float(row.area_m2), 1),
         confidence=None if pd.isna(row.confidence) else float(row.confidence),
         first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
-        lon=row.lonlat[0], lat=row.lonlat[1])
+        lon=row.lonlat[0], lat=row.lonlat[1], image_similarity=_number(row.image_similarity),
+        outline_contrast=_number(row.outline_contrast))

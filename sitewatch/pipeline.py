@@ -16,12 +16,14 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from rasterio.transform import array_bounds
 
-from sitewatch.change import ChangeResult, compare_dates, shift_footprints, summarize
+from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
 from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.errors import SitewatchError
+from sitewatch.evidence import compare_pictures
 from sitewatch.files import staging_dir
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
 from sitewatch.outputs import check_output_dir, publish_dir
@@ -154,11 +156,15 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                                                                          prepared.transform)
     after = mean_probability_under(seen_later, segmented[-1].probability_path)
     metric_crs = utm_crs(prepared.crs, array_bounds(*prepared.shape, prepared.transform))
-    observed, seen, coverage = observed_ground([r.mask_path for r in segmented])
-    observed, *seen = gpd.GeoSeries([observed, *seen], crs=prepared.crs).to_crs(metric_crs).values
+    _, seen, coverage = observed_ground([r.mask_path for r in segmented])
+    # each later date saw its ground where its footprints were moved back to
+    seen = [seen[0], *(shift_geometry(geometry, shift, prepared.transform)
+                       for geometry, shift in zip(seen[1:], prepared.shifts, strict=True))]
+    observed, *seen = gpd.GeoSeries([shapely.intersection_all(seen), *seen], crs=prepared.crs).to_crs(metric_crs).values
+    evidence = compare_pictures(prepared.aligned[0], prepared.aligned[-1], last_shift, prepared.pixel_m)
     result = compare_dates([f.to_crs(metric_crs) for f in frames], prepared.dates, rules, before, after,
                            observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
-                           seen=list(seen))
+                           seen=list(seen), evidence=evidence)
     result.shifts, result.coverage = prepared.shifts, coverage
     say("land clearing")
     grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)

@@ -105,7 +105,7 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
     Args:
         rasters: the site's rasters sorted by date (see :func:`order_by_date`).
         dates: their dates.
-        rules: ``max_shift_px`` and ``min_shift_response`` decide whether a shift is applied.
+        rules: ``max_shift_px``, ``max_shift_m`` and ``min_shift_response`` decide whether a shift is applied.
         workdir: folder for the warped rasters.
         progress: called with a short message before each warp.
     """
@@ -208,7 +208,9 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules
 
     Both are single-band images on the same grid (grey imagery or building probabilities).
     A shift is applied only when the correlation peak is clear (``min_shift_response``) and
-    within ``max_shift_px``; otherwise it is reported as not applied.
+    within ``max_shift_px`` pixels or ``max_shift_m`` metres (whichever is more); otherwise it is
+    reported as not applied. Phase correlation finds shifts up to half the image, so a 30 m shift
+    of a 3 m raster (10 px) and of a 0.3 m one (100 px) are measured alike.
     """
     a = reference.astype(np.float32)
     b = moving.astype(np.float32)
@@ -216,6 +218,8 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules
     b = (b - b.mean()) / (b.std() + 1e-6)
     window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
     (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-    ok = response >= rules.min_shift_response and max(abs(dx), abs(dy)) <= rules.max_shift_px
+    within = all(abs(d) <= max(rules.max_shift_px, rules.max_shift_m / max(abs(m), 1e-9))
+                 for d, m in ((dx, pixel_m[0]), (dy, pixel_m[1])))
+    ok = response >= rules.min_shift_response and within
     return Shift(float(dx), float(dy), float(response), bool(ok), float(dx) * pixel_m[0],
                  float(dy) * pixel_m[1])

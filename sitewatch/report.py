@@ -26,10 +26,12 @@ from sitewatch.files import atomic_path
 from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
 from sitewatch.summary import ClearedArea, GoneBuilding, NewBuilding, SiteSummary
 
-COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180), "unchanged": (90, 200, 250),
+COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180),
+           "replaced": (255, 60, 120), "unchanged": (90, 200, 250),
            "demolished": (180, 80, 255), "not_observed": (160, 160, 160)}
 FLAG_COLOURS = {"assembly hall": (255, 0, 200), "housing cluster": (255, 230, 0), "land cleared": (150, 255, 0)}
-CLASS_WORDS = {"new": "new", "expanded": "enlarged", "shrunk": "shrunk (part gone)", "unchanged": "unchanged",
+CLASS_WORDS = {"new": "new", "expanded": "enlarged", "shrunk": "shrunk (part gone)",
+               "replaced": "replaced (demolished and rebuilt)", "unchanged": "unchanged",
                "demolished": "demolished", "not_observed": "not observed"}
 FLAG_WORDS = {"assembly_hall": "new assembly halls", "housing": "new houses in a housing cluster",
               "housing_clusters": "housing clusters", "land_cleared": "areas of land cleared", None: "", "": ""}

@@ -92,7 +92,14 @@ class ChangeRules:
     absent_max_probability: float
     new_min_confidence: float
     new_min_area_m2: float
+    evidence_max_similarity: float
+    demolished_max_similarity: float
+    demolished_min_contrast: float
+    demolished_min_area_m2: float
+    replaced_max_iou: float
+    replaced_max_similarity: float
     max_shift_px: float
+    max_shift_m: float
     min_shift_response: float
     clearing_green_min: float
     clearing_bare_max: float

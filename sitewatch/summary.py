@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-CHANGE_CLASSES = ("new", "expanded", "shrunk", "unchanged", "demolished", "not_observed")
+CHANGE_CLASSES = ("new", "expanded", "shrunk", "replaced", "unchanged", "demolished", "not_observed")
 FLAGS = ("assembly_hall", "housing")
 
 
@@ -26,7 +26,9 @@ class _Record:
 
     @classmethod
     def from_dict(cls, item: dict[str, Any]):
-        values = {f.name: item[cls._json_names.get(f.name, f.name)] for f in fields(cls)}
+        # a field added later (with a default) may be missing from an older summary.json
+        values = {f.name: item[cls._json_names.get(f.name, f.name)] for f in fields(cls)
+                  if cls._json_names.get(f.name, f.name) in item or f.default is MISSING}
         return cls(**{name: tuple(v) if isinstance(v, list) and name.endswith("_ids") else v
                       for name, v in values.items()})
 
@@ -42,6 +44,7 @@ class ChangeCounts(_Record):
     new: int = 0
     expanded: int = 0
     shrunk: int = 0
+    replaced: int = 0
     unchanged: int = 0
     demolished: int = 0
     not_observed: int = 0
@@ -62,7 +65,11 @@ class NewBuilding(_Record):
     """A new or enlarged building at the last date (areas in m², ratio and confidence 0-1).
 
     ``lon``/``lat``: its centroid in EPSG:4326 degrees; ``first_seen``/``last_seen``: ISO dates;
-    ``presence``: one character per date (1 present, 0 absent, - ground not seen).
+    ``presence``: one character per date (1 present, 0 absent, - ground not seen);
+    ``image_similarity``: mean similarity (−1..1) of the two dates' pictures on its changed ground
+    (:mod:`sitewatch.evidence`; None without picture evidence); ``area_before_m2`` and
+    ``before_outline`` (WKT, EPSG:4326): what stood on its ground at the first date (a replaced
+    building names the building it replaced).
     """
 
     _json_names: ClassVar[dict[str, str]] = {"change_class": "class"}
@@ -79,12 +86,16 @@ class NewBuilding(_Record):
     presence: str
     lon: float
     lat: float
+    image_similarity: float | None = None
+    area_before_m2: float | None = None
+    before_outline: str | None = None
 
 
 @dataclass(frozen=True)
 class GoneBuilding(_Record):
     """A building of the first date that is gone and stays gone (demolished), not observed at a
-    date, or a building that lost a large part of its area (shrunk; ``area_m2`` is what is left)."""
+    date, or a building that lost a large part of its area (shrunk; ``area_m2`` is what is left).
+    ``image_similarity`` and ``outline_contrast``: the picture evidence (:mod:`sitewatch.evidence`)."""
 
     _json_names: ClassVar[dict[str, str]] = {"change_class": "class"}
 
@@ -97,6 +108,8 @@ class GoneBuilding(_Record):
     presence: str
     lon: float
     lat: float
+    image_similarity: float | None = None
+    outline_contrast: float | None = None
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,8 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     assert {"changes.gpkg", "changes.geojson", "land_cleared.geojson", "summary.json", "report.html",
             "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
     summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
-    assert set(summary.counts.as_dict()) == {"new", "expanded", "shrunk", "unchanged", "demolished", "not_observed"}
+    assert set(summary.counts.as_dict()) == {"new", "expanded", "shrunk", "replaced", "unchanged", "demolished",
+                                             "not_observed"}
     assert summary.coverage.observed_at_every_date_share > 0.99
     assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters", "land_cleared"}
     # scrub became houses with lawns: green ground, not bare, so no land cleared

@@ -34,7 +34,7 @@ ORDER = [
     # training
     "model", "training",
     # inference stages, in the order data flows
-    "prepare", "predict", "footprints", "coverage", "clearing", "change", "pictures", "report",
+    "prepare", "predict", "footprints", "coverage", "clearing", "evidence", "change", "pictures", "report",
     # jobs
     "pipeline", "scot", "evaluate", "marks", "batch",
     # the command line
