@@ -9,6 +9,9 @@
 * backends: the same comparison for PyTorch eager and ONNX Runtime on the CPU.
 * memory: peak resident memory (ru_maxrss) of a fresh process segmenting a raster of each size
   (built by repeating a real sample tile, 0.5 m pixels). Goal: flat in raster size.
+* passes: end-to-end seconds of ``segment_raster`` on the 2,048² raster (ONNX Runtime) with one
+  pass, with the multi-scale pair of passes (fine + coarse, fused), with flip test-time
+  augmentation, and with both: what each option costs.
 
 Prints a table and writes JSON. Timings take the median of repeated runs after a warm-up.
 """
@@ -104,6 +107,27 @@ def efficiency(model_path: Path, backend: str, raster: Path, tile_size: int | No
             "efficiency": bare_s / e2e_s}
 
 
+def pass_costs(model_path: Path, raster: Path, repeats: int) -> list[dict]:
+    """End-to-end seconds with one pass, multi-scale, flip TTA and both (ONNX Runtime)."""
+    model = load_model(model_path)
+    rows = []
+    for multiscale, tta in ((False, False), (True, False), (False, True), (True, True)):
+        predictor = Predictor(model, device="cpu", backend="onnx", multiscale=multiscale, tta=tta)
+
+        def run(predictor: Predictor = predictor) -> float:
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                segment_raster(raster, Path(tmp) / "out", predictor)
+                return time.perf_counter() - start
+
+        run()  # warm-up
+        seconds = statistics.median(run() for _ in range(repeats))
+        rows.append({"multiscale": multiscale, "tta": tta, "seconds": seconds})
+    for row in rows:
+        row["relative"] = row["seconds"] / rows[0]["seconds"]
+    return rows
+
+
 def peak_memory(model_path: Path, raster: Path, backend: str) -> dict:
     """Peak RSS (MiB) of a fresh process segmenting ``raster``."""
     code = (
@@ -144,6 +168,7 @@ def main() -> None:
         results["efficiency"] = [efficiency(args.model, b, small, args.tile_size, args.overlap, args.batch_size,
                                             args.repeats)
                                  for b in ("torch", "onnx")]
+        results["passes"] = pass_costs(args.model, small, args.repeats)
         results["memory"] = []
         for size in args.sizes:
             raster = small if size == 2048 else make_raster(Path(tmp) / f"r{size}.tif", size)
@@ -154,6 +179,9 @@ def main() -> None:
     for row in results["efficiency"]:
         print(f"{row['backend']:10s} {row['tiles']:5d} {row['bare_tiles_per_s']:13.2f} "
               f"{row['end_to_end_tiles_per_s']:19.2f} {row['efficiency']:10.2f}")
+    print(f"\n{'multiscale':>10s} {'tta':>5s} {'seconds':>8s} {'x one pass':>10s}")
+    for row in results["passes"]:
+        print(f"{str(row['multiscale']):>10s} {str(row['tta']):>5s} {row['seconds']:8.1f} {row['relative']:10.2f}")
     print(f"\n{'raster':>10s} {'windows':>8s} {'seconds':>8s} {'peak RSS MiB':>13s}")
     for row in results["memory"]:
         print(f"{row['raster_px']:>8d}² {row['windows']:8d} {row['seconds']:8.1f} {row['peak_rss_mib']:13.0f}")

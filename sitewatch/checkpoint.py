@@ -13,7 +13,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors import SafetensorError
@@ -22,7 +22,7 @@ from torch import nn
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
-from sitewatch.modelfile import MODEL_FORMAT, ModelMetadata, file_sha256, read_model_metadata
+from sitewatch.modelfile import MODEL_FORMAT, FusionRule, ModelMetadata, file_sha256, read_model_metadata
 from sitewatch.network import build_network
 from sitewatch.paths import default_model_path, recorded_checksum
 
@@ -87,14 +87,19 @@ def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def export_model(checkpoint_path: Path, out_path: Path) -> str:
+def export_model(checkpoint_path: Path, out_path: Path,
+                 multiscale: FusionRule | None | Literal["checkpoint"] = "checkpoint") -> str:
     """Write the compact inference file for a checkpoint; return its SHA-256.
 
     Weights are stored in float32; the file is written to a temporary name and renamed.
+    ``multiscale``: the default multi-scale rule of inference to store (None: one pass;
+    ``checkpoint``: as the checkpoint says).
     """
     checkpoint = read_checkpoint(Path(checkpoint_path))
     metadata = dict(checkpoint["sitewatch"])
     metadata.pop("saved_at", None)
+    if multiscale != "checkpoint":
+        metadata["multiscale"] = multiscale.document() if multiscale else None
     metadata["format"] = MODEL_FORMAT
     state = {k: v.float() if v.is_floating_point() else v for k, v in network_state(checkpoint).items()}
     with atomic_path(out_path) as tmp:

@@ -53,13 +53,17 @@ def train(ctx: typer.Context) -> None:
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Lightning checkpoint (.ckpt) from training.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.safetensors).")],
+    multiscale: Annotated[bool | None, typer.Option(
+        "--multiscale/--single-scale", help="Make multi-scale inference (fine + coarse pass) the model's default, "
+        "or one pass.", show_default="as the checkpoint says")] = None,
 ) -> None:
     """Export a training checkpoint to a compact inference file (safetensors + JSON metadata)."""
     from sitewatch.checkpoint import export_model
+    from sitewatch.modelfile import FusionRule
 
     if out.suffix != ".safetensors":
         raise SitewatchError(f"{out}: the exported model file must end in .safetensors")
-    sha = export_model(checkpoint, out)
+    sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else FusionRule() if multiscale else None)
     typer.echo(f"wrote {out} (sha256 {sha})")
 
 
@@ -130,10 +134,10 @@ def _check_readable(rasters: list[Path]) -> None:
     for raster in rasters:  # the cheap check first: no raster library needed to say this
         if not raster.exists():
             raise SitewatchError(f"{raster}: file not found")
-    from sitewatch.raster import open_raster
+    from sitewatch.raster import check_pixels_readable
 
     for raster in rasters:
-        open_raster(raster).close()
+        check_pixels_readable(raster)
 
 
 @app.command()
@@ -172,8 +176,8 @@ def segment(
     from sitewatch.predict import Predictor
 
     stems = [r.stem for r in rasters]
-    if len(set(stems)) != len(stems):
-        raise SitewatchError("two input rasters have the same file name; their outputs would collide")
+    if len({stem.casefold() for stem in stems}) != len(stems):  # case-insensitive storage: A.tif and a.tif collide
+        raise SitewatchError("two input rasters have the same file name (ignoring case); their outputs would collide")
     for raster in rasters:
         check_output_dir(out / raster.stem, rasters, "segment")
     loaded = load_for_inference(model)

@@ -39,7 +39,7 @@ from skimage.segmentation import watershed
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
-from sitewatch.products import DEFAULT_THRESHOLD, MASK_NODATA, decode_probability
+from sitewatch.products import DEFAULT_THRESHOLD, MASK_NODATA, PRODUCT_TAG, decode_probability
 from sitewatch.raster import open_raster, overview_shape, pixel_size_xy_m
 
 #: The footprint layer's attribute columns, in order (all float64 but ``building_id``).
@@ -505,7 +505,8 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
             binary = drop_specks(binary, options.min_area_m2 / (pixel_m * pixel_m),
                                  keep_edges=(top > 0, bottom < dataset.height))
             if prob_dataset is not None:
-                probability = _as_probability(prob_dataset.read(1, window=window), prob_dataset.dtypes[0])
+                probability = _as_probability(prob_dataset.read(1, window=window), prob_dataset.dtypes[0],
+                                              ours=prob_dataset.tags().get(PRODUCT_TAG) == "probability")
             labels = (split_regions(binary, probability, pixel_m, options.split_depth_m)
                       if options.split_touching else ndimage.label(binary)[0].astype(np.int32))
             strip_transform = transform @ Affine.translation(0, top)
@@ -518,7 +519,8 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         dataset.close()
         if prob_dataset is not None:
             prob_dataset.close()
-    return clean_footprints(pieces, crs, options, have_probability=kind == "probability" or prob_dataset is not None)
+    return clean_footprints(pieces, crs, options,
+                            have_probability=kind in ("probability", "sitewatch") or prob_dataset is not None)
 
 
 def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,
@@ -526,8 +528,8 @@ def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,
     """``(building pixels on valid ground, probability or None)`` of one strip of a mask or probability raster."""
     values = dataset.read(1, window=window)
     probability = None
-    if kind == "probability":
-        probability = _as_probability(values, dataset.dtypes[0])
+    if kind in ("probability", "sitewatch"):
+        probability = _as_probability(values, dataset.dtypes[0], ours=kind == "sitewatch")
         binary, valid = probability > threshold, dataset.read_masks(1, window=window) > 0
     elif kind == "mask255":
         binary, valid = values == MASK_NODATA, dataset.read_masks(1, window=window) > 0
@@ -556,7 +558,10 @@ def drop_specks(binary: np.ndarray, min_pixels: float, keep_edges: tuple[bool, b
 
 def raster_kind(dataset: rasterio.DatasetReader) -> str:
     """How a raster encodes buildings: ``"mask"`` (0/1, nodata 255), ``"mask255"`` (0/255
-    without a nodata of 255, as many label files are) or ``"probability"`` (anything else)."""
+    without a nodata of 255, as many label files are), ``"sitewatch"`` (our ``probability.tif``:
+    0-254, nodata 255, tagged) or ``"probability"`` (anything else: uint8 0-255 or float 0-1)."""
+    if dataset.tags().get(PRODUCT_TAG) == "probability":
+        return "sitewatch"
     dtype = np.dtype(dataset.dtypes[0])
     if np.issubdtype(dtype, np.floating):
         return "probability"
@@ -573,9 +578,13 @@ def raster_kind(dataset: rasterio.DatasetReader) -> str:
     return "probability"
 
 
-def _as_probability(values: np.ndarray, dtype: str) -> np.ndarray:
-    if np.dtype(dtype) == np.uint8:
+def _as_probability(values: np.ndarray, dtype: str, ours: bool = False) -> np.ndarray:
+    """Probabilities (0-1) of a probability raster's values: ours decoded (:mod:`sitewatch.products`),
+    another uint8 raster as 0-255, float as is."""
+    if ours:
         return decode_probability(values)
+    if np.dtype(dtype) == np.uint8:
+        return values.astype(np.float32) / 255.0
     values = values.astype(np.float32)
     if np.nanmax(values) > 1.0 or np.nanmin(values) < 0.0:
         raise SitewatchError("probability raster values must lie in 0..1 (float) or 0..255 (uint8)")

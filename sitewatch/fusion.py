@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from sitewatch.modelfile import FusionRule
-from sitewatch.products import MASK_NODATA, decode_probability, encode_probability
+from sitewatch.products import MASK_NODATA, PROBABILITY_NODATA, PRODUCT_TAG, decode_probability, encode_probability
 
 MAX_LABEL_SIDE = 8192
 STRIP_ROWS = 1024
@@ -94,6 +94,7 @@ def fuse_passes(fine: Path, coarse: Path, outputs: tuple[Path, Path], profiles: 
     with rasterio.open(fine) as fine_ds, rasterio.open(coarse) as coarse_ds, \
             rasterio.open(outputs[0], "w", **profiles[0]) as prob_ds, \
             rasterio.open(outputs[1], "w", **profiles[1]) as mask_ds:
+        prob_ds.update_tags(**{PRODUCT_TAG: "probability"})
         cols = _grid_index(0, fine_ds.width, fine_ds.width, fill.shape[1])
         for top in range(0, fine_ds.height, STRIP_ROWS):
             strip = Window(0, top, fine_ds.width, min(STRIP_ROWS, fine_ds.height - top))
@@ -114,9 +115,8 @@ def _write_strip(prob_ds: rasterio.io.DatasetWriter, mask_ds: rasterio.io.Datase
     mask = (probability > threshold).astype(np.uint8)
     mask[~valid] = MASK_NODATA
     encoded = encode_probability(probability)
-    encoded[~valid] = 0
+    encoded[~valid] = PROBABILITY_NODATA
     prob_ds.write(encoded, 1, window=strip)
-    prob_ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=strip)
     mask_ds.write(mask, 1, window=strip)
     return np.array([int((mask == 1).sum()), int(valid.sum())])
 

@@ -27,7 +27,7 @@ from sitewatch import __version__
 from sitewatch.checkpoint import load_model
 from sitewatch.data.common import IGNORE
 from sitewatch.errors import SitewatchError
-from sitewatch.modelfile import MODEL_FORMAT
+from sitewatch.modelfile import MODEL_FORMAT, FusionRule
 from sitewatch.network import Architecture, build_network
 from sitewatch.paths import default_model_path, recorded_checksum
 from sitewatch.products import DEFAULT_THRESHOLD
@@ -126,6 +126,8 @@ class SegmentationTask(L.LightningModule):
             the input's pixel size divided by ``work_gsd_upsample``, clamped to
             ``work_gsd_range_m`` metres (see :func:`sitewatch.modelfile.working_gsd_m`); None:
             the input's own size within the trained range.
+        multiscale: the multi-scale rule inference applies by default (``coarse_factor``,
+            ``large_m2``, ``split_share``: :class:`sitewatch.modelfile.FusionRule`); None: one pass.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class SegmentationTask(L.LightningModule):
         init_weights: str | None = None,
         work_gsd_upsample: float | None = None,
         work_gsd_range_m: list[float] | None = None,
+        multiscale: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -221,6 +224,8 @@ class SegmentationTask(L.LightningModule):
                               if self.hparams.work_gsd_upsample and self.hparams.work_gsd_range_m else None),
             "tile_size": info.get("patch_size", 256),
             "threshold": self.hparams.threshold,
+            "multiscale": FusionRule.from_document(self.hparams.multiscale).document() if self.hparams.multiscale
+            else None,
             "classes": ["background", "building"],
             "training": {
                 "data": info,

@@ -44,7 +44,7 @@ from sitewatch.files import staging_dir
 from sitewatch.fusion import FusionResult, fuse_passes
 from sitewatch.modelfile import FusionRule, working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
-from sitewatch.products import MASK_NODATA, encode_probability
+from sitewatch.products import MASK_NODATA, PROBABILITY_NODATA, PRODUCT_TAG, encode_probability
 from sitewatch.radiometry import choose_bands, colour_table, value_stretch
 from sitewatch.raster import (
     open_raster,
@@ -620,7 +620,8 @@ def _fuse(staging: Path, dataset: rasterio.DatasetReader, plan: InputPlan,
     outputs = (staging / "probability.strips.tif", staging / "mask.strips.tif")
     dx, dy = plan.pixel_size_m
     result = fuse_passes(fine_prob, passes[1][0], outputs,
-                         (_tmp_profile(dataset, None), _tmp_profile(dataset, MASK_NODATA)), threshold, dx * dy, rule)
+                         (_tmp_profile(dataset, PROBABILITY_NODATA), _tmp_profile(dataset, MASK_NODATA)), threshold,
+                         dx * dy, rule)
     for prob, mask, _ in passes:
         prob.unlink()
         mask.unlink()
@@ -668,8 +669,9 @@ def _predict_strips(dataset: rasterio.DatasetReader, plan: InputPlan, reader: _W
     tiles = _TileGrid(dataset.height, dataset.width, plan)
     progress.start_pass(len(tiles.windows))
     batch_size = batch_size or auto_batch_size(plan.tile_size)
-    with rasterio.open(targets[0], "w", **_tmp_profile(dataset, None)) as prob_out, \
+    with rasterio.open(targets[0], "w", **_tmp_profile(dataset, PROBABILITY_NODATA)) as prob_out, \
             rasterio.open(targets[1], "w", **_tmp_profile(dataset, MASK_NODATA)) as mask_out:
+        prob_out.update_tags(**{PRODUCT_TAG: "probability"})
         blender = _StripBlender(dataset, plan, tiles, threshold, prob_out, mask_out, progress)
         batch: list[tuple[Window, np.ndarray]] = []
         row_index = 0
@@ -745,10 +747,9 @@ class _StripBlender:
         valid = valid_pixels(self.dataset, self.plan.bands, strip)
         prob_u8 = encode_probability(probability)
         mask = (probability > self.threshold).astype(np.uint8)
-        prob_u8[~valid] = 0
+        prob_u8[~valid] = PROBABILITY_NODATA
         mask[~valid] = MASK_NODATA
         self.prob_out.write(prob_u8, 1, window=strip)
-        self.prob_out.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=strip)
         self.mask_out.write(mask, 1, window=strip)
         self.building_px += int((mask == 1).sum())
         self.valid_px += int(valid.sum())

@@ -18,6 +18,7 @@ import rasterio.shutil
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
 
 from sitewatch.errors import SitewatchError
 
@@ -93,6 +94,20 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         dataset.close()
         raise SitewatchError(f"{path}: raster has no pixels")
     return dataset
+
+
+def check_pixels_readable(path: str | os.PathLike[str]) -> None:
+    """Refuse a raster whose pixels cannot be read, cheaply, before any slow work.
+
+    Reads the first and the last pixel row of every band: a file cut off in transfer (its header
+    opens, its pixels end early) fails here, naming the file, instead of after a model has loaded.
+    """
+    with open_raster(path) as dataset:
+        try:
+            for row in (0, dataset.height - 1):
+                dataset.read(window=Window(0, row, dataset.width, 1))
+        except RasterioIOError as error:
+            raise SitewatchError(f"{path}: read failed, file corrupt or truncated ({_first_line(error)})") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -336,6 +336,28 @@ def test_an_all_nodata_middle_date_and_a_truncated_date_are_named(tmp_path: Path
         prepare_site(rasters, dates, ChangeRules.default(), tmp_path / "work2" / "aligned", lambda message: None)
 
 
+def test_a_truncated_date_is_refused_before_the_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    truncated = tmp_path / "texas_2019-01-01.tif"  # its header opens, its pixels are cut off
+    rasterio.shutil.copy(DEMO[1], tmp_path / "cog.tif", driver="COG", compress="DEFLATE", blocksize=128)
+    whole = (tmp_path / "cog.tif").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    _no_model(monkeypatch)
+    for command in (("change", str(DEMO[0]), str(truncated)), ("segment", str(truncated))):
+        result = run_sitewatch(*command, "--out", str(tmp_path / "o"))
+        assert_one_line_error(result, f"{truncated}: read failed, file corrupt or truncated")
+
+
+def test_segment_refuses_names_that_differ_only_in_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    lower, upper = tmp_path / "a" / "site.tif", tmp_path / "b" / "SITE.tif"
+    rasterio.shutil.copy(DEMO[0], lower)
+    rasterio.shutil.copy(DEMO[1], upper)
+    _no_model(monkeypatch)
+    result = run_sitewatch("segment", str(lower), str(upper), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, "two input rasters have the same file name (ignoring case)")
+
+
 def test_a_raster_with_ground_control_points_is_not_called_ungeoreferenced(tmp_path: Path) -> None:
     from rasterio.control import GroundControlPoint
 

@@ -86,7 +86,10 @@ def test_float32_with_nan_pixels_runs(samples: Path, tmp_path: Path) -> None:
     result = run_sitewatch("segment", str(path), "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     with rasterio.open(tmp_path / "o/nan/probability.tif") as out:
-        assert out.read(1).max() > 0
+        values = out.read(1)
+        assert out.nodata == 255 and out.tags()["SITEWATCH_PRODUCT"] == "probability"
+        assert (values[100:140] == 255).all()  # ground not seen is nodata, not "certainly no building" (0)
+        assert 0 < values[:100].max() <= 254
 
 
 def test_one_pixel_raster(tmp_path: Path) -> None:
