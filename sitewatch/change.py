@@ -280,18 +280,19 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
             earlier_area[later] = first["area_m2"].values[group.earlier.values].sum()
             before_shape[later] = shapely.union_all(first.geometry.values[group.earlier.values])
     area = last["area_m2"].to_numpy(float)
+    group_before, group_after = linked_group_areas(first, last, links)
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
-    grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
-        rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
+    grew = (earlier_area > 0) & (group_after - group_before >= np.maximum(
+        rules.expanded_min_share * group_before, rules.expanded_min_m2))
     change[grew] = "expanded"
-    shrank = (earlier_area > 0) & (earlier_area - area >= np.maximum(
-        rules.shrunk_min_share * earlier_area, rules.shrunk_min_m2))
+    shrank = (earlier_area > 0) & (group_before - group_after >= np.maximum(
+        rules.shrunk_min_share * group_before, rules.shrunk_min_m2))
     change[shrank] = "shrunk"
     similarity = changed_ground_similarity(last.geometry.values, before_shape, change, evidence, last.crs)
-    change[replaced_buildings(last.geometry.values, before_shape,
-                              np.fmax(similarity.whole, similarity.earlier), rules)] = "replaced"
+    change[replaced_buildings(last, before_shape, np.fmax(similarity.whole, similarity.earlier), rules,
+                              earlier_probability(first, links, len(last)))] = "replaced"
     similarity = np.where(change == "replaced", similarity.whole, similarity.changed)
     confidence = sureness(last, before, similarity)
     changed = change != "unchanged"
@@ -307,6 +308,27 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
                        before_outline=outline)
 
 
+def linked_group_areas(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per last-date building, the summed area (m²) of the first-date and of the last-date buildings of
+    its group: the buildings joined by links, directly or through each other (merges and splits).
+
+    A building split in two by the segmentation at one date (or by a new wall) is compared as a
+    whole: each part alone is not a shrink of the whole. 0 and its own area where unlinked."""
+    before, after = np.zeros(len(last)), last["area_m2"].to_numpy(float).copy()
+    if links.empty:
+        return before, after
+    offset = len(first)  # nodes: first-date buildings, then last-date ones
+    pairs = np.column_stack([links.earlier.to_numpy(), links.later.to_numpy() + offset])
+    area = np.concatenate([first["area_m2"].to_numpy(float), last["area_m2"].to_numpy(float)])
+    for members in connected_groups(offset + len(last), pairs):
+        members = np.asarray(members)
+        earlier, later = members[members < offset], members[members >= offset] - offset
+        if len(earlier) and len(later):
+            before[later], after[later] = area[earlier].sum(), area[later + offset].sum()
+    return before, after
+
+
 @dataclass
 class GroundSimilarity:
     """Mean picture similarity (−1..1, NaN: no evidence) per building: under its whole footprint
@@ -315,7 +337,7 @@ class GroundSimilarity:
 
     whole: np.ndarray
     changed: np.ndarray
-    earlier: np.ndarray  # under what stood on its ground at the first date (NaN: nothing stood)
+    earlier: np.ndarray  # under what stood on its ground at the first date and it does not cover (NaN: nothing stood)
 
 
 def changed_ground_similarity(geometries: np.ndarray, before: np.ndarray, change: np.ndarray,
@@ -336,24 +358,63 @@ def changed_ground_similarity(geometries: np.ndarray, before: np.ndarray, change
         changed[moved] = evidence.similarity_under(ground[moved], crs)
     earlier = np.full(len(geometries), np.nan)
     stood = np.flatnonzero([b is not None for b in before])
-    if len(stood):
-        earlier[stood] = evidence.similarity_under(np.array(list(before[stood]), dtype=object), crs)
+    if len(stood):  # the earlier ground the building does not cover now (all of it where it covers all)
+        given_up = shapely.difference(np.array(list(before[stood]), dtype=object), geometries[stood])
+        given_up = np.where(shapely.area(given_up) > 0, given_up, np.array(list(before[stood]), dtype=object))
+        earlier[stood] = evidence.similarity_under(given_up, crs)
     return GroundSimilarity(whole, changed, earlier)
 
 
-def replaced_buildings(geometries: np.ndarray, before: np.ndarray, similarity: np.ndarray,
-                       rules: ChangeRules) -> np.ndarray:
-    """Buildings standing on the ground of earlier ones that were pulled down: another outline
-    (intersection over union with what stood there below ``replaced_max_iou``) and another
-    picture (similarity under the building and under the earlier one below
-    ``replaced_max_similarity``: ``similarity`` is the larger of the two); both of at least
-    ``demolished_min_area_m2``."""
+def earlier_probability(first: gpd.GeoDataFrame, links: pd.DataFrame, count: int) -> np.ndarray:
+    """Per later building (``count``), the least ``mean_probability`` of the first-date buildings
+    it links to (NaN: none linked, or no probability): how sure the model was of what stood there."""
+    out = np.full(count, np.nan)
+    if links.empty or "mean_probability" not in first:
+        return out
+    probability = first["mean_probability"].to_numpy(float)
+    for later, group in links.drop_duplicates(["earlier", "later"]).groupby("later"):
+        out[later] = np.min(probability[group.earlier.values])
+    return out
+
+
+def replaced_buildings(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, rules: ChangeRules,
+                       before_probability: np.ndarray | None = None) -> np.ndarray:
+    """Buildings of the last date (metric CRS) standing on the ground of earlier ones that were
+    pulled down (``before``: per building, the union of the first-date buildings it links to).
+
+    All of: another outline (intersection over union with what stood there below
+    ``replaced_max_iou``); the earlier building's ground mostly given up: at most
+    ``replaced_max_kept_share`` of it lies under the new building and at most
+    ``replaced_max_built_share`` under any building of the last date (a block re-traced with
+    another outline, grown or split, still stands on its ground); another picture (similarity
+    under the building and under the ground of the earlier one it does not cover below
+    ``replaced_max_similarity``: ``similarity`` is the larger of the two); both confidently detected:
+    each earlier building (``before_probability``, its mean probability) at least
+    ``replaced_min_probability_before`` (the claim that it was pulled down rests on it), the new one at
+    least ``replaced_min_probability_after`` (NaN: not known, not tested); both of at least
+    ``demolished_min_area_m2``.
+    """
+    geometries = last.geometry.values
     out = np.zeros(len(geometries), bool)
-    for k in np.flatnonzero([b is not None for b in before]):
-        union = shapely.area(shapely.union(geometries[k], before[k]))
-        iou = shapely.area(shapely.intersection(geometries[k], before[k])) / union if union > 0 else 1.0
-        big = min(shapely.area(geometries[k]), shapely.area(before[k])) >= rules.demolished_min_area_m2
-        out[k] = big and iou < rules.replaced_max_iou and similarity[k] < rules.replaced_max_similarity
+    stood = np.flatnonzero([b is not None for b in before])
+    if len(stood) == 0:
+        return out
+    old = np.array(list(before[stood]), dtype=object)
+    new, old_area = geometries[stood], shapely.area(old)
+    common = shapely.area(shapely.intersection(new, old))
+    union = shapely.area(shapely.union(new, old))
+    iou = np.divide(common, union, out=np.ones(len(stood)), where=union > 0)
+    standing = shapely.union_all(geometries)
+    kept = np.divide(common, old_area, out=np.ones(len(stood)), where=old_area > 0)
+    built = np.divide(shapely.area(shapely.intersection(old, standing)), old_area, out=np.ones(len(stood)),
+                      where=old_area > 0)
+    sure_new = ~(last["mean_probability"].to_numpy(float)[stood] < rules.replaced_min_probability_after)
+    sure_old = (np.ones(len(stood), bool) if before_probability is None
+                else ~(np.asarray(before_probability, float)[stood] < rules.replaced_min_probability_before))
+    big = np.minimum(shapely.area(new), old_area) >= rules.demolished_min_area_m2
+    out[stood] = (big & (iou < rules.replaced_max_iou) & (kept <= rules.replaced_max_kept_share)
+                  & (built <= rules.replaced_max_built_share) & (similarity[stood] < rules.replaced_max_similarity)
+                  & sure_new & sure_old)
     return out
 
 

@@ -98,6 +98,10 @@ class ChangeRules:
     demolished_min_area_m2: float
     replaced_max_iou: float
     replaced_max_similarity: float
+    replaced_max_kept_share: float
+    replaced_max_built_share: float
+    replaced_min_probability_before: float
+    replaced_min_probability_after: float
     max_shift_px: float
     max_shift_m: float
     min_shift_response: float

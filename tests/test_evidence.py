@@ -93,6 +93,18 @@ def test_demolished_and_rebuilt_is_replaced(tmp_path: Path, predictor: Predictor
     assert record.image_similarity < 0.2
 
 
+@pytest.mark.parametrize("size", [None, 3.0])
+def test_village_blocks_retraced_are_not_replaced(size: float | None, tmp_path: Path, predictor: Predictor) -> None:
+    """DSIFN 0_2 (~2 m, another season and sensor): village blocks traced with other outlines at each
+    date (merged, grown, split). Before the stricter rule 36 (native) and 27 (3 m) of them were
+    "replaced", none right; a block that still stands on its ground is not a rebuilt one."""
+    pair = read_dsifn_pair(SAMPLES, "0_2")
+    rasters = write_pair_rasters("village", pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "in",
+                                 coarsen_to_m=size, native_gsd_m=2.0)
+    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    assert summary.counts.replaced <= 3
+
+
 def _wedge(image: np.ndarray) -> np.ndarray:
     """The lower-left corner beyond a 45° line set to 0 (declared nodata): a diagonal image edge."""
     rows, cols = np.indices(image.shape[:2])
