@@ -468,13 +468,25 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     is_new = changes["change"].isin(["new", "replaced"])  # a rebuilt building is a new one
     hall = is_new & assembly_hall_rule(changes, largest_existing_m2, rules, observed)
     similar = one_of_similar_neighbours(changes, is_new, rules)
-    hall &= ~similar
+    blocks = roof_block_counts(changes)
+    hall &= ~similar & (blocks < 2)  # touching blocks traced as one footprint are no hall
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
-    clusters = housing_clusters(changes[is_new & ~hall], rules, changes.crs, similar[is_new & ~hall].to_numpy())
+    candidates = (is_new & ~hall).to_numpy()
+    several = (similar | (blocks >= 2)).to_numpy()  # members whatever their size
+    clusters = housing_clusters(changes[candidates], rules, changes.crs, several[candidates],
+                                blocks.to_numpy()[candidates])
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
+
+
+def roof_block_counts(changes: gpd.GeoDataFrame) -> pd.Series:
+    """Per record, the blocks its roof holds (``roof_blocks`` of the footprint stage,
+    :func:`sitewatch.footprints.roof_blocks`; 1 where not measured)."""
+    if "roof_blocks" not in changes:
+        return pd.Series(np.ones(len(changes), np.int64), index=changes.index)
+    return changes["roof_blocks"].fillna(1).astype(np.int64).clip(lower=1)
 
 
 def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
@@ -593,11 +605,14 @@ def one_of_similar_neighbours(changes: gpd.GeoDataFrame, candidates: pd.Series, 
 
 
 def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None,
-                     repeated: np.ndarray | None = None) -> gpd.GeoDataFrame:
+                     repeated: np.ndarray | None = None, blocks: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Groups of ≥ ``housing_min_count`` new residential-size buildings ≤ ``housing_max_gap_m`` apart.
 
     ``repeated``: candidates that are one of a set of similar neighbours (blocks and slabs of an
-    estate, see :func:`one_of_similar_neighbours`): members whatever their size.
+    estate, see :func:`one_of_similar_neighbours`) or whose roof holds several touching blocks:
+    members whatever their size. ``blocks``: per candidate, the blocks its roof holds (1 each when
+    None); a cluster needs ``housing_min_count`` blocks and ``count`` is its number of blocks, so a
+    row of touching apartment blocks traced as one footprint is housing.
 
     Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one
     feature: the convex hull of its members, their count, ids (``change_id``) and total area.
@@ -607,17 +622,19 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     sized = ((candidates["area_m2"] >= rules.housing_min_area_m2)
              & (candidates["area_m2"] <= rules.housing_max_area_m2)).to_numpy()
-    houses = candidates[sized | (repeated if repeated is not None else False)]
+    member = sized | (repeated if repeated is not None else False)
+    houses = candidates[member]
+    weight = (np.ones(len(candidates), np.int64) if blocks is None else np.asarray(blocks, np.int64))[member]
     geoms = houses.geometry.values
     links = (shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m).T
              if len(geoms) else [])
     groups = connected_groups(len(geoms), links)
     rows, shapes = [], []
-    for members in sorted(groups, key=lambda m: -len(m)):
-        if len(members) < rules.housing_min_count:
+    for members in sorted(groups, key=lambda m: -int(weight[m].sum())):
+        if weight[members].sum() < rules.housing_min_count:
             continue
         ids = sorted(int(houses["change_id"].values[m]) for m in members)
-        rows.append({"cluster_id": len(rows) + 1, "count": len(members), "member_ids": ids,
+        rows.append({"cluster_id": len(rows) + 1, "count": int(weight[members].sum()), "member_ids": ids,
                      "total_area_m2": round(float(houses["area_m2"].values[members].sum()), 1)})
         shapes.append(shapely.convex_hull(shapely.union_all(geoms[members])))
     if not rows:

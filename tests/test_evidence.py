@@ -105,6 +105,27 @@ def test_village_blocks_retraced_are_not_replaced(size: float | None, tmp_path: 
     assert summary.counts.replaced <= 3
 
 
+@pytest.mark.parametrize("size", [None, 3.0])
+def test_row_of_touching_apartment_blocks_is_housing_not_a_hall(size: float | None, tmp_path: Path,
+                                                                  predictor: Predictor) -> None:
+    """A real 74 × 22 m apartment block of DSIFN 8_3 (~2 m, its later image, rows 233-246, cols
+    135-173) placed five times side by side, touching, on real scrub of the same image: the model
+    traces the row as one 6,700 m² footprint (a hall by size and shape) but its probability dips
+    along the party walls; the row is housing, not a hall."""
+    pair = read_dsifn_pair(SAMPLES, "8_3")
+    ground = pair.later[100:228, 100:228].copy()
+    later = ground.copy()
+    for k in range(5):
+        later[30 + 13 * k: 43 + 13 * k, 45:83] = pair.later[233:246, 135:173]
+    transform = pair.transform * rasterio.Affine.translation(100, 100)
+    rasters = write_pair_rasters("row", ground, later, transform, pair.crs, tmp_path / "in", coarsen_to_m=size,
+                                 native_gsd_m=2.0)
+    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    assert summary.flags.assembly_hall == 0
+    assert summary.flags.housing_clusters >= 1
+    assert sum(b.area_m2 for b in summary.new_buildings if b.flag == "housing") > 3000
+
+
 def _wedge(image: np.ndarray) -> np.ndarray:
     """The lower-left corner beyond a 45° line set to 0 (declared nodata): a diagonal image edge."""
     rows, cols = np.indices(image.shape[:2])
