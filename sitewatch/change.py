@@ -544,6 +544,11 @@ def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, marg
     return shapely.dwithin(geometries, observed.boundary, margin_m)
 
 
+#: Widths of the square the hall core is swept with, in multiples of ``hall_min_width_m``: the wider
+#: ones cut off paving, yards or an access road the segmentation took in with the roof.
+HALL_SPANS = (1.0, 1.5, 2.0, 3.0)
+
+
 def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
                        observed: shapely.Geometry | None = None) -> pd.Series:
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
@@ -556,12 +561,30 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     record says its area is a lower bound. Rectangularity is measured against the core's minimum
     rotated rectangle clipped to the ``observed`` ground: a hall cut diagonally by the edge of the
     image fills what can be seen of its rectangle.
+
+    The core is also swept with wider squares (:data:`HALL_SPANS`): a hall whose traced outline
+    took in neighbouring paving (a yard, a forecourt, an access road narrower than the hall) keeps
+    its roof in the wider core while the paving falls away; a building passing the tests at any
+    of these spans is a hall (each core still holding ``hall_min_core_share`` of the outline). A
+    core cut out by a wider square must be a clean rectangle (``hall_min_wide_rectangularity``):
+    what is left of a ragged blob of merged roofs is not.
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)
-    cores = hall_cores(buildings.geometry.values, rules.hall_min_width_m)
+    hall = np.zeros(len(buildings), bool)
+    for span in HALL_SPANS:
+        least = rules.hall_min_rectangularity if span == 1.0 else rules.hall_min_wide_rectangularity
+        hall |= _hall_at_span(buildings, span * rules.hall_min_width_m, least, largest_existing_m2, rules, observed)
+    return pd.Series(hall, index=buildings.index)
+
+
+def _hall_at_span(buildings: gpd.GeoDataFrame, width_m: float, least_rectangularity: float,
+                  largest_existing_m2: float, rules: ChangeRules, observed: shapely.Geometry | None) -> np.ndarray:
+    """The hall tests of :func:`assembly_hall_rule` on the core a ``width_m`` square sweeps, its
+    rectangularity at least ``least_rectangularity``."""
+    cores = hall_cores(buildings.geometry.values, width_m)
     core_area = shapely.area(cores)
-    # the shape tests see the core with notches narrower than half the span closed (bites of
+    # the shape tests see the core with notches narrower than half the least span closed (bites of
     # shadow or trees in a traced roof), not every wiggle of the outline
     notch = rules.hall_min_width_m / 4
     closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
@@ -570,9 +593,9 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
         (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
         & (core_area >= rules.hall_min_area_floor_m2))
     solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
-    compact = (seen_rectangularity(closed, observed) >= rules.hall_min_rectangularity) & (
+    compact = (seen_rectangularity(closed, observed) >= least_rectangularity) & (
         shape["elongation"] <= rules.hall_max_elongation)
-    return pd.Series(large & solid & compact, index=buildings.index)
+    return large & solid & compact
 
 
 def seen_rectangularity(shapes: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:

@@ -85,6 +85,7 @@ class ChangeRules:
     hall_max_elongation: float
     hall_min_width_m: float
     hall_min_core_share: float
+    hall_min_wide_rectangularity: float
     roof_block_min_m2: float
     housing_min_area_m2: float
     housing_max_area_m2: float

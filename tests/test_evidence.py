@@ -7,11 +7,15 @@ import datetime as dt
 import io
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import rasterio.transform
 from conftest import SAMPLES
 from PIL import Image
+from rasterio.features import rasterize
+from scipy import ndimage
 from shapely.geometry import box
 
 from sitewatch.change import ChangeRules, compare_dates
@@ -23,6 +27,7 @@ from sitewatch.footprints import measure
 from sitewatch.paths import default_model_path
 from sitewatch.pipeline import run_site
 from sitewatch.predict import Predictor
+from sitewatch.products import encode_probability
 
 DEMO = default_model_path().parent / "demo_site"
 
@@ -126,6 +131,51 @@ def test_row_of_touching_apartment_blocks_is_housing_not_a_hall(size: float | No
     assert sum(b.area_m2 for b in summary.new_buildings if b.flag == "housing") > 3000
 
 
+def _add_paving(mask_path: Path, probability_path: Path) -> None:
+    """A paved yard the segmentation took in with the hall at about (430367, 3499863) of DSIFN 6_3
+    (EPSG:32650): 24 m deep along the hall's north side, over its western 36 m and 34 m beyond its
+    western end, in the mask and at probability 0.65 (paving, less sure than the roof)."""
+    with rasterio.open(mask_path) as dataset:
+        mask, transform = dataset.read(1) == 1, dataset.transform
+    labels, _ = ndimage.label(mask)
+    row, col = rasterio.transform.rowcol(transform, 430367, 3499863)
+    rows, cols = np.nonzero(labels == labels[row, col])
+    west, north = transform @ (int(cols.min()), int(rows.min()))
+    yard = box(west - 34, north - 2, west + 36, north + 24)
+    for path, value in ((mask_path, 1), (probability_path, encode_probability(np.array(0.65)))):
+        with rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dataset:
+            band = dataset.read(1)
+            band[rasterize([(yard, 1)], out_shape=band.shape, transform=dataset.transform) > 0] = value
+            dataset.write(band, 1)
+
+
+@pytest.mark.parametrize("size", [None, 3.0])
+def test_hall_with_paving_in_its_outline_is_flagged(size: float | None, tmp_path: Path, predictor: Predictor,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """DSIFN 6_3's 7,900 m² hall with a paved yard taken into its later outline (an L of rectangularity
+    about 0.6): judged on its roof core, it is still a hall, at 2 m and at 3 m."""
+    import sitewatch.pipeline
+
+    segment, calls = sitewatch.pipeline.segment_raster, []
+
+    def with_paving(path: Path, out_dir: Path, *args, **options):
+        result = segment(path, out_dir, *args, **options)
+        calls.append(path)
+        if len(calls) == 2:  # the later date
+            _add_paving(result.mask_path, result.probability_path)
+        return result
+
+    monkeypatch.setattr(sitewatch.pipeline, "segment_raster", with_paving)
+    pair = read_dsifn_pair(SAMPLES, "6_3")
+    rasters = write_pair_rasters("paved", pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "in",
+                                 coarsen_to_m=size, native_gsd_m=2.0)
+    run_site(rasters, tmp_path / "out", predictor)
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes").to_crs(32650)
+    (paved,) = changes[changes.intersects(box(430300, 3499905, 430310, 3499915))].itertuples()
+    assert paved.rectangularity < 0.75  # the outline alone is no hall
+    assert paved.flag == "assembly_hall" and paved.area_m2 > 7000
+
+
 def _wedge(image: np.ndarray) -> np.ndarray:
     """The lower-left corner beyond a 45° line set to 0 (declared nodata): a diagonal image edge."""
     rows, cols = np.indices(image.shape[:2])
@@ -152,7 +202,6 @@ def test_hall_cut_diagonally_by_the_edge_is_flagged(size: float | None, tmp_path
 def test_row_of_similar_blocks_is_housing_not_halls() -> None:
     """Five 70 × 18 m apartment slabs 10 m apart (1,260 m² each: each a hall by size and shape alone)."""
     utm = "EPSG:32650"
-    import geopandas as gpd
 
     def layer(polygons: list) -> gpd.GeoDataFrame:
         frame = gpd.GeoDataFrame(geometry=polygons, crs=utm)
