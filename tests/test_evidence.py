@@ -96,6 +96,8 @@ def test_demolished_and_rebuilt_is_replaced(tmp_path: Path, predictor: Predictor
     (record,) = [b for b in summary.new_buildings if b.change_class == "replaced"]
     assert record.area_before_m2 == pytest.approx(1312, rel=0.2) and record.before_outline.startswith("POLYGON")
     assert record.image_similarity < 0.2
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "those replaced later in pink" in report  # the warehouse's outline drawn at the first date
 
 
 @pytest.mark.parametrize("size", [None, 3.0])
