@@ -280,18 +280,19 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
             earlier_area[later] = first["area_m2"].values[group.earlier.values].sum()
             before_shape[later] = shapely.union_all(first.geometry.values[group.earlier.values])
     area = last["area_m2"].to_numpy(float)
+    group_before, group_after = linked_group_areas(first, last, links)
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
-    grew = (earlier_area > 0) & (area - earlier_area >= np.maximum(
-        rules.expanded_min_share * earlier_area, rules.expanded_min_m2))
+    grew = (earlier_area > 0) & (group_after - group_before >= np.maximum(
+        rules.expanded_min_share * group_before, rules.expanded_min_m2))
     change[grew] = "expanded"
-    shrank = (earlier_area > 0) & (earlier_area - area >= np.maximum(
-        rules.shrunk_min_share * earlier_area, rules.shrunk_min_m2))
+    shrank = (earlier_area > 0) & (group_before - group_after >= np.maximum(
+        rules.shrunk_min_share * group_before, rules.shrunk_min_m2))
     change[shrank] = "shrunk"
     similarity = changed_ground_similarity(last.geometry.values, before_shape, change, evidence, last.crs)
-    change[replaced_buildings(last.geometry.values, before_shape,
-                              np.fmax(similarity.whole, similarity.earlier), rules)] = "replaced"
+    change[replaced_buildings(last, before_shape, np.fmax(similarity.whole, similarity.earlier), rules,
+                              earlier_probability(first, links, len(last)))] = "replaced"
     similarity = np.where(change == "replaced", similarity.whole, similarity.changed)
     confidence = sureness(last, before, similarity)
     changed = change != "unchanged"
@@ -307,6 +308,27 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
                        before_outline=outline)
 
 
+def linked_group_areas(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per last-date building, the summed area (m²) of the first-date and of the last-date buildings of
+    its group: the buildings joined by links, directly or through each other (merges and splits).
+
+    A building split in two by the segmentation at one date (or by a new wall) is compared as a
+    whole: each part alone is not a shrink of the whole. 0 and its own area where unlinked."""
+    before, after = np.zeros(len(last)), last["area_m2"].to_numpy(float).copy()
+    if links.empty:
+        return before, after
+    offset = len(first)  # nodes: first-date buildings, then last-date ones
+    pairs = np.column_stack([links.earlier.to_numpy(), links.later.to_numpy() + offset])
+    area = np.concatenate([first["area_m2"].to_numpy(float), last["area_m2"].to_numpy(float)])
+    for members in connected_groups(offset + len(last), pairs):
+        members = np.asarray(members)
+        earlier, later = members[members < offset], members[members >= offset] - offset
+        if len(earlier) and len(later):
+            before[later], after[later] = area[earlier].sum(), area[later + offset].sum()
+    return before, after
+
+
 @dataclass
 class GroundSimilarity:
     """Mean picture similarity (−1..1, NaN: no evidence) per building: under its whole footprint
@@ -315,7 +337,7 @@ class GroundSimilarity:
 
     whole: np.ndarray
     changed: np.ndarray
-    earlier: np.ndarray  # under what stood on its ground at the first date (NaN: nothing stood)
+    earlier: np.ndarray  # under what stood on its ground at the first date and it does not cover (NaN: nothing stood)
 
 
 def changed_ground_similarity(geometries: np.ndarray, before: np.ndarray, change: np.ndarray,
@@ -336,24 +358,63 @@ def changed_ground_similarity(geometries: np.ndarray, before: np.ndarray, change
         changed[moved] = evidence.similarity_under(ground[moved], crs)
     earlier = np.full(len(geometries), np.nan)
     stood = np.flatnonzero([b is not None for b in before])
-    if len(stood):
-        earlier[stood] = evidence.similarity_under(np.array(list(before[stood]), dtype=object), crs)
+    if len(stood):  # the earlier ground the building does not cover now (all of it where it covers all)
+        given_up = shapely.difference(np.array(list(before[stood]), dtype=object), geometries[stood])
+        given_up = np.where(shapely.area(given_up) > 0, given_up, np.array(list(before[stood]), dtype=object))
+        earlier[stood] = evidence.similarity_under(given_up, crs)
     return GroundSimilarity(whole, changed, earlier)
 
 
-def replaced_buildings(geometries: np.ndarray, before: np.ndarray, similarity: np.ndarray,
-                       rules: ChangeRules) -> np.ndarray:
-    """Buildings standing on the ground of earlier ones that were pulled down: another outline
-    (intersection over union with what stood there below ``replaced_max_iou``) and another
-    picture (similarity under the building and under the earlier one below
-    ``replaced_max_similarity``: ``similarity`` is the larger of the two); both of at least
-    ``demolished_min_area_m2``."""
+def earlier_probability(first: gpd.GeoDataFrame, links: pd.DataFrame, count: int) -> np.ndarray:
+    """Per later building (``count``), the least ``mean_probability`` of the first-date buildings
+    it links to (NaN: none linked, or no probability): how sure the model was of what stood there."""
+    out = np.full(count, np.nan)
+    if links.empty or "mean_probability" not in first:
+        return out
+    probability = first["mean_probability"].to_numpy(float)
+    for later, group in links.drop_duplicates(["earlier", "later"]).groupby("later"):
+        out[later] = np.min(probability[group.earlier.values])
+    return out
+
+
+def replaced_buildings(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, rules: ChangeRules,
+                       before_probability: np.ndarray | None = None) -> np.ndarray:
+    """Buildings of the last date (metric CRS) standing on the ground of earlier ones that were
+    pulled down (``before``: per building, the union of the first-date buildings it links to).
+
+    All of: another outline (intersection over union with what stood there below
+    ``replaced_max_iou``); the earlier building's ground mostly given up: at most
+    ``replaced_max_kept_share`` of it lies under the new building and at most
+    ``replaced_max_built_share`` under any building of the last date (a block re-traced with
+    another outline, grown or split, still stands on its ground); another picture (similarity
+    under the building and under the ground of the earlier one it does not cover below
+    ``replaced_max_similarity``: ``similarity`` is the larger of the two); both confidently detected:
+    each earlier building (``before_probability``, its mean probability) at least
+    ``replaced_min_probability_before`` (the claim that it was pulled down rests on it), the new one at
+    least ``replaced_min_probability_after`` (NaN: not known, not tested); both of at least
+    ``demolished_min_area_m2``.
+    """
+    geometries = last.geometry.values
     out = np.zeros(len(geometries), bool)
-    for k in np.flatnonzero([b is not None for b in before]):
-        union = shapely.area(shapely.union(geometries[k], before[k]))
-        iou = shapely.area(shapely.intersection(geometries[k], before[k])) / union if union > 0 else 1.0
-        big = min(shapely.area(geometries[k]), shapely.area(before[k])) >= rules.demolished_min_area_m2
-        out[k] = big and iou < rules.replaced_max_iou and similarity[k] < rules.replaced_max_similarity
+    stood = np.flatnonzero([b is not None for b in before])
+    if len(stood) == 0:
+        return out
+    old = np.array(list(before[stood]), dtype=object)
+    new, old_area = geometries[stood], shapely.area(old)
+    common = shapely.area(shapely.intersection(new, old))
+    union = shapely.area(shapely.union(new, old))
+    iou = np.divide(common, union, out=np.ones(len(stood)), where=union > 0)
+    standing = shapely.union_all(geometries)
+    kept = np.divide(common, old_area, out=np.ones(len(stood)), where=old_area > 0)
+    built = np.divide(shapely.area(shapely.intersection(old, standing)), old_area, out=np.ones(len(stood)),
+                      where=old_area > 0)
+    sure_new = ~(last["mean_probability"].to_numpy(float)[stood] < rules.replaced_min_probability_after)
+    sure_old = (np.ones(len(stood), bool) if before_probability is None
+                else ~(np.asarray(before_probability, float)[stood] < rules.replaced_min_probability_before))
+    big = np.minimum(shapely.area(new), old_area) >= rules.demolished_min_area_m2
+    out[stood] = (big & (iou < rules.replaced_max_iou) & (kept <= rules.replaced_max_kept_share)
+                  & (built <= rules.replaced_max_built_share) & (similarity[stood] < rules.replaced_max_similarity)
+                  & sure_new & sure_old)
     return out
 
 
@@ -407,13 +468,25 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     is_new = changes["change"].isin(["new", "replaced"])  # a rebuilt building is a new one
     hall = is_new & assembly_hall_rule(changes, largest_existing_m2, rules, observed)
     similar = one_of_similar_neighbours(changes, is_new, rules)
-    hall &= ~similar
+    blocks = roof_block_counts(changes)
+    hall &= ~similar & (blocks < 2)  # touching blocks traced as one footprint are no hall
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
-    clusters = housing_clusters(changes[is_new & ~hall], rules, changes.crs, similar[is_new & ~hall].to_numpy())
+    candidates = (is_new & ~hall).to_numpy()
+    several = (similar | (blocks >= 2)).to_numpy()  # members whatever their size
+    clusters = housing_clusters(changes[candidates], rules, changes.crs, several[candidates],
+                                blocks.to_numpy()[candidates])
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
+
+
+def roof_block_counts(changes: gpd.GeoDataFrame) -> pd.Series:
+    """Per record, the blocks its roof holds (``roof_blocks`` of the footprint stage,
+    :func:`sitewatch.footprints.roof_blocks`; 1 where not measured)."""
+    if "roof_blocks" not in changes:
+        return pd.Series(np.ones(len(changes), np.int64), index=changes.index)
+    return changes["roof_blocks"].fillna(1).astype(np.int64).clip(lower=1)
 
 
 def hall_cores(geometries: np.ndarray, width_m: float) -> np.ndarray:
@@ -471,6 +544,11 @@ def touches_edge(geometries: np.ndarray, observed: shapely.Geometry | None, marg
     return shapely.dwithin(geometries, observed.boundary, margin_m)
 
 
+#: Widths of the square the hall core is swept with, in multiples of ``hall_min_width_m``: the wider
+#: ones cut off paving, yards or an access road the segmentation took in with the roof.
+HALL_SPANS = (1.0, 1.5, 2.0, 3.0)
+
+
 def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, rules: ChangeRules,
                        observed: shapely.Geometry | None = None) -> pd.Series:
     """Large, compact, long-span buildings, judged on their core (see :func:`hall_cores`).
@@ -483,12 +561,30 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     record says its area is a lower bound. Rectangularity is measured against the core's minimum
     rotated rectangle clipped to the ``observed`` ground: a hall cut diagonally by the edge of the
     image fills what can be seen of its rectangle.
+
+    The core is also swept with wider squares (:data:`HALL_SPANS`): a hall whose traced outline
+    took in neighbouring paving (a yard, a forecourt, an access road narrower than the hall) keeps
+    its roof in the wider core while the paving falls away; a building passing the tests at any
+    of these spans is a hall (each core still holding ``hall_min_core_share`` of the outline). A
+    core cut out by a wider square must be a clean rectangle (``hall_min_wide_rectangularity``):
+    what is left of a ragged blob of merged roofs is not.
     """
     if buildings.empty:
         return pd.Series(np.zeros(0, bool), index=buildings.index)
-    cores = hall_cores(buildings.geometry.values, rules.hall_min_width_m)
+    hall = np.zeros(len(buildings), bool)
+    for span in HALL_SPANS:
+        least = rules.hall_min_rectangularity if span == 1.0 else rules.hall_min_wide_rectangularity
+        hall |= _hall_at_span(buildings, span * rules.hall_min_width_m, least, largest_existing_m2, rules, observed)
+    return pd.Series(hall, index=buildings.index)
+
+
+def _hall_at_span(buildings: gpd.GeoDataFrame, width_m: float, least_rectangularity: float,
+                  largest_existing_m2: float, rules: ChangeRules, observed: shapely.Geometry | None) -> np.ndarray:
+    """The hall tests of :func:`assembly_hall_rule` on the core a ``width_m`` square sweeps, its
+    rectangularity at least ``least_rectangularity``."""
+    cores = hall_cores(buildings.geometry.values, width_m)
     core_area = shapely.area(cores)
-    # the shape tests see the core with notches narrower than half the span closed (bites of
+    # the shape tests see the core with notches narrower than half the least span closed (bites of
     # shadow or trees in a traced roof), not every wiggle of the outline
     notch = rules.hall_min_width_m / 4
     closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
@@ -497,9 +593,9 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
         (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
         & (core_area >= rules.hall_min_area_floor_m2))
     solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
-    compact = (seen_rectangularity(closed, observed) >= rules.hall_min_rectangularity) & (
+    compact = (seen_rectangularity(closed, observed) >= least_rectangularity) & (
         shape["elongation"] <= rules.hall_max_elongation)
-    return pd.Series(large & solid & compact, index=buildings.index)
+    return large & solid & compact
 
 
 def seen_rectangularity(shapes: np.ndarray, observed: shapely.Geometry | None) -> np.ndarray:
@@ -532,11 +628,14 @@ def one_of_similar_neighbours(changes: gpd.GeoDataFrame, candidates: pd.Series, 
 
 
 def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS | None,
-                     repeated: np.ndarray | None = None) -> gpd.GeoDataFrame:
+                     repeated: np.ndarray | None = None, blocks: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Groups of ≥ ``housing_min_count`` new residential-size buildings ≤ ``housing_max_gap_m`` apart.
 
     ``repeated``: candidates that are one of a set of similar neighbours (blocks and slabs of an
-    estate, see :func:`one_of_similar_neighbours`): members whatever their size.
+    estate, see :func:`one_of_similar_neighbours`) or whose roof holds several touching blocks:
+    members whatever their size. ``blocks``: per candidate, the blocks its roof holds (1 each when
+    None); a cluster needs ``housing_min_count`` blocks and ``count`` is its number of blocks, so a
+    row of touching apartment blocks traced as one footprint is housing.
 
     Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one
     feature: the convex hull of its members, their count, ids (``change_id``) and total area.
@@ -546,17 +645,19 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     sized = ((candidates["area_m2"] >= rules.housing_min_area_m2)
              & (candidates["area_m2"] <= rules.housing_max_area_m2)).to_numpy()
-    houses = candidates[sized | (repeated if repeated is not None else False)]
+    member = sized | (repeated if repeated is not None else False)
+    houses = candidates[member]
+    weight = (np.ones(len(candidates), np.int64) if blocks is None else np.asarray(blocks, np.int64))[member]
     geoms = houses.geometry.values
     links = (shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=rules.housing_max_gap_m).T
              if len(geoms) else [])
     groups = connected_groups(len(geoms), links)
     rows, shapes = [], []
-    for members in sorted(groups, key=lambda m: -len(m)):
-        if len(members) < rules.housing_min_count:
+    for members in sorted(groups, key=lambda m: -int(weight[m].sum())):
+        if weight[members].sum() < rules.housing_min_count:
             continue
         ids = sorted(int(houses["change_id"].values[m]) for m in members)
-        rows.append({"cluster_id": len(rows) + 1, "count": len(members), "member_ids": ids,
+        rows.append({"cluster_id": len(rows) + 1, "count": int(weight[members].sum()), "member_ids": ids,
                      "total_area_m2": round(float(houses["area_m2"].values[members].sum()), 1)})
         shapes.append(shapely.convex_hull(shapely.union_all(geoms[members])))
     if not rows:

@@ -29,7 +29,7 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-from rasterio.features import shapes
+from rasterio.features import geometry_mask, shapes
 from rasterio.windows import Window
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -627,6 +627,59 @@ def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOp
          "regularized": metric["regularized"].values[order]},
         geometry=metric.geometry.values[order], crs=metric_crs)
     return out.to_crs(crs) if metric_crs is not None else out
+
+
+#: Probability levels at which a footprint's roof is cut into blocks (:func:`roof_blocks`).
+BLOCK_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def roof_blocks(frame: gpd.GeoDataFrame, probability_path: Path, min_part_m2: float, min_area_m2: float) -> np.ndarray:
+    """Per footprint, how many blocks of similar size its roof holds, parted by probability valleys.
+
+    Touching blocks (a row of apartment slabs, a merged block of village houses) are often traced
+    as one footprint: the mask has no neck between them, but the model's probability dips along
+    each party wall or gap, if not always across the whole roof. Inside the footprint (in the
+    raster grid's CRS, the probability's), the probability lightly smoothed (0.5 px) is cut at
+    each of :data:`BLOCK_LEVELS`; the 8-connected parts of what stands above a level, opened by one
+    pixel (thin bridges gone), of at least ``min_part_m2`` and at least half the largest part's
+    area are blocks; the footprint holds the most blocks found at any level. A hall's roof is
+    uniform: one block at every level. Footprints under ``min_area_m2`` are not examined: 1.
+    Areas in m² from the raster's pixel size.
+
+    Returns:
+        int array, one per footprint (1: one roof).
+    """
+    blocks = np.ones(len(frame), np.int64)
+    if frame.empty:
+        return blocks
+    with open_raster(probability_path) as dataset:
+        dx, dy = pixel_size_xy_m(dataset, None)
+        pixel_area = dx * dy
+        pixels = shapely.area(frame.geometry.values) / abs(dataset.transform.a * dataset.transform.e)
+        for k in np.flatnonzero(pixels * pixel_area >= min_area_m2):
+            blocks[k] = _blocks_in(dataset, frame.geometry.values[k], min_part_m2 / pixel_area)
+    return blocks
+
+
+def _blocks_in(dataset: rasterio.DatasetReader, geometry: shapely.Geometry, min_part_px: float) -> int:
+    """The blocks of one footprint's roof (see :func:`roof_blocks`)."""
+    rough = dataset.window(*geometry.bounds)
+    col, row = math.floor(rough.col_off) - 2, math.floor(rough.row_off) - 2
+    window = Window(col, row, math.ceil(rough.width) + 5, math.ceil(rough.height) + 5).intersection(
+        Window(0, 0, dataset.width, dataset.height))
+    probability = _as_probability(dataset.read(1, window=window), dataset.dtypes[0])
+    inside = geometry_mask([geometry], probability.shape, dataset.window_transform(window),
+                                             invert=True)
+    smooth = ndimage.gaussian_filter(probability.astype(np.float32), 0.5)
+    most = 1
+    for level in BLOCK_LEVELS:
+        core = ndimage.binary_opening(inside & (smooth >= level))
+        labels, count = ndimage.label(core, structure=np.ones((3, 3)))
+        if count < 2:
+            continue
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        most = max(most, int(((sizes >= min_part_px) & (sizes >= 0.5 * sizes.max())).sum()))
+    return most
 
 
 def write_footprints(frame: gpd.GeoDataFrame, gpkg: Path | None, geojson: Path | None,

@@ -25,7 +25,14 @@ from sitewatch.coverage import mean_probability_under, observed_ground
 from sitewatch.errors import SitewatchError
 from sitewatch.evidence import compare_pictures
 from sitewatch.files import staging_dir
-from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster, write_change_layers, write_footprints
+from sitewatch.footprints import (
+    FootprintOptions,
+    roof_blocks,
+    utm_crs,
+    vectorize_raster,
+    write_change_layers,
+    write_footprints,
+)
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import Predictor, SegmentResult, segment_raster
 from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
@@ -147,6 +154,9 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
     for k, (date, result) in enumerate(zip(prepared.dates, segmented, strict=True)):
         say(f"footprints {date}")
         frame = vectorize_raster(result.mask_path, result.probability_path, options)
+        # touching blocks traced as one footprint: judged as blocks, not as one hall (sitewatch.change)
+        frame["roof_blocks"] = roof_blocks(frame, result.probability_path, rules.roof_block_min_m2,
+                                           rules.hall_min_area_floor_m2)
         frames.append(frame if k == 0 else shift_footprints(frame, prepared.shifts[k - 1], prepared.transform))
     before = mean_probability_under(frames[-1], segmented[0].probability_path)
     # the first date's buildings are looked up on the last date's raster where they appear

@@ -162,9 +162,13 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     first_date = changes["date_seen"].astype(str) == summary.dates[0]
     gone = changes[changes["change"].isin(["demolished", "not_observed"]) & first_date]
     cleared_outline = _cleared_outline(cleared)
+    replaced = replaced_before(changes)
     pictures = [picture(rasters[0], None, 900, [Outline(footprints[0], COLOURS["unchanged"]),
-                                                 Outline(gone, COLOURS["demolished"], 3, ids=True), cleared_outline],
-                        summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple)"
+                                                 Outline(gone, COLOURS["demolished"], 3, ids=True),
+                                                 Outline(replaced, COLOURS["replaced"], 3, ids=True), cleared_outline],
+                        summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple"
+                        + (", those replaced later in pink, with the id of the building that replaced them"
+                           if len(replaced) else "") + ")"
                         + (", and the ground cleared later (green)" if len(cleared) else ""))]
     for date, raster, frame in zip(summary.dates[1:-1], rasters[1:-1], footprints[1:-1], strict=True):
         pictures.append(picture(raster, None, 900, [Outline(frame, COLOURS["unchanged"])], date,
@@ -177,6 +181,16 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     pictures.append(picture(rasters[-1], None, 900, outlines, summary.dates[-1],
                             f"{summary.dates[-1]}: every building by change class, flags marked"))
     return pictures
+
+
+def replaced_before(changes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """What stood where a ``replaced`` building stands now: its record's ``before_outline`` (WKT,
+    EPSG:4326) in the CRS of ``changes``, with the replacing record's ``change_id``."""
+    rows = changes[(changes["change"] == "replaced") & (changes["before_outline"].fillna("") != "")]
+    if rows.empty:
+        return changes.iloc[:0][["change_id", "geometry"]]
+    outlines = gpd.GeoSeries.from_wkt(rows["before_outline"].to_list(), crs=4326).to_crs(changes.crs)
+    return gpd.GeoDataFrame({"change_id": rows["change_id"].to_numpy()}, geometry=outlines.values, crs=changes.crs)
 
 
 def _flagged(changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame) -> list[tuple[str, tuple, gpd.GeoDataFrame]]:

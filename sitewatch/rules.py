@@ -85,6 +85,8 @@ class ChangeRules:
     hall_max_elongation: float
     hall_min_width_m: float
     hall_min_core_share: float
+    hall_min_wide_rectangularity: float
+    roof_block_min_m2: float
     housing_min_area_m2: float
     housing_max_area_m2: float
     housing_max_gap_m: float
@@ -98,6 +100,10 @@ class ChangeRules:
     demolished_min_area_m2: float
     replaced_max_iou: float
     replaced_max_similarity: float
+    replaced_max_kept_share: float
+    replaced_max_built_share: float
+    replaced_min_probability_before: float
+    replaced_min_probability_after: float
     max_shift_px: float
     max_shift_m: float
     min_shift_response: float

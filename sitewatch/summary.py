@@ -125,7 +125,8 @@ class DateCounts(_Record):
 @dataclass(frozen=True)
 class HousingCluster(_Record):
     """New residential-size buildings close together: their ``change_id`` values, total area (m²),
-    the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326)."""
+    the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326). ``count``:
+    its buildings, a footprint of several touching blocks counting as its blocks."""
 
     id: int
     count: int

@@ -146,6 +146,15 @@ def test_a_large_shrink_is_a_change_not_unchanged() -> None:
     assert (record.change, record.area_before_m2, record.area_m2) == ("shrunk", 368.0, 36.0)
 
 
+def test_a_building_traced_in_parts_is_not_shrunk() -> None:
+    """A 40 × 20 m block traced whole at the first date and as two 19 m halves at the last (a coarse
+    segmentation wobbling between dates): the block stands as before; neither half is a shrink."""
+    whole = box(0, 0, 40, 20)
+    halves = [box(0, 0, 19, 20), box(21, 0, 40, 20)]
+    changes = compare_dates([layer([whole]), layer(halves)], [D1, D2], ChangeRules.default()).changes
+    assert changes.change.tolist() == ["unchanged", "unchanged"]
+
+
 def test_three_dates_give_first_and_last_seen() -> None:
     a, b, c, d = box(0, 0, 20, 20), box(100, 0, 120, 20), box(200, 0, 220, 20), box(300, 0, 320, 20)
     frames = [layer([a, d]), layer([a, b, d]), layer([a, b, c])]  # b from D2, c from D3, d gone at D3
