@@ -667,7 +667,8 @@ def _blocks_in(dataset: rasterio.DatasetReader, geometry: shapely.Geometry, min_
     col, row = math.floor(rough.col_off) - 2, math.floor(rough.row_off) - 2
     window = Window(col, row, math.ceil(rough.width) + 5, math.ceil(rough.height) + 5).intersection(
         Window(0, 0, dataset.width, dataset.height))
-    probability = _as_probability(dataset.read(1, window=window), dataset.dtypes[0])
+    probability = _as_probability(dataset.read(1, window=window), dataset.dtypes[0],
+                                  ours=dataset.tags().get(PRODUCT_TAG) == "probability")
     inside = geometry_mask([geometry], probability.shape, dataset.window_transform(window),
                                              invert=True)
     smooth = ndimage.gaussian_filter(probability.astype(np.float32), 0.5)
