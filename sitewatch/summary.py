@@ -160,7 +160,10 @@ class ClearedArea(_Record):
 
 @dataclass(frozen=True)
 class ImageRecord(_Record):
-    """One date's image: where its date came from, its size (px) and ground pixel size (m)."""
+    """One date's image: where its date came from, its size (px on the site's grid) and its own ground
+    pixel size (m); the bands used for red, green, blue and how they were known; the masks used and
+    the share of the site each class of ground not seen removed; the value mapping; the Planet
+    provenance (acquisition time, satellite, instrument, sun elevation, cloud cover)."""
 
     date: str
     date_source: str
@@ -168,6 +171,11 @@ class ImageRecord(_Record):
     width: int
     height: int
     pixel_m: float
+    bands: str = ""
+    masks: list[str] = field(default_factory=list)
+    mask_removed: dict[str, float] = field(default_factory=dict)
+    input_mapping: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
