@@ -8,6 +8,7 @@ into place at the end, so a site's outputs appear complete or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import warnings
@@ -18,12 +19,13 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
-from sitewatch.coverage import mean_probability_under, observed_ground
+from sitewatch.coverage import judge_at_resolution, mean_probability_under, observed_ground
 from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.evidence import compare_pictures
 from sitewatch.files import staging_dir
@@ -105,8 +107,9 @@ def run_site(
                                   stretches[k]) for k in range(len(when))]
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
         result = site_changes(prepared, segmented, options, rules, say)
-        summary = summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
-                            result.coverage.record(when), rules, image_records(prepared, segmented))
+        summary = with_resolution(summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
+                                            result.coverage.record(when), rules, image_records(prepared, segmented)),
+                                  result)
         say("writing outputs")
         write_site(staging, summary, result, prepared, extra_files or {})
         publish_dir(staging, out_dir)
@@ -201,6 +204,8 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                            observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
                            seen=list(seen), evidence=evidence)
     result.shifts, result.coverage = prepared.shifts, coverage
+    if prepared.images:
+        result.changes = judge_at_resolution(result.changes, [image.pixel_m for image in prepared.images])
     say("land clearing")
     grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)
     result.land_cleared = find_cleared_land(prepared.aligned, [r.mask_path for r in segmented], prepared.shifts,
@@ -221,6 +226,21 @@ def image_records(prepared: PreparedSite, segmented: list[SegmentResult]) -> lis
                                    list(image.masks) if image else [], dict(image.mask_removed) if image else {},
                                    result.input_mapping, dict(image.provenance) if image else {}))
     return records
+
+
+def with_resolution(summary: SiteSummary, result: ChangeResult) -> SiteSummary:
+    """The summary's building records with the pixel size (m) their change was judged at (a mixed-sensor
+    series: the coarsest date's; :func:`sitewatch.coverage.judge_at_resolution`)."""
+    if "judged_at_m" not in result.changes.columns:
+        return summary
+    judged = dict(zip(result.changes["change_id"].astype(int), result.changes["judged_at_m"], strict=True))
+
+    def at(record):  # noqa: ANN001, ANN202 - a NewBuilding or a GoneBuilding
+        value = judged.get(record.id)
+        return dataclasses.replace(record, judged_at_m=None if value is None or pd.isna(value) else float(value))
+
+    return dataclasses.replace(summary, new_buildings=[at(b) for b in summary.new_buildings],
+                               gone_buildings=[at(b) for b in summary.gone_buildings])
 
 
 def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:

@@ -89,6 +89,7 @@ class NewBuilding(_Record):
     image_similarity: float | None = None
     area_before_m2: float | None = None
     before_outline: str | None = None
+    judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class GoneBuilding(_Record):
     lat: float
     image_similarity: float | None = None
     outline_contrast: float | None = None
+    judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
 
 
 @dataclass(frozen=True)
