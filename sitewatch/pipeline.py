@@ -25,7 +25,7 @@ from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
-from sitewatch.coverage import judge_at_resolution, mean_probability_under, observed_ground
+from sitewatch.coverage import MIXED_SENSOR_RATIO, judge_at_resolution, mean_probability_under, observed_ground
 from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.evidence import compare_pictures
 from sitewatch.files import staging_dir
@@ -91,20 +91,13 @@ def run_site(
     say = progress or (lambda message: None)
     rules = rules or ChangeRules.default()
     out_dir = Path(out_dir)
-    if options is not None and len(options) == 1:
-        options = options * len(rasters)
     rasters, when, options = order_site(rasters, dates, options)
     check_output_dir(out_dir, rasters)
     staging = staging_dir(out_dir)
     try:
         prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates is not None,
                                 options=options, use_udm=use_udm)
-        stretches = site_stretch(prepared.aligned, [[1, 2, 3]] * len(when), prepared.ground_masks,
-                                 predictor.model.metadata.input_mapping) or [None] * len(when)
-        if work_gsd_m is None and prepared.coarsest_pixel_m > 1.25 * min(i.pixel_m for i in prepared.images):
-            work_gsd_m = working_gsd_m(predictor.model.metadata, prepared.coarsest_pixel_m)[0]
-        segmented = [segment_date(prepared, k, staging / "segment", predictor, say, window_progress, work_gsd_m,
-                                  stretches[k]) for k in range(len(when))]
+        segmented = segment_dates(prepared, staging / "segment", predictor, say, window_progress, work_gsd_m)
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
         result = site_changes(prepared, segmented, options, rules, say)
         summary = with_resolution(summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
@@ -118,6 +111,28 @@ def run_site(
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def segment_dates(prepared: PreparedSite, folder: Path, predictor: Predictor, say: Callable[[str], None],
+                  window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> list[SegmentResult]:
+    """Every date segmented with the site's one value mapping and working pixel size."""
+    count = len(prepared.dates)
+    stretches = site_stretch(prepared.aligned, [[1, 2, 3]] * count, prepared.ground_masks,
+                             predictor.model.metadata.input_mapping) or [None] * count
+    work_gsd_m = site_work_gsd(prepared, predictor, work_gsd_m)
+    return [segment_date(prepared, k, folder, predictor, say, window_progress, work_gsd_m, stretches[k])
+            for k in range(count)]
+
+
+def site_work_gsd(prepared: PreparedSite, predictor: Predictor, given_m: float | None) -> float | None:
+    """The working pixel size (m) of every date: the one given; for dates of different pixel sizes
+    (SkySat and PlanetScope) the model's rule applied to the coarsest, so every date is seen at what
+    all of them resolve; else None (the model's rule on the site's grid)."""
+    if given_m is not None or not prepared.images:
+        return given_m
+    if prepared.coarsest_pixel_m > MIXED_SENSOR_RATIO * min(image.pixel_m for image in prepared.images):
+        return working_gsd_m(predictor.model.metadata, prepared.coarsest_pixel_m)[0]
+    return None
 
 
 @dataclass

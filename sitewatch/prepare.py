@@ -141,7 +141,8 @@ def order_by_date(rasters: list[Path], dates: list[str] | None) -> tuple[list[Pa
 
 def order_site(rasters: list[Path], dates: list[str] | None, options: list[DateOptions] | None
                ) -> tuple[list[Path], list[dt.date], list[DateOptions]]:
-    """The rasters sorted by date, with their dates and options (one per raster, in the rasters' order).
+    """The rasters sorted by date, with their dates and options (one per raster, in the rasters' order;
+    one for all is repeated).
 
     Checked before any slow work: two or more rasters, each one's bands (``--bands`` in range), its
     mask raster readable, its date.
@@ -150,6 +151,7 @@ def order_site(rasters: list[Path], dates: list[str] | None, options: list[DateO
     if len(rasters) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates (got one)")
     options = list(options) if options else [DateOptions()] * len(rasters)
+    options = options * len(rasters) if len(options) == 1 else options
     if len(options) != len(rasters):
         raise SitewatchError(f"{len(options)} band or mask choices for {len(rasters)} rasters: give one for "
                              "every raster, or one for all", setting="bands")
@@ -293,10 +295,13 @@ def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOpt
     for path in [p for p in (udm, option.mask) if p is not None]:
         layers += mask_classes(Path(path), generic=path == option.mask)
         used.append(Path(path).name)
-    with rasterio.open(source) as dataset:
-        if MaskFlags.per_dataset in dataset.mask_flag_enums[0]:
-            layers.append(("no data (mask band)", dataset.dataset_mask() == 0, dataset.transform, dataset.crs))
-            used.append("mask band of the image")
+    try:
+        with rasterio.open(source) as dataset:
+            if MaskFlags.per_dataset in dataset.mask_flag_enums[0]:
+                layers.append(("no data (mask band)", dataset.dataset_mask() == 0, dataset.transform, dataset.crs))
+                used.append("mask band of the image")
+    except RasterioIOError as error:
+        raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
     if not layers:
         return None, [], {}
     unseen = np.zeros((reference.height, reference.width), bool)
