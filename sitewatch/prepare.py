@@ -247,7 +247,8 @@ def check_has_data(aligned: Path, source: Path) -> None:
 
 def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None = None) -> None:
     """Write ``source``'s red, green, blue (and NIR) bands resampled onto ``reference``'s grid (CRS,
-    transform, size) as a GeoTIFF whose band descriptions name them (``red, green, blue[, nir]``).
+    transform, size) as a GeoTIFF whose band descriptions name them (``red, green, blue[, nir]``;
+    grey imagery: its one band, ``pan``).
 
     ``choice``: the bands to take (default: :func:`sitewatch.radiometry.band_choice` of the file).
     A read failure (a truncated file) is an error naming ``source``.
@@ -261,7 +262,8 @@ def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path, cho
 def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None) -> None:
     with rasterio.open(source) as dataset:
         choice = choice or band_choice(dataset, list(RGB), None)
-        bands = [*choice.bands, *([choice.has_nir()] if choice.has_nir() else [])]
+        grey = len(set(choice.bands)) == 1  # one band as grey: a 1-band copy (no colour to read from it)
+        bands = choice.bands[:1] if grey else [*choice.bands, *([choice.has_nir()] if choice.has_nir() else [])]
         nodata = dataset.nodata if dataset.nodata is not None else 0
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
                        width=reference.width, height=reference.height,
@@ -271,9 +273,9 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
                        "transform": reference.transform, "nodata": nodata, "tiled": True,
                        "compress": "deflate", "BIGTIFF": "IF_SAFER"}
             with rasterio.open(target, "w", **profile) as out:
-                out.descriptions = ("red", "green", "blue", "nir")[:len(bands)]
-                out.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
-                                   ColorInterp.undefined][:len(bands)]
+                out.descriptions = ("pan",) if grey else ("red", "green", "blue", "nir")[:len(bands)]
+                out.colorinterp = [ColorInterp.gray] if grey else [ColorInterp.red, ColorInterp.green,
+                                                                   ColorInterp.blue, ColorInterp.undefined][:len(bands)]
                 for _, window in out.block_windows(1):
                     out.write(vrt.read(bands, window=window), window=window)
 
