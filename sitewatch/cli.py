@@ -381,8 +381,20 @@ def demo(
            device=device, backend="auto", work_gsd=None, bands=None, mask=None, udm=True)
 
 
+def _check_site_options(manifest: Path, site) -> None:  # noqa: ANN001 - a batch.Site
+    """A site's bands fit its rasters and its masks are readable, before any work."""
+    from sitewatch.prepare import check_date_options
+
+    for raster, option in zip(site.rasters, site.date_options() or [], strict=False):
+        try:
+            check_date_options(raster, option)
+        except SitewatchError as error:
+            raise SitewatchError(f"{manifest}: site {site.id}: {error}", error.setting) from None
+
+
 def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_address: str | None,
-                  strict_paths: bool, rules: Path | None) -> tuple[list, object]:
+                  strict_paths: bool, rules: Path | None, bands: str | None = None,
+                  udm: bool = True) -> tuple[list, object]:
     """Every check of a batch before any work or deletion: options, manifest, rules, output folders."""
     from sitewatch.batch import SUMMARY_FILES, check_ray_address, check_workers, read_manifest
     from sitewatch.outputs import check_output_files
@@ -394,6 +406,10 @@ def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_ad
     if executor == "ray" and ray_address:
         check_ray_address(ray_address)
     sites = read_manifest(manifest, strict_paths=strict_paths)
+    for site in sites:  # the command's --bands and --no-udm for sites that say nothing
+        site.bands = site.bands or ([_parse_bands(bands)] if bands else None)
+        site.udm = site.udm and udm
+        _check_site_options(manifest, site)
     base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
     check_output_files(out, SUMMARY_FILES, [manifest])
     for site in sites:
@@ -414,6 +430,9 @@ def batch(
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    bands: Annotated[str | None, typer.Option(help="1-based bands for R,G,B of every raster of sites whose "
+                                                   "manifest entry names none, e.g. 6,4,2.")] = None,
+    udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,
 ) -> None:
     """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
     from tqdm import tqdm
@@ -423,7 +442,7 @@ def batch(
     from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path
 
-    sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules)
+    sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules, bands, udm)
     model_path = model or default_model_path()
     load_for_inference(model_path)  # a bad model fails before any site starts
     if not resume:

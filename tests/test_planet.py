@@ -320,3 +320,24 @@ def test_change_takes_bands_per_date_and_refuses_a_count_that_fits_no_raster(ana
     assert_one_line_error(result, "--bands given 3 times for 2 rasters")
     result = run_sitewatch("change", *rasters, "--bands", "3,2,1", "--bands", "9,4,2", "--out", str(tmp_path / "o"))
     assert_one_line_error(result, "bands [9, 4, 2] outside 1..8", "20240514_101112_31_24ab_3B_AnalyticMS_SR_8b.tif")
+
+
+def test_batch_manifest_takes_bands_per_date(analytic: dict[str, Path], tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, run_sitewatch
+
+    from sitewatch.summary import SiteSummary
+
+    folder = analytic["4b"].parent
+    manifest = folder / "sites.yaml"
+    manifest.write_text(f"sites:\n  - id: mixed\n    rasters: [{analytic['4b'].name}, {analytic['8b'].name}]\n"
+                        "    bands: ['3,2,1', '6,4,2']\n    udm: false\n")
+    result = run_sitewatch("batch", str(manifest), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    summary = SiteSummary.from_json((tmp_path / "runs" / "mixed" / "summary.json").read_text())
+    assert [image.bands.split(";")[1].strip() for image in summary.images] == ["--bands)", "--bands)"]
+    assert summary.counts.new + summary.counts.demolished <= 2  # one scene at both dates (measured: 0)
+    bad = folder / "bad.yaml"
+    bad.write_text(f"sites:\n  - id: mixed\n    rasters: [{analytic['4b'].name}, {analytic['8b'].name}]\n"
+                   "    bands: ['3,2,1', '9,4,2']\n")
+    assert_one_line_error(run_sitewatch("batch", str(bad), "--out", str(tmp_path / "bad")),
+                          "site mixed", "bands [9, 4, 2] outside 1..8")
