@@ -341,3 +341,20 @@ def test_batch_manifest_takes_bands_per_date(analytic: dict[str, Path], tmp_path
                    "    bands: ['3,2,1', '9,4,2']\n")
     assert_one_line_error(run_sitewatch("batch", str(bad), "--out", str(tmp_path / "bad")),
                           "site mixed", "bands [9, 4, 2] outside 1..8")
+
+
+def test_a_msk_sidecar_is_ground_not_seen_in_change_too(tmp_path: Path) -> None:
+    from sitewatch.prepare import DateOptions, ground_mask
+
+    profile, rgb = _profile(DEMO[1])
+    image = tmp_path / "site_2024-01-01.tif"
+    hidden = np.zeros(rgb.shape[1:], bool)
+    hidden[:64] = True
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False), rasterio.open(image, "w", **profile, count=3,
+                                                                      dtype="uint8") as out:
+        out.write(rgb)
+        out.write_mask(np.where(hidden, 0, 255).astype(np.uint8))
+    assert image.with_suffix(".tif.msk").is_file()
+    with rasterio.open(DEMO[0]) as reference:
+        path, used, removed = ground_mask(reference, image, DateOptions(), True, tmp_path / "ground.tif")
+    assert used == ["mask band of the image"] and removed["all"] == pytest.approx(0.25, abs=0.01)
