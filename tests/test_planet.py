@@ -358,3 +358,28 @@ def test_a_msk_sidecar_is_ground_not_seen_in_change_too(tmp_path: Path) -> None:
     with rasterio.open(DEMO[0]) as reference:
         path, used, removed = ground_mask(reference, image, DateOptions(), True, tmp_path / "ground.tif")
     assert used == ["mask band of the image"] and removed["all"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_8_bit_and_16_bit_copies_of_one_scene_give_the_same_buildings(predictor, tmp_path: Path) -> None:
+    """With a ``percentile`` model (the retrained one's mapping) the dates of a site share one mapping
+    measured on their common clear ground: an 8-bit and a 16-bit copy of one scene are no change."""
+    import dataclasses
+
+    from sitewatch.modelfile import InputMapping
+    from sitewatch.pipeline import run_site
+
+    profile, rgb = _profile(DEMO[1])
+    eight, sixteen = tmp_path / "site_2023-01-01.tif", tmp_path / "site_2024-01-01.tif"
+    with rasterio.open(eight, "w", **profile, count=3, dtype="uint8", photometric="RGB") as out:
+        out.write(rgb)
+    with rasterio.open(sixteen, "w", **profile, count=3, dtype="uint16", photometric="RGB") as out:
+        out.write(rgb.astype(np.uint16) * 37 + 410)
+    model = predictor.model
+    metadata = dataclasses.replace(model.metadata, input_mapping=InputMapping("percentile", 1.0, 99.0))
+    predictor.model = dataclasses.replace(model, metadata=metadata)
+    try:
+        summary = run_site([eight, sixteen], tmp_path / "site", predictor).summary
+    finally:
+        predictor.model = model
+    assert summary.counts.new == summary.counts.demolished == 0, summary.counts
+    assert all("1-99% stretch measured on the ground clear at every date" in i.input_mapping for i in summary.images)
