@@ -383,3 +383,13 @@ def test_8_bit_and_16_bit_copies_of_one_scene_give_the_same_buildings(predictor,
         predictor.model = model
     assert summary.counts.new == summary.counts.demolished == 0, summary.counts
     assert all("1-99% stretch measured on the ground clear at every date" in i.input_mapping for i in summary.images)
+
+
+def test_change_mask_per_date_is_checked_before_the_model_loads(analytic: dict[str, Path], tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, run_sitewatch
+
+    rasters = [str(analytic["4b"]), str(analytic["8b"])]
+    result = run_sitewatch("change", *rasters, "--mask", "none", "--mask", str(tmp_path / "clouds.tif"),
+                           "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, f"{tmp_path / 'clouds.tif'}: mask raster not found")
+    assert not (tmp_path / "o").exists()
