@@ -33,6 +33,9 @@ VISUAL = ("red", "green", "blue")
 #: A Planet item id at the start of a file name, then the asset.
 _ITEM = re.compile(r"^(?P<id>\d{8}_\d{6}(?:_\d{2})?_[0-9a-z]+(?:_\d{4})?)(?:_(?P<asset>.*))?$", re.IGNORECASE)
 _MASK_ASSETS = ("udm2", "udm")
+#: Parts of a Planet asset's file name (``3B_AnalyticMS_SR_8b``, ``pansharpened``...): a name with a
+#: Planet-like item id but none of these is not taken for a Planet product.
+_ASSET_TOKENS = ("3b", "1b", "analytic", "bgrn", "pansharpened", "ortho", "basic", "8b")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def product_bands(path: Path, count: int, info: SceneInfo | None = None) -> tupl
         return None
     if "visual" in asset and count in (3, 4):
         return (VISUAL if count == 3 else (*VISUAL, "alpha")), "Planet visual product (file name)"
-    if asset and count in (4, 8):
+    if count in (4, 8) and any(token in asset for token in _ASSET_TOKENS):
         kind = "8-band SuperDove" if count == 8 else "4-band analytic"
         return (BANDS_8 if count == 8 else BANDS_4), f"Planet {kind} product (file name)"
     info = info if info is not None else scene_info(path)

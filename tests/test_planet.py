@@ -393,3 +393,18 @@ def test_change_mask_per_date_is_checked_before_the_model_loads(analytic: dict[s
                            "--out", str(tmp_path / "o"))
     assert_one_line_error(result, f"{tmp_path / 'clouds.tif'}: mask raster not found")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("name", "count", "bands"), [
+    ("20230514_101112_12_2480_3B_AnalyticMS_SR_8b_clip.tif", 8, BANDS_8),
+    ("20151119_025740_0c74_3B_AnalyticMS_SR.tif", 4, ("blue", "green", "red", "nir")),
+    ("20200101_083456_ssc2d1_0010_pansharpened.tif", 4, ("blue", "green", "red", "nir")),
+    ("20151119_025740_0c74_3B_Visual.tif", 3, ("red", "green", "blue")),
+    ("20240827_120000_site_rgbn.tif", 4, None),  # a date-time name is not a Planet product
+    ("site_2024-08-27.tif", 4, None),
+])
+def test_planet_file_names_give_the_band_order(name: str, count: int, bands, tmp_path: Path) -> None:
+    from sitewatch.planet import product_bands
+
+    found = product_bands(tmp_path / name, count)
+    assert (found[0] if found else None) == bands
