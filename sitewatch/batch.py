@@ -7,6 +7,9 @@ Manifest (YAML), paths relative to the manifest's folder::
         rasters: [taesong_2023-11-01.tif, taesong_2024-08-27.tif]
         dates: [2023-11-01, 2024-08-27]      # optional, as in `change`
         rules: {hall_min_area_m2: 800}       # optional per-site change rules
+        bands: ["3,2,1", "6,4,2"]            # optional: "6,4,2" for every raster, or one per raster
+        masks: [null, clouds_2024.tif]       # optional: a mask raster (0 = not seen) per raster
+        udm: false                           # optional: ignore Planet usable-data masks (default true)
 
 or CSV with the columns ``site_id,raster[,date]`` (one row per raster).
 
@@ -41,7 +44,7 @@ from sitewatch.rules import ChangeRules, load_yaml
 from sitewatch.summary import CHANGE_CLASSES, FLAGS, ChangeCounts, FlagCounts, SiteSummary
 
 RECORD = "inputs.json"
-SITE_KEYS = {"id", "rasters", "dates", "rules"}
+SITE_KEYS = {"id", "rasters", "dates", "rules", "bands", "masks", "udm"}
 SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -53,6 +56,19 @@ class Site:
     rasters: list[Path]
     dates: list[str] | None = None
     rules: dict[str, Any] = field(default_factory=dict)
+    bands: list[list[int] | None] | None = None  # per raster (one for all is repeated): --bands
+    masks: list[Path | None] | None = None  # per raster: a mask raster of ground not seen (0)
+    udm: bool = True  # use the Planet usable-data mask beside each image
+
+    def date_options(self) -> list | None:
+        """Per raster, its bands and mask (:class:`sitewatch.prepare.DateOptions`), or None."""
+        from sitewatch.prepare import DateOptions
+
+        if not self.bands and not self.masks:
+            return None
+        bands = self.bands or [None]
+        masks = self.masks or [None] * len(self.rasters)
+        return [DateOptions(bands[k if len(bands) > 1 else 0], masks[k]) for k in range(len(self.rasters))]
 
 
 def _load_yaml(path: Path) -> list[dict[str, Any]]:
@@ -133,10 +149,37 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
             raise SitewatchError(f"{path}: site {site_id}: {error}") from None
         if dates is not None and not all(parse_date(d) for d in dates):
             raise SitewatchError(f"{path}: site {site_id}: 'dates' must be ISO dates like 2024-08-27")
-        sites.append(Site(site_id, resolved, dates, rules))
+        bands, masks = _bands_and_masks(path, site_id, entry, base, len(resolved))
+        if not isinstance(entry.get("udm", True), bool):
+            raise SitewatchError(f"{path}: site {site_id}: 'udm' must be true or false")
+        sites.append(Site(site_id, resolved, dates, rules, bands, masks, entry.get("udm", True)))
     if not sites:
         raise SitewatchError(f"{path}: manifest lists no sites")
     return sites
+
+
+def _bands_and_masks(path: Path, site_id: str, entry: dict[str, Any], base: Path,
+                     count: int) -> tuple[list[list[int] | None] | None, list[Path | None] | None]:
+    """A site's ``bands`` (``6,4,2`` for every raster, or a list with one per raster, null for the
+    file's own) and ``masks`` (one path or null per raster), checked."""
+    where = f"{path}: site {site_id}"
+    bands, masks = entry.get("bands"), entry.get("masks")
+    if bands is not None:
+        per_date = bands if isinstance(bands, list) and bands and all(
+            b is None or isinstance(b, str | list) for b in bands) and len(bands) == count else [bands]
+        try:
+            bands = [None if b is None else [int(x) for x in (b.split(",") if isinstance(b, str) else b)]
+                     for b in per_date]
+        except (TypeError, ValueError):
+            raise SitewatchError(f"{where}: 'bands' must be band numbers like 6,4,2, or one such per raster") from None
+    if masks is not None:
+        if not isinstance(masks, list) or len(masks) != count:
+            raise SitewatchError(f"{where}: 'masks' must give one mask raster (or null) per raster")
+        masks = [None if m is None else (base / str(m)).resolve() for m in masks]
+        for given, full in zip(entry["masks"], masks, strict=True):
+            if full is not None and not full.is_file():
+                raise SitewatchError(f"{where}: mask {given} not found")
+    return bands, masks
 
 
 def input_record(site: Site, model_sha256: str, rules: ChangeRules) -> dict[str, Any]:
@@ -145,6 +188,9 @@ def input_record(site: Site, model_sha256: str, rules: ChangeRules) -> dict[str,
         "site": site.id,
         "rasters": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in site.rasters],
         "dates": site.dates,
+        "bands": site.bands,
+        "masks": [{"path": str(p), "sha256": file_sha256(p)} if p else None for p in site.masks or []],
+        "udm": site.udm,
         "rules": dataclasses.asdict(rules),
         "model_sha256": model_sha256,
     }
@@ -204,6 +250,7 @@ def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
             row.status = "skipped"
         else:
             summary = run_site(site.rasters, target, predictor, site=site.id, dates=site.dates, rules=rules,
+                               options=site.date_options(), use_udm=site.udm,
                                extra_files={RECORD: json.dumps(record, indent=2)},
                                window_progress=window_progress).summary
             row.status = "done"

@@ -44,7 +44,7 @@ from scipy import ndimage
 
 from sitewatch.footprints import centroid_lonlat, utm_crs
 from sitewatch.prepare import Shift
-from sitewatch.radiometry import RGB, choose_bands, value_stretch
+from sitewatch.radiometry import RGB, band_choice, value_stretch
 from sitewatch.rules import ChangeRules
 
 #: The analysis grid's pixels are at least this size (m): finer imagery is averaged to it.
@@ -55,6 +55,8 @@ GREEN_SMOOTHING_M = 10.0
 PATTERN_SIGMA_M = 16.0
 #: Radius (m) of the opening that removes thin strips and specks of cleared pixels.
 OPENING_M = 4.0
+#: Standard deviation (m) of the smoothing of the brightness the worked-ground cue compares.
+WORKED_SMOOTHING_M = 4.0
 
 #: Columns of the ``land_cleared`` layer, in order (geometry last).
 CLEARING_COLUMNS = ("clearing_id", "area_m2", "first_seen", "later_dates_seen", "green_before", "green_after",
@@ -93,6 +95,8 @@ class DateLayers:
     brightness: np.ndarray  # mean of R, G, B standardised over the seen ground (float32)
     building: np.ndarray  # bool: any building pixel of the date's mask
     seen: np.ndarray  # bool: the date has data here
+    ndvi: np.ndarray | None = None  # (NIR − red) / (NIR + red) where the date has a NIR band
+    brightness_smooth: np.ndarray | None = None  # brightness smoothed over WORKED_SMOOTHING_M
 
 
 def excess_green(rgb: np.ndarray) -> np.ndarray:
@@ -127,15 +131,20 @@ def local_correlation(a: np.ndarray, b: np.ndarray, sigma_px: float) -> np.ndarr
 
 
 def read_date(image: Path, mask: Path, grid: AnalysisGrid, shift: Shift | None) -> DateLayers:
-    """A date's RGB and building mask averaged onto ``grid``, moved back by its shift when applied.
+    """A date's RGB (and NDVI where it has a NIR band) and building mask averaged onto ``grid``, moved
+    back by its shift when applied.
 
-    Bands and value stretch as the segmentation read them by default (:mod:`sitewatch.radiometry`).
+    Bands and value stretch as the segmentation read them by default (:mod:`sitewatch.radiometry`);
+    NDVI from the raw values (surface reflectance keeps its scale).
     """
     with rasterio.open(image) as dataset:
-        bands = choose_bands(dataset, list(RGB), None)
+        choice = band_choice(dataset, list(RGB), None)
+        bands, nir = choice.bands, choice.has_nir()
         low, high, _ = value_stretch(dataset, bands)
-        raw = dataset.read(bands, out_shape=(3, *grid.shape), resampling=Resampling.average).astype(np.float32)
-    rgb = np.clip((raw - low[:, None, None]) / (high - low)[:, None, None], 0, 1) * 255
+        raw = dataset.read(bands + ([nir] if nir else []), out_shape=(len(bands) + bool(nir), *grid.shape),
+                           resampling=Resampling.average).astype(np.float32)
+    rgb = np.clip((raw[:3] - low[:, None, None]) / (high - low)[:, None, None], 0, 1) * 255
+    ndvi = (raw[3] - raw[0]) / np.maximum(raw[3] + raw[0], 1e-6) if nir else None
     with rasterio.open(mask) as dataset:
         # the mask's nodata (MASK_NODATA) is declared: the average is the building share of the seen pixels
         building = dataset.read(1, out_shape=grid.shape, resampling=Resampling.average, masked=True,
@@ -143,8 +152,12 @@ def read_date(image: Path, mask: Path, grid: AnalysisGrid, shift: Shift | None) 
     seen = ~np.ma.getmaskarray(building)
     building_share = building.filled(0)
     if shift is not None and shift.applied:
-        rgb, building_share, seen = _moved_back(rgb, building_share, seen, shift, grid)
-    return layers_of(rgb, building_share > 0, seen, grid)
+        stacked = rgb if ndvi is None else np.concatenate([rgb, ndvi[None]])
+        stacked, building_share, seen = _moved_back(stacked, building_share, seen, shift, grid)
+        rgb, ndvi = stacked[:3], (stacked[3] if ndvi is not None else None)
+    layers = layers_of(rgb, building_share > 0, seen, grid)
+    layers.ndvi = ndvi
+    return layers
 
 
 def _moved_back(rgb: np.ndarray, building: np.ndarray, seen: np.ndarray, shift: Shift,
@@ -160,7 +173,9 @@ def layers_of(rgb: np.ndarray, building: np.ndarray, seen: np.ndarray, grid: Ana
     """The stage's per-date layers from RGB (3×H×W, 0-255) on the analysis grid."""
     width = max(1, int(round(grid.pixels(GREEN_SMOOTHING_M))))
     green = ndimage.median_filter(excess_green(rgb), width | 1, mode="nearest")
-    return DateLayers(green.astype(np.float32), standardised_brightness(rgb, seen), building, seen)
+    brightness = standardised_brightness(rgb, seen)
+    smooth = ndimage.gaussian_filter(brightness, grid.pixels(WORKED_SMOOTHING_M), mode="nearest")
+    return DateLayers(green.astype(np.float32), brightness, building, seen, brightness_smooth=smooth)
 
 
 def cleared_since(dates: list[DateLayers], rules: ChangeRules, grid: AnalysisGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -176,11 +191,37 @@ def cleared_since(dates: list[DateLayers], rules: ChangeRules, grid: AnalysisGri
         pattern = local_correlation(first.brightness, later.brightness, grid.pixels(PATTERN_SIGMA_M))
         if k == len(dates) - 1:
             correlation = pattern
-        passes = ((first.green >= rules.clearing_green_min) & (later.green < rules.clearing_bare_max)
-                  & (pattern < rules.clearing_max_pattern_corr) & first.seen & later.seen & ~ever_built)
+        passes = (ground_worked(first, later, rules) & (pattern < rules.clearing_max_pattern_corr)
+                  & first.seen & later.seen & ~ever_built)
         since[passes & stays] = k
         stays &= passes | later.building | ~later.seen
     return since, correlation
+
+
+def ground_worked(first: DateLayers, later: DateLayers, rules: ChangeRules) -> np.ndarray:
+    """Where the ground was vegetated, or of any colour but became much brighter, and is bare at ``later``.
+
+    * **vegetation lost**: green at the first date (excess green ≥ ``clearing_green_min`` or, where
+      both dates have NIR, NDVI ≥ ``clearing_ndvi_before_min``: dry grass and winter scrub that
+      RGB calls brown still reflect NIR) and bare later (excess green < ``clearing_bare_max`` and,
+      with NIR, NDVI < ``clearing_ndvi_after_max``);
+    * **a new bare surface** in any season: bare later, at least ``clearing_worked_brighten_min``
+      standard deviations of the site's brightness brighter than at the first date and at least
+      ``clearing_worked_bright_min`` above the site's mean (graded soil, a construction yard,
+      excavation spoil), whatever the first date's colour (brown winter ground, dry grass).
+
+    The caller adds the new-pattern test that tells both from a season.
+    """
+    green_before = first.green >= rules.clearing_green_min
+    bare_after = later.green < rules.clearing_bare_max
+    if first.ndvi is not None and later.ndvi is not None:
+        green_before |= first.ndvi >= rules.clearing_ndvi_before_min
+        bare_after &= later.ndvi < rules.clearing_ndvi_after_max
+    if first.brightness_smooth is None or later.brightness_smooth is None:
+        return green_before & bare_after
+    brighter = ((later.brightness_smooth - first.brightness_smooth >= rules.clearing_worked_brighten_min)
+                & (later.brightness_smooth >= rules.clearing_worked_bright_min))
+    return (green_before | brighter) & bare_after
 
 
 def cleared_areas(since: np.ndarray, rules: ChangeRules, grid: AnalysisGrid) -> tuple[np.ndarray, int]:

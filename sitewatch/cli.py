@@ -105,6 +105,32 @@ def _parse_bands(text: str | None) -> list[int] | None:
         raise SitewatchError(f"--bands takes 1-based band numbers like 1,2,3, got '{text}'") from None
 
 
+BANDS_HELP = ("1-based input bands for R,G,B, e.g. 6,4,2 (default: what the file or its Planet metadata "
+              "says). One for every raster, or repeat it once per raster in the rasters' order.")
+MASK_HELP = ("A raster of ground a date did not see (0 = not seen: not observed, never new or demolished). "
+             "Repeat once per raster in the rasters' order; 'none' for a raster without.")
+UDM_HELP = "Use the Planet usable-data mask (*_udm2.tif, UDM1) beside an image: clouds, heavy haze, shadow, snow."
+
+
+def _date_options(rasters: list[Path], bands: list[str] | None, masks: list[str] | None) -> list | None:
+    """Per raster, its --bands and --mask (one given for all is repeated); checked before any slow work."""
+    from sitewatch.prepare import DateOptions, check_date_options
+
+    if not bands and not masks:
+        return None
+    band_lists = [_parse_bands(text) for text in bands or [""]]
+    mask_paths = [None if text.lower() in ("", "none", "-") else Path(text) for text in masks or [""]]
+    for name, given in (("bands", band_lists), ("mask", mask_paths)):
+        if len(given) not in (1, len(rasters)):
+            raise SitewatchError(f"--{name} given {len(given)} times for {len(rasters)} rasters: give it once for "
+                                 "all, or once per raster", setting=name)
+    options = [DateOptions(band_lists[k if len(band_lists) > 1 else 0], mask_paths[k if len(mask_paths) > 1 else 0])
+               for k in range(len(rasters))]
+    for raster, option in zip(rasters, options, strict=True):
+        check_date_options(raster, option)
+    return options
+
+
 def _check_positive(**values: float | None) -> None:
     """Refuse a size given on the command line that is not a positive finite number."""
     _check_sizes(values, zero_allowed=False)
@@ -148,7 +174,10 @@ def segment(
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx (ONNX Runtime on CPU).")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
-    bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 3,2,1.")] = None,
+    bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 6,4,2 (default: what "
+                                                   "the file or its Planet metadata says).")] = None,
+    mask: Annotated[Path | None, typer.Option(help="A raster of ground not seen (0), e.g. a cloud mask.")] = None,
+    udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,
     gsd: Annotated[float | None, typer.Option(help="Pixel size (m) of a raster without a CRS.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile side in model pixels (default ≤ 1024).")] = None,
     overlap: Annotated[int | None, typer.Option(help="Tile overlap, model pixels (default tile/4).")] = None,
@@ -169,6 +198,7 @@ def segment(
     _check_positive(gsd=gsd, work_gsd=work_gsd, tile_size=tile_size, batch_size=batch_size)
     _check_threshold(threshold)
     _check_readable(rasters)  # before torch and the model load
+    _date_options(rasters, [bands] if bands else None, [str(mask)] if mask else None)
     from tqdm import tqdm
 
     from sitewatch.checkpoint import load_for_inference
@@ -187,7 +217,8 @@ def segment(
         with tqdm(total=None, unit="tile", desc=raster.name, disable=True if quiet else None, leave=False) as bar:
             run = segment_one(raster, out / raster.stem, predictor, footprints=footprints, gsd_m=gsd,
                               threshold=threshold, progress=_bar_progress(bar), tile_size=tile_size,
-                              overlap=overlap, batch_size=batch_size, bands=band_list, work_gsd_m=work_gsd)
+                              overlap=overlap, batch_size=batch_size, bands=band_list, work_gsd_m=work_gsd,
+                              mask=mask, use_udm=udm)
         _print_raster(raster, run)
 
 
@@ -310,6 +341,9 @@ def change(
     multiscale: Annotated[bool | None, typer.Option(
         "--multiscale/--single-scale", help=MULTISCALE_HELP, show_default="the model's default")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
+    bands: Annotated[list[str] | None, typer.Option(help=BANDS_HELP)] = None,
+    mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
+    udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,
 ) -> None:
     """What was built, enlarged or demolished between dates; flags new halls, housing and land cleared."""
     from sitewatch.rules import ChangeRules
@@ -319,9 +353,10 @@ def change(
     _check_positive(work_gsd=work_gsd)
     _check_readable(rasters)  # before torch and the model load
     check_output_dir(out, rasters)
-    from sitewatch.prepare import order_by_date
+    from sitewatch.prepare import order_site
 
-    order_by_date(rasters, date_list)  # band counts and dates, before the model loads
+    options = _date_options(rasters, bands, mask)
+    order_site(rasters, date_list, options)  # bands, masks and dates, before the model loads
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
@@ -330,7 +365,8 @@ def change(
     predictor = Predictor(loaded, device=device, backend=backend, tta=tta, multiscale=multiscale)
     typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
     result = run_site(rasters, out, predictor, site=site, dates=date_list, rules=change_rules,
-                      progress=lambda message: typer.echo(message, err=True), work_gsd_m=work_gsd)
+                      progress=lambda message: typer.echo(message, err=True), work_gsd_m=work_gsd,
+                      options=options, use_udm=udm)
     _print_site(result.summary, out)
 
 
@@ -346,11 +382,23 @@ def demo(
     if len(rasters) < 2:
         raise SitewatchError(f"{DEMO_SITE}: demo site rasters missing from this installation")
     change(rasters=rasters, out=out, dates=None, site=DEMO_SITE.name, rules=None, model=None,
-           device=device, backend="auto", work_gsd=None)
+           device=device, backend="auto", work_gsd=None, bands=None, mask=None, udm=True)
+
+
+def _check_site_options(manifest: Path, site) -> None:  # noqa: ANN001 - a batch.Site
+    """A site's bands fit its rasters and its masks are readable, before any work."""
+    from sitewatch.prepare import check_date_options
+
+    for raster, option in zip(site.rasters, site.date_options() or [], strict=False):
+        try:
+            check_date_options(raster, option)
+        except SitewatchError as error:
+            raise SitewatchError(f"{manifest}: site {site.id}: {error}", error.setting) from None
 
 
 def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_address: str | None,
-                  strict_paths: bool, rules: Path | None) -> tuple[list, object]:
+                  strict_paths: bool, rules: Path | None, bands: str | None = None,
+                  udm: bool = True) -> tuple[list, object]:
     """Every check of a batch before any work or deletion: options, manifest, rules, output folders."""
     from sitewatch.batch import SUMMARY_FILES, check_ray_address, check_workers, read_manifest
     from sitewatch.outputs import check_output_files
@@ -362,6 +410,10 @@ def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_ad
     if executor == "ray" and ray_address:
         check_ray_address(ray_address)
     sites = read_manifest(manifest, strict_paths=strict_paths)
+    for site in sites:  # the command's --bands and --no-udm for sites that say nothing
+        site.bands = site.bands or ([_parse_bands(bands)] if bands else None)
+        site.udm = site.udm and udm
+        _check_site_options(manifest, site)
     base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
     check_output_files(out, SUMMARY_FILES, [manifest])
     for site in sites:
@@ -382,6 +434,9 @@ def batch(
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    bands: Annotated[str | None, typer.Option(help="1-based bands for R,G,B of every raster of sites whose "
+                                                   "manifest entry names none, e.g. 6,4,2.")] = None,
+    udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,
 ) -> None:
     """Run `change` for every site of a manifest; DIR/batch_summary.json and .csv list them all."""
     from tqdm import tqdm
@@ -391,7 +446,7 @@ def batch(
     from sitewatch.outputs import remove_owned
     from sitewatch.paths import default_model_path
 
-    sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules)
+    sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules, bands, udm)
     model_path = model or default_model_path()
     load_for_inference(model_path)  # a bad model fails before any site starts
     if not resume:

@@ -23,6 +23,10 @@ from sitewatch.products import MASK_NODATA, decode_probability
 from sitewatch.summary import CoverageRecord
 
 STRIP_ROWS = 2048
+#: A building is resolved by a date whose pixels are at most 1/RESOLVE_PX of its side (about 4 px a side).
+RESOLVE_PX = 4.0
+#: Dates whose own pixel sizes differ by more than this factor are a mixed-sensor series.
+MIXED_SENSOR_RATIO = 1.25
 
 
 @dataclass
@@ -84,3 +88,25 @@ def mean_probability_under(frame: gpd.GeoDataFrame, probability_path: Path) -> n
             sums += ndimage.sum(values, labels, index)
             counts += ndimage.sum(np.ones_like(values), labels, index)
     return np.divide(sums, counts, out=np.zeros(len(frame)), where=counts > 0)
+
+
+def judge_at_resolution(changes: gpd.GeoDataFrame, pixel_sizes_m: list[float]) -> gpd.GeoDataFrame:
+    """Changes of a series whose dates have different pixel sizes (SkySat 0.5 m and PlanetScope 3 m)
+    judged at what the coarsest date resolves.
+
+    In a mixed series every record gets ``judged_at_m`` (the coarsest date's pixel size; a series of
+    one pixel size is returned as it is). A building that appears or disappears (new, demolished) smaller than the
+    coarsest date resolves (:data:`RESOLVE_PX` pixels a side, 144 m² at 3 m) is ``not_observed``
+    and loses its flag: a coarse date that cannot see a small building is no evidence it was
+    built or torn down.
+    """
+    coarse, fine = max(pixel_sizes_m), min(pixel_sizes_m)
+    if coarse <= MIXED_SENSOR_RATIO * fine:
+        return changes
+    changes = changes.copy()
+    changes["judged_at_m"] = round(coarse, 3)
+    unresolved = changes["change"].isin(["new", "demolished"]) & (changes["area_m2"] < (RESOLVE_PX * coarse) ** 2)
+    changes.loc[unresolved, "change"] = "not_observed"
+    if "flag" in changes.columns:
+        changes.loc[unresolved, "flag"] = None
+    return changes

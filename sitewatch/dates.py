@@ -14,6 +14,7 @@ import rasterio
 import rasterio.errors
 
 from sitewatch.errors import SitewatchError, SitewatchWarning
+from sitewatch.planet import scene_info
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
 #: Tags that hold an acquisition date, most specific first.
@@ -43,19 +44,23 @@ def _tags(path: Path) -> dict[str, str]:
 def raster_date(path: Path) -> tuple[dt.date | None, str]:
     """A raster's acquisition date, with its source; an error when its sources disagree.
 
-    An acquisition-date tag first, then an ISO date in the file name, then the TIFF
+    An acquisition-date tag first, then the acquisition time in a Planet product's metadata beside
+    the file (:mod:`sitewatch.planet`), then an ISO date in the file name, then the TIFF
     ``DateTime`` tag (when the file was written: a processing date, so it never overrides the
     file name). An acquisition tag and a file name that name different dates are refused.
     """
     tags = _tags(path)
-    tagged = next(((parsed, key) for key in _ACQUISITION_TAGS
+    tagged = next(((parsed, f"tag {key}") for key in _ACQUISITION_TAGS
                    if key in tags and (parsed := parse_date(str(tags[key])))), None)
+    info = scene_info(Path(path))
+    if tagged is None and info.acquired is not None and info.sources:
+        tagged = info.acquired.date(), f"Planet metadata {Path(info.sources[0]).name}"
     named = parse_date(Path(path).stem)
     if tagged and named and tagged[0] != named:
-        raise SitewatchError(f"{path}: its tag {tagged[1]} says {tagged[0]} but its file name says {named}; "
+        raise SitewatchError(f"{path}: its {tagged[1]} says {tagged[0]} but its file name says {named}; "
                              "give the dates", setting="dates")
     if tagged:
-        return tagged[0], f"tag {tagged[1]}"
+        return tagged
     if named:
         return named, "file name"
     written = parse_date(str(tags.get(_FILE_WRITTEN_TAG, "")))

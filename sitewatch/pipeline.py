@@ -8,7 +8,10 @@ into place at the end, so a site's outputs appear complete or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +19,14 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
-from sitewatch.coverage import mean_probability_under, observed_ground
-from sitewatch.errors import SitewatchError
+from sitewatch.coverage import MIXED_SENSOR_RATIO, judge_at_resolution, mean_probability_under, observed_ground
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.evidence import compare_pictures
 from sitewatch.files import staging_dir
 from sitewatch.footprints import (
@@ -33,9 +37,12 @@ from sitewatch.footprints import (
     write_change_layers,
     write_footprints,
 )
+from sitewatch.modelfile import working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import Predictor, SegmentResult, segment_raster
-from sitewatch.prepare import PreparedSite, order_by_date, prepare_site
+from sitewatch.prepare import DateOptions, PreparedSite, ground_mask, order_site, prepare_site
+from sitewatch.radiometry import RGB, Stretch, band_choice, site_stretch
+from sitewatch.raster import is_georeferenced, open_raster
 from sitewatch.report import write_report
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import ImageRecord, ModelRun, SiteSummary
@@ -64,6 +71,8 @@ def run_site(
     extra_files: dict[str, str] | None = None,
     window_progress: Callable[[int, int], None] | None = None,
     work_gsd_m: float | None = None,
+    options: list[DateOptions] | None = None,
+    use_udm: bool = True,
 ) -> SiteRun:
     """Run the whole change job for one site and write its outputs into ``out_dir``.
 
@@ -80,22 +89,27 @@ def run_site(
         extra_files: more text files (name → content) to add to the output folder.
         window_progress: called with (windows done, windows total) while each date is segmented.
         work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied
-            to the first raster's pixel size); every date is on the first raster's grid.
+            to the coarsest date's own pixel size, so every date is seen at what all of them
+            resolve); every date is on the first raster's grid.
+        options: per raster (in the order given), its bands and mask raster
+            (:class:`sitewatch.prepare.DateOptions`); one for all rasters is repeated.
+        use_udm: use the Planet usable-data mask beside an image (clouds... are not observed).
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules.default()
     out_dir = Path(out_dir)
-    rasters, when = order_by_date(rasters, dates)
+    rasters, when, options = order_site(rasters, dates, options)
     check_output_dir(out_dir, rasters)
     staging = staging_dir(out_dir)
     try:
-        prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates is not None)
-        segmented = [segment_date(prepared, k, staging / "segment", predictor, say, window_progress, work_gsd_m)
-                     for k in range(len(when))]
+        prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates is not None,
+                                options=options, use_udm=use_udm)
+        segmented = segment_dates(prepared, staging / "segment", predictor, say, window_progress, work_gsd_m)
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
         result = site_changes(prepared, segmented, options, rules, say)
-        summary = summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
-                            result.coverage.record(when), rules, image_records(prepared, segmented))
+        summary = with_resolution(summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
+                                            result.coverage.record(when), rules, image_records(prepared, segmented)),
+                                  result)
         say("writing outputs")
         write_site(staging, summary, result, prepared, extra_files or {})
         publish_dir(staging, out_dir)
@@ -104,6 +118,28 @@ def run_site(
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def segment_dates(prepared: PreparedSite, folder: Path, predictor: Predictor, say: Callable[[str], None],
+                  window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> list[SegmentResult]:
+    """Every date segmented with the site's one value mapping and working pixel size."""
+    count = len(prepared.dates)
+    stretches = site_stretch(prepared.aligned, [[1, 2, 3]] * count, prepared.ground_masks,
+                             predictor.model.metadata.input_mapping) or [None] * count
+    work_gsd_m = site_work_gsd(prepared, predictor, work_gsd_m)
+    return [segment_date(prepared, k, folder, predictor, say, window_progress, work_gsd_m, stretches[k])
+            for k in range(count)]
+
+
+def site_work_gsd(prepared: PreparedSite, predictor: Predictor, given_m: float | None) -> float | None:
+    """The working pixel size (m) of every date: the one given; for dates of different pixel sizes
+    (SkySat and PlanetScope) the model's rule applied to the coarsest, so every date is seen at what
+    all of them resolve; else None (the model's rule on the site's grid)."""
+    if given_m is not None or not prepared.images:
+        return given_m
+    if prepared.coarsest_pixel_m > MIXED_SENSOR_RATIO * min(image.pixel_m for image in prepared.images):
+        return working_gsd_m(predictor.model.metadata, prepared.coarsest_pixel_m)[0]
+    return None
 
 
 @dataclass
@@ -116,10 +152,13 @@ class RasterRun:
 
 def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints: bool = True,
                 gsd_m: float | None = None, threshold: float | None = None,
-                progress: Callable[[int, int], None] | None = None, **segment_options: Any) -> RasterRun:
+                progress: Callable[[int, int], None] | None = None, mask: Path | None = None,
+                use_udm: bool = True, **segment_options: Any) -> RasterRun:
     """Segment one raster into ``out_dir`` and trace its footprints into the same atomic folder.
 
-    ``segment_options`` are :func:`sitewatch.predict.segment_raster`'s (tile size, bands...).
+    ``mask``: a raster of ground the image did not see (0); ``use_udm``: the Planet usable-data mask
+    beside the image is used (clouds, heavy haze, shadow, snow are nodata). ``segment_options`` are
+    :func:`sitewatch.predict.segment_raster`'s (tile size, bands...).
     """
     traced: list[int] = []
 
@@ -129,19 +168,33 @@ def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints
         write_footprints(frame, folder / "footprints.gpkg", folder / "footprints.geojson" if frame.crs else None)
         traced.append(len(frame))
 
-    result = segment_raster(raster, out_dir, predictor, gsd_m=gsd_m, threshold=threshold, progress=progress,
-                            finish=trace if footprints else None, **segment_options)
+    with tempfile.TemporaryDirectory(prefix="sitewatch-mask-") as scratch, open_raster(raster) as dataset:
+        choice = band_choice(dataset, list(RGB), segment_options.get("bands"))
+        if mask is not None and not is_georeferenced(dataset):
+            raise SitewatchError(f"{raster}: a mask needs a georeferenced raster", setting="mask")
+        ground = ground_mask(dataset, raster, DateOptions(mask=mask), use_udm, Path(scratch) / "ground.tif")[0] \
+            if is_georeferenced(dataset) else None
+        if choice.guessed:
+            warnings.warn(f"{raster}: bands {choice.describe()}", SitewatchWarning, stacklevel=2)
+        stretch = site_stretch([raster], [choice.bands], [ground], predictor.model.metadata.input_mapping) \
+            if ground is not None else None
+        result = segment_raster(raster, out_dir, predictor, gsd_m=gsd_m, threshold=threshold, progress=progress,
+                                finish=trace if footprints else None, ground_mask=ground,
+                                stretch=stretch[0] if stretch else None, **segment_options)
     return RasterRun(result, traced[0] if traced else None)
 
 
 def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predictor, say: Callable[[str], None],
-                 window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> SegmentResult:
-    """Probabilities and mask of date ``k`` (on the site's grid) in ``folder/<date>``."""
+                 window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None,
+                 stretch: Stretch | None = None) -> SegmentResult:
+    """Probabilities and mask of date ``k`` (on the site's grid) in ``folder/<date>``: its red, green,
+    blue copy, the site's value mapping, ground it did not see masked."""
     date = prepared.dates[k]
     say(f"segmenting {date}")
+    ground = prepared.ground_masks[k] if prepared.ground_masks else None
     try:
         return segment_raster(prepared.aligned[k], folder / date.isoformat(), predictor, progress=window_progress,
-                              work_gsd_m=work_gsd_m)
+                              work_gsd_m=work_gsd_m, stretch=stretch, ground_mask=ground)
     except SitewatchError as error:  # name the user's file, never the temporary one on the first grid
         where = f"{prepared.rasters[k]} (date {date}, on the first date's grid)"
         raise SitewatchError(str(error).replace(str(prepared.aligned[k]), where), error.setting) from None
@@ -176,6 +229,8 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                            observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
                            seen=list(seen), evidence=evidence)
     result.shifts, result.coverage = prepared.shifts, coverage
+    if prepared.images:
+        result.changes = judge_at_resolution(result.changes, [image.pixel_m for image in prepared.images])
     say("land clearing")
     grid = AnalysisGrid.of_site(prepared.crs, prepared.transform, prepared.shape, prepared.pixel_m)
     result.land_cleared = find_cleared_land(prepared.aligned, [r.mask_path for r in segmented], prepared.shifts,
@@ -184,11 +239,33 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
 
 
 def image_records(prepared: PreparedSite, segmented: list[SegmentResult]) -> list[ImageRecord]:
-    """Each date's image as the report states it: date and its source, file, size, pixel size."""
-    return [ImageRecord(date.isoformat(), source, path.name, result.width, result.height,
-                        round(float(np.sqrt(result.pixel_size_m[0] * result.pixel_size_m[1])), 3))
-            for date, source, path, result in zip(prepared.dates, prepared.date_sources, prepared.rasters, segmented,
-                                                  strict=True)]
+    """Each date's image as the report states it: date and its source, file, size, its own pixel size,
+    bands, masks and what they removed, value mapping, provenance."""
+    records = []
+    for k, (date, source, path, result) in enumerate(zip(prepared.dates, prepared.date_sources, prepared.rasters,
+                                                          segmented, strict=True)):
+        image = prepared.images[k] if prepared.images else None
+        own = image.pixel_m if image else round(float(np.sqrt(result.pixel_size_m[0] * result.pixel_size_m[1])), 3)
+        records.append(ImageRecord(date.isoformat(), source, path.name, result.width, result.height, own,
+                                   image.bands.describe() if image else result.bands,
+                                   list(image.masks) if image else [], dict(image.mask_removed) if image else {},
+                                   result.input_mapping, dict(image.provenance) if image else {}))
+    return records
+
+
+def with_resolution(summary: SiteSummary, result: ChangeResult) -> SiteSummary:
+    """The summary's building records with the pixel size (m) their change was judged at (a mixed-sensor
+    series: the coarsest date's; :func:`sitewatch.coverage.judge_at_resolution`)."""
+    if "judged_at_m" not in result.changes.columns:
+        return summary
+    judged = dict(zip(result.changes["change_id"].astype(int), result.changes["judged_at_m"], strict=True))
+
+    def at(record):  # noqa: ANN001, ANN202 - a NewBuilding or a GoneBuilding
+        value = judged.get(record.id)
+        return dataclasses.replace(record, judged_at_m=None if value is None or pd.isna(value) else float(value))
+
+    return dataclasses.replace(summary, new_buildings=[at(b) for b in summary.new_buildings],
+                               gone_buildings=[at(b) for b in summary.gone_buildings])
 
 
 def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:

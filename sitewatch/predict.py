@@ -45,7 +45,7 @@ from sitewatch.fusion import FusionResult, fuse_passes
 from sitewatch.modelfile import FusionRule, working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.products import MASK_NODATA, PROBABILITY_NODATA, PRODUCT_TAG, encode_probability
-from sitewatch.radiometry import choose_bands, colour_table, value_stretch
+from sitewatch.radiometry import Stretch, band_choice, colour_table, value_stretch
 from sitewatch.raster import (
     open_raster,
     overview_shape,
@@ -274,11 +274,14 @@ class InputPlan:
     work_gsd_rule: str  # why that pixel size
     palette: np.ndarray | None = None  # 256×3 colour table of a paletted raster (indices → RGB)
     notes: list[str] = field(default_factory=list)
+    bands_used: str = ""  # the bands and how they were known (sitewatch.radiometry.BandChoice.describe)
+    ground_mask: Path | None = None  # 255 seen, 0 ground the raster did not see (clouds...), same grid
 
 
 def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size: int | None,
                overlap: int | None, gsd_m: float | None, bands: list[int] | None,
-               work_gsd_m: float | None = None) -> InputPlan:
+               work_gsd_m: float | None = None, stretch: Stretch | None = None,
+               ground_mask: Path | None = None) -> InputPlan:
     """Work out bands, stretch, working pixel size and window sizes.
 
     Args:
@@ -289,6 +292,9 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
         bands: 1-based input bands for the model's bands.
         work_gsd_m: the ground pixel size (m) to run the model at (None: the rule of
             :func:`sitewatch.modelfile.working_gsd_m`).
+        stretch: the value mapping measured for the site (:func:`sitewatch.radiometry.site_stretch`);
+            None: measured on this raster (:func:`sitewatch.radiometry.value_stretch`).
+        ground_mask: a raster on the same grid, 0 where the raster did not see the ground.
 
     Raises:
         SitewatchError: for rasters that cannot be segmented.
@@ -310,12 +316,16 @@ def plan_input(dataset: rasterio.DatasetReader, model: LoadedModel, *, tile_size
     if palette is not None:  # paletted: indices are expanded through the colour table, 0-255
         chosen, note = [1] * len(model.bands), "paletted, expanded through its colour table"
         low, high = np.zeros(len(chosen)), np.full(len(chosen), 255.0)
+        used = "1 (paletted: its colour table)"
     else:
-        chosen = choose_bands(dataset, model.bands, bands)
-        low, high, note = value_stretch(dataset, chosen, model.metadata.input_mapping)
+        choice = band_choice(dataset, model.bands, bands)
+        chosen, used = choice.bands, choice.describe()
+        low, high, note = (stretch.low, stretch.high, stretch.note) if stretch is not None else \
+            value_stretch(dataset, chosen, model.metadata.input_mapping)
     return InputPlan(bands=chosen, low=low, high=high, pixel_size_m=(dx, dy), work_gsd_m=model_gsd,
                      work_gsd_rule=gsd_rule, palette=palette, **geometry.fields(),
-                     notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", *geometry.notes])
+                     notes=[note, f"model run at {model_gsd:g} m: {gsd_rule}", f"bands {used}", *geometry.notes],
+                     bands_used=used, ground_mask=ground_mask)
 
 
 @dataclass
@@ -401,6 +411,7 @@ class SegmentResult:
     pass_gsds_m: list[float] = field(default_factory=list)  # working pixel size (m) of each pass
     fusion: FusionResult | None = None  # what the multi-scale fusion did, when two passes ran
     input_mapping: str = ""  # how the input values were mapped (sitewatch.radiometry)
+    bands: str = ""  # the bands used for the model's bands and how they were known
 
     @property
     def probability_path(self) -> Path:
@@ -509,6 +520,8 @@ def segment_raster(
     finish: Callable[[Path], None] | None = None,
     work_gsd_m: float | None = None,
     multiscale: FusionRule | None | Literal["predictor"] = "predictor",
+    stretch: Stretch | None = None,
+    ground_mask: Path | None = None,
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (``probability.tif``, ``mask.tif``).
 
@@ -534,6 +547,9 @@ def segment_raster(
             to the input's pixel size; see :func:`sitewatch.modelfile.working_gsd_m`).
         multiscale: a second, coarse pass fused with the fine one (:mod:`sitewatch.fusion`);
             None: one pass; ``predictor``: the predictor's choice (the model's default).
+        stretch: the value mapping measured for the whole site (default: measured on this raster).
+        ground_mask: a raster on the input's grid, 0 where the input did not see the ground (a
+            cloud): nodata in the outputs (:func:`sitewatch.prepare.ground_mask`).
     """
     if multiscale == "predictor":
         multiscale = predictor.multiscale
@@ -541,7 +557,8 @@ def segment_raster(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
         return _segment_raster(path, out_dir, predictor, _RunSettings(
             tile_size=tile_size, overlap=overlap, batch_size=batch_size, gsd_m=gsd_m, bands=bands,
-            threshold=threshold, workers=workers, work_gsd_m=work_gsd_m, multiscale=multiscale),
+            threshold=threshold, workers=workers, work_gsd_m=work_gsd_m, multiscale=multiscale, stretch=stretch,
+            ground_mask=ground_mask),
             progress=progress, finish=finish)
 
 
@@ -556,10 +573,13 @@ class _RunSettings:
     workers: int
     work_gsd_m: float | None
     multiscale: FusionRule | None
+    stretch: Stretch | None = None
+    ground_mask: Path | None = None
 
     def plan(self, dataset: rasterio.DatasetReader, predictor: Predictor, work_gsd_m: float | None) -> InputPlan:
         return plan_input(dataset, predictor.model, tile_size=self.tile_size, overlap=self.overlap,
-                          gsd_m=self.gsd_m, bands=self.bands, work_gsd_m=work_gsd_m)
+                          gsd_m=self.gsd_m, bands=self.bands, work_gsd_m=work_gsd_m, stretch=self.stretch,
+                          ground_mask=self.ground_mask)
 
 
 def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _RunSettings, *,
@@ -744,7 +764,7 @@ class _StripBlender:
         strip = Window(0, self.buffer_top, self.dataset.width, n)
         probability = np.divide(self.acc[:n], self.acc_w[:n], out=np.zeros_like(self.acc[:n]),
                                 where=self.acc_w[:n] > 0)
-        valid = valid_pixels(self.dataset, self.plan.bands, strip)
+        valid = valid_pixels(self.dataset, self.plan.bands, strip, self.plan.ground_mask)
         prob_u8 = encode_probability(probability)
         mask = (probability > self.threshold).astype(np.uint8)
         prob_u8[~valid] = PROBABILITY_NODATA
@@ -774,16 +794,21 @@ def _result(path: Path, out_dir: Path, dataset: rasterio.DatasetReader, plans: l
         windows=windows, pixel_size_m=plan.pixel_size_m, notes=notes,
         work_gsd_m=plan.work_gsd_m, work_gsd_rule=plan.work_gsd_rule,
         pass_gsds_m=[p.work_gsd_m for p in plans], fusion=fusion if len(plans) > 1 else None,
-        input_mapping=plan.notes[0],
+        input_mapping=plan.notes[0], bands=plan.bands_used,
     )
 
 
-def valid_pixels(dataset: rasterio.DatasetReader, bands: list[int], window: Window) -> np.ndarray:
-    """Pixels with data: inside the dataset mask and, for float rasters, finite in every band used.
+def valid_pixels(dataset: rasterio.DatasetReader, bands: list[int], window: Window,
+                 ground_mask: Path | None = None) -> np.ndarray:
+    """Pixels with data: inside the dataset mask, seen by the ``ground_mask`` (a raster on the same
+    grid, 0 = not seen: clouds, shadow, snow) and, for float rasters, finite in every band used.
 
     NaN and ±inf are nodata wherever they appear, whether or not the raster declares them.
     """
     valid = dataset.dataset_mask(window=window) > 0
+    if ground_mask is not None:
+        with rasterio.open(ground_mask) as ground:
+            valid &= ground.read(1, window=window) > 0
     if any(np.issubdtype(np.dtype(dataset.dtypes[b - 1]), np.floating) for b in bands):
         valid &= np.isfinite(dataset.read(bands, window=window)).all(axis=0)
     return valid

@@ -5,14 +5,24 @@
 * alignment: every later raster must overlap the first and is warped onto the first one's grid
   (CRS, transform, size);
 * registration: the residual shift of each later date against the first is measured on the
-  imagery by phase correlation; the change stage moves footprints back by it.
+  imagery by phase correlation; the change stage moves footprints back by it;
+* bands: which bands of each date are red, green, blue (``--bands`` per date, else what the file
+  and its Planet metadata say: :func:`sitewatch.radiometry.band_choice`); a 4-band and an
+  8-band date, or SkySat and PlanetScope, are one series. Every date's copy on the site's grid
+  names its bands in its band descriptions, so every later stage reads the same bands;
+* masks: ground a date did not see beyond its nodata: a Planet usable-data mask beside the image
+  (``*_udm2.tif``: cloud, heavy haze, shadow, snow and unusable pixels; UDM1: any flag), a
+  ``--mask`` raster (0 = not seen) and a GDAL ``.msk`` sidecar, as a *ground mask* on the site's
+  grid (255 seen, 0 not seen) that segmentation treats as nodata: not observed, never new or
+  demolished.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,12 +31,15 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import Resampling, transform_bounds
+from rasterio.warp import Resampling, reproject, transform_bounds
 
 from sitewatch.dates import date_sources, resolve_dates
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
+from sitewatch.planet import UDM2_UNSEEN, UDM2_UNUSABLE_BAND, is_udm2, scene_info, usable_data_mask
+from sitewatch.radiometry import RGB, BandChoice, band_choice
 from sitewatch.raster import is_georeferenced, no_grid_reason, open_raster, overview_shape, pixel_size_xy_m
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import ShiftRecord
@@ -56,6 +69,36 @@ class Shift:
                              (self.dx_px, self.dy_px, self.response, self.applied, self.dx_m, self.dy_m)))
 
 
+@dataclass(frozen=True)
+class DateOptions:
+    """What the analyst says about one raster: the bands for red, green, blue (``--bands``) and a
+    mask raster (``--mask``: 0 = ground not seen)."""
+
+    bands: list[int] | None = None
+    mask: Path | None = None
+
+
+@dataclass
+class DateImage:
+    """What preparation found out about one date's image (``summary.json`` records it).
+
+    Attributes:
+        bands: the bands used for red, green, blue and how they were known.
+        nir_band: the 1-based near-infrared band of the date's copy on the site's grid, if any.
+        pixel_m: the image's own ground pixel size (m), before it was put on the site's grid.
+        masks: the mask files used (usable-data mask, ``--mask``, ``.msk``).
+        mask_removed: share (0-1) of the site's ground each mask class removed at this date.
+        provenance: the Planet metadata (:meth:`sitewatch.planet.SceneInfo.provenance`).
+    """
+
+    bands: BandChoice
+    nir_band: int | None
+    pixel_m: float
+    masks: list[str] = field(default_factory=list)
+    mask_removed: dict[str, float] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+
 @dataclass
 class PreparedSite:
     """A site's dates on one grid, ready for segmentation.
@@ -68,6 +111,8 @@ class PreparedSite:
         pixel_m: its ground pixel size along x and y in metres.
         shifts: per later date, the shift measured against the first date.
         date_sources: where each date came from (``given``, ``tag …``, ``file name``).
+        images: per date, its bands, own pixel size, masks and provenance.
+        ground_masks: per date, its ground mask on the site's grid (255 seen, 0 not seen), or None.
     """
 
     rasters: list[Path]
@@ -79,54 +124,105 @@ class PreparedSite:
     pixel_m: tuple[float, float]
     shifts: list[Shift]
     date_sources: list[str]
+    images: list[DateImage] = field(default_factory=list)
+    ground_masks: list[Path | None] = field(default_factory=list)
+
+    @property
+    def coarsest_pixel_m(self) -> float:
+        """The largest own pixel size (m) of the site's dates: what every date can resolve."""
+        return max((image.pixel_m for image in self.images), default=float(np.sqrt(self.pixel_m[0] * self.pixel_m[1])))
 
 
 def order_by_date(rasters: list[Path], dates: list[str] | None) -> tuple[list[Path], list[dt.date]]:
-    """The rasters sorted by date, with their dates; checks there are two or more of one band count."""
+    """The rasters sorted by date, with their dates; checks there are two or more with known bands."""
+    rasters, when, _ = order_site(rasters, dates, None)
+    return rasters, when
+
+
+def order_site(rasters: list[Path], dates: list[str] | None, options: list[DateOptions] | None
+               ) -> tuple[list[Path], list[dt.date], list[DateOptions]]:
+    """The rasters sorted by date, with their dates and options (one per raster, in the rasters' order;
+    one for all is repeated).
+
+    Checked before any slow work: two or more rasters, each one's bands (``--bands`` in range), its
+    mask raster readable, its date.
+    """
     rasters = [Path(r) for r in rasters]
     if len(rasters) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates (got one)")
-    counts = {}
-    for path in rasters:
-        with open_raster(path) as dataset:
-            counts[path] = dataset.count
-    if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{p.name}: {c}" for p, c in counts.items())
-        raise SitewatchError(f"rasters have different band counts ({detail})")
+    options = list(options) if options else [DateOptions()] * len(rasters)
+    options = options * len(rasters) if len(options) == 1 else options
+    if len(options) != len(rasters):
+        raise SitewatchError(f"{len(options)} band or mask choices for {len(rasters)} rasters: give one for "
+                             "every raster, or one for all", setting="bands")
+    for path, option in zip(rasters, options, strict=True):
+        check_date_options(path, option)
     when = resolve_dates(rasters, dates)
     order = np.argsort(when)
-    return [rasters[i] for i in order], [when[i] for i in order]
+    return [rasters[i] for i in order], [when[i] for i in order], [options[i] for i in order]
+
+
+def check_date_options(path: Path, option: DateOptions) -> BandChoice:
+    """A raster's band choice (an error for bands it does not have) and its mask raster (readable)."""
+    with open_raster(path) as dataset:
+        try:
+            choice = band_choice(dataset, list(RGB), option.bands)
+        except SitewatchError as error:
+            raise SitewatchError(str(error).replace(str(dataset.name), str(path)), error.setting) from None
+    if option.mask is not None:
+        if not Path(option.mask).is_file():
+            raise SitewatchError(f"{option.mask}: mask raster not found", setting="mask")
+        open_raster(Path(option.mask)).close()
+    return choice
 
 
 def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, workdir: Path,
-                 progress: Callable[[str], None], dates_given: bool = False) -> PreparedSite:
-    """Warp every later date onto the first raster's grid (GeoTIFFs in ``workdir``) and measure shifts.
+                 progress: Callable[[str], None], dates_given: bool = False,
+                 options: list[DateOptions] | None = None, use_udm: bool = True) -> PreparedSite:
+    """Every date's red, green, blue (and NIR) bands on the first raster's grid (GeoTIFFs in ``workdir``),
+    its ground mask, and the shifts.
 
     Args:
-        rasters: the site's rasters sorted by date (see :func:`order_by_date`).
+        rasters: the site's rasters sorted by date (see :func:`order_site`).
         dates: their dates.
         rules: ``max_shift_px``, ``max_shift_m`` and ``min_shift_response`` decide whether a shift is applied.
-        workdir: folder for the warped rasters.
+        workdir: folder for the rasters on the site's grid.
         progress: called with a short message before each warp.
+        options: per date, its ``--bands`` and ``--mask`` (None: none given).
+        use_udm: use the Planet usable-data mask beside an image.
     """
+    options = options or [DateOptions()] * len(rasters)
+    workdir.mkdir(parents=True, exist_ok=True)
     with open_raster(rasters[0]) as reference:
         if not is_georeferenced(reference):
             raise SitewatchError(f"{rasters[0]}: {no_grid_reason(reference)}; change detection needs "
                                  "georeferenced rasters")
-        aligned = [rasters[0]]
-        for k, path in enumerate(rasters[1:], start=1):
+        aligned, images, grounds = [], [], []
+        for k, (path, option) in enumerate(zip(rasters, options, strict=True)):
             with open_raster(path) as other:
-                check_overlap(reference, other)
-            progress(f"aligning {path.name} onto {rasters[0].name}")
+                if k:
+                    check_overlap(reference, other)
+                choice = check_date_options(path, option)
+                pixel_m = float(np.sqrt(np.prod(pixel_size_xy_m(other))))
+            progress(f"aligning {path.name} onto {rasters[0].name}" if k else f"reading {path.name}")
             target = workdir / f"{k}_{path.stem}.tif"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            warp_onto(reference, path, target)
+            warp_onto(reference, path, target, choice)
             check_has_data(target, path)
+            ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif")
             aligned.append(target)
+            grounds.append(ground)
+            images.append(DateImage(choice, 4 if choice.has_nir() else None, round(pixel_m, 3), masks, removed,
+                                    scene_info(path).provenance()))
+            _warn_guessed(path, choice)
         pixel_m = pixel_size_xy_m(reference)
         grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
     return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m),
-                        date_sources(rasters, dates_given))
+                        date_sources(rasters, dates_given), images, grounds)
+
+
+def _warn_guessed(path: Path, choice: BandChoice) -> None:
+    if choice.guessed:
+        warnings.warn(f"{path}: bands {choice.describe()}", SitewatchWarning, stacklevel=3)
 
 
 def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:
@@ -149,31 +245,103 @@ def check_has_data(aligned: Path, source: Path) -> None:
         raise SitewatchError(f"{source}: every pixel is nodata where it overlaps the first date")
 
 
-def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
-    """Write ``source`` resampled onto ``reference``'s grid (CRS, transform, size) as GeoTIFF.
+def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None = None) -> None:
+    """Write ``source``'s red, green, blue (and NIR) bands resampled onto ``reference``'s grid (CRS,
+    transform, size) as a GeoTIFF whose band descriptions name them (``red, green, blue[, nir]``;
+    grey imagery: its one band, ``pan``).
 
+    ``choice``: the bands to take (default: :func:`sitewatch.radiometry.band_choice` of the file).
     A read failure (a truncated file) is an error naming ``source``.
     """
     try:
-        _warp(reference, source, target)
+        _warp(reference, source, target, choice)
     except RasterioIOError as error:
         raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
 
 
-def _warp(reference: rasterio.DatasetReader, source: Path, target: Path) -> None:
+def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None) -> None:
     with rasterio.open(source) as dataset:
+        choice = choice or band_choice(dataset, list(RGB), None)
+        grey = len(set(choice.bands)) == 1  # one band as grey: a 1-band copy (no colour to read from it)
+        bands = choice.bands[:1] if grey else [*choice.bands, *([choice.has_nir()] if choice.has_nir() else [])]
         nodata = dataset.nodata if dataset.nodata is not None else 0
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
                        width=reference.width, height=reference.height,
                        resampling=Resampling.bilinear, nodata=nodata) as vrt:
             profile = {"driver": "GTiff", "width": reference.width, "height": reference.height,
-                       "count": dataset.count, "dtype": dataset.dtypes[0], "crs": reference.crs,
+                       "count": len(bands), "dtype": dataset.dtypes[0], "crs": reference.crs,
                        "transform": reference.transform, "nodata": nodata, "tiled": True,
                        "compress": "deflate", "BIGTIFF": "IF_SAFER"}
             with rasterio.open(target, "w", **profile) as out:
-                out.colorinterp = dataset.colorinterp
+                out.descriptions = ("pan",) if grey else ("red", "green", "blue", "nir")[:len(bands)]
+                out.colorinterp = [ColorInterp.gray] if grey else [ColorInterp.red, ColorInterp.green,
+                                                                   ColorInterp.blue, ColorInterp.undefined][:len(bands)]
                 for _, window in out.block_windows(1):
-                    out.write(vrt.read(window=window), window=window)
+                    out.write(vrt.read(bands, window=window), window=window)
+
+
+# --- ground a date did not see -------------------------------------------------------------------
+
+def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOptions, use_udm: bool,
+                target: Path) -> tuple[Path | None, list[str], dict[str, float]]:
+    """The ground mask of one date on ``reference``'s grid (255 seen, 0 not seen), written to ``target``.
+
+    From the Planet usable-data mask beside ``source`` (when ``use_udm``), the ``--mask`` raster and
+    the source's own mask band (a GDAL ``.msk`` sidecar or internal mask). Returns the mask's path
+    (None when nothing masks the date), the mask files used and the share of the site's ground
+    each class removed.
+    """
+    layers: list[tuple[str, np.ndarray, rasterio.Affine, object]] = []
+    used: list[str] = []
+    udm = usable_data_mask(source) if use_udm else None
+    for path in [p for p in (udm, option.mask) if p is not None]:
+        layers += mask_classes(Path(path), generic=path == option.mask)
+        used.append(Path(path).name)
+    try:
+        with rasterio.open(source) as dataset:
+            if MaskFlags.per_dataset in dataset.mask_flag_enums[0]:
+                layers.append(("no data (mask band)", dataset.dataset_mask() == 0, dataset.transform, dataset.crs))
+                used.append("mask band of the image")
+    except RasterioIOError as error:
+        raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
+    if not layers:
+        return None, [], {}
+    unseen = np.zeros((reference.height, reference.width), bool)
+    removed: dict[str, float] = {}
+    for name, values, transform, crs in layers:
+        on_grid = np.zeros(unseen.shape, np.uint8)
+        reproject(values.astype(np.uint8), on_grid, src_transform=transform, src_crs=crs or reference.crs,
+                  dst_transform=reference.transform, dst_crs=reference.crs, resampling=Resampling.nearest)
+        removed[name] = round(removed.get(name, 0.0) + float(on_grid.mean()), 4)
+        unseen |= on_grid > 0
+    profile = {"driver": "GTiff", "width": reference.width, "height": reference.height, "count": 1, "dtype": "uint8",
+               "crs": reference.crs, "transform": reference.transform, "tiled": True, "compress": "deflate"}
+    with rasterio.open(target, "w", **profile) as out:
+        out.write(np.where(unseen, 0, 255).astype(np.uint8), 1)
+    removed["all"] = round(float(unseen.mean()), 4)
+    return target, used, removed
+
+
+def mask_classes(path: Path, generic: bool) -> list[tuple[str, np.ndarray, rasterio.Affine, object]]:
+    """The classes of ground not seen that a mask raster marks: (name, True where not seen, transform, CRS).
+
+    A UDM2: cloud, heavy haze, shadow, snow and unusable pixels (its UDM1 band); a UDM1 (one band,
+    ``udm`` in its name): cloud (bit 2) and any other flag as unusable; any other (``--mask``): 0
+    is not seen.
+    """
+    try:
+        with rasterio.open(path) as dataset:
+            where = (dataset.transform, dataset.crs)
+            if dataset.count == 8 and is_udm2(dataset.descriptions, path):
+                found = [(name, dataset.read(band) > 0) for name, band in UDM2_UNSEEN.items()]
+                return [(name, values, *where) for name, values in
+                        [*found, ("unusable", dataset.read(UDM2_UNUSABLE_BAND) > 0)]]
+            values = dataset.read(1)
+    except RasterioIOError as error:
+        raise SitewatchError(f"{path}: mask read failed ({error})", setting="mask") from None
+    if "udm" in path.name.lower() and not generic:
+        return [("cloud", (values & 2) > 0, *where), ("unusable", (values & ~np.uint8(2)) > 0, *where)]
+    return [("masked (--mask)", values == 0, *where)]
 
 
 def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[float, float]) -> list[Shift]:

@@ -19,12 +19,16 @@ A 1-band paletted raster goes through its colour table in both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import LEGACY, InputMapping
+from sitewatch.planet import product_bands
 from sitewatch.raster import overview_shape
 
 RGB = ("red", "green", "blue")
@@ -52,33 +56,91 @@ def stretch_chip(image: np.ndarray, low_pct: float, high_pct: float) -> np.ndarr
     return np.clip(stretched * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
-    """1-based band indexes feeding the model's bands (``red, green, blue``).
+#: Band descriptions (lower case, ``-`` and spaces as ``_``) naming a band, as products write them.
+_NAMES = {"red": "red", "r": "red", "green": "green", "g": "green", "blue": "blue", "b": "blue",
+          "nir": "nir", "near_infrared": "nir", "near_ir": "nir", "coastal_blue": "coastal_blue",
+          "coastal": "coastal_blue", "green_i": "green_i", "yellow": "yellow", "rededge": "rededge",
+          "red_edge": "rededge", "alpha": "alpha", "pan": "pan", "panchromatic": "pan"}
 
-    ``override`` wins; else the bands' colour interpretation; else one band is repeated
-    (panchromatic) or the first ``len(wanted)`` bands are taken in order.
+
+@dataclass(frozen=True)
+class BandChoice:
+    """The input bands feeding the model's bands, and how they were known.
+
+    Attributes:
+        bands: 1-based band indexes, one per model band (``red, green, blue``).
+        names: the name of every band of the file as known (``band 4`` where unknown).
+        source: how the bands were known (``--bands``, band descriptions, a Planet product,
+            colour interpretation, or ``not said by the file``).
+        guessed: True when nothing says which band is which and the first bands were taken.
     """
+
+    bands: list[int]
+    names: list[str]
+    source: str
+    guessed: bool = False
+
+    def describe(self) -> str:
+        """``6,4,2 (red, green, blue from the band descriptions)``: what ``summary.json`` records."""
+        used = ", ".join(self.names[b - 1] for b in self.bands)
+        text = f"{','.join(str(b) for b in self.bands)} ({used}; {self.source})"
+        if self.guessed:
+            text += f": the file does not say which band is which of its {len(self.names)}; choose with --bands"
+        return text
+
+    def has_nir(self) -> int | None:
+        """The 1-based index of the near-infrared band, if the file has one."""
+        return self.names.index("nir") + 1 if "nir" in self.names else None
+
+
+def band_names(dataset: rasterio.DatasetReader) -> tuple[list[str] | None, str]:
+    """The name of every band as the file says it: its band descriptions, a Planet product's name or
+    metadata (:mod:`sitewatch.planet`), else its colour interpretation; (None, "") when unknown."""
+    described = [_NAMES.get((d or "").strip().lower().replace("-", "_").replace(" ", "_"))
+                 for d in dataset.descriptions]
+    if {"red", "green", "blue"} <= set(described):
+        return [n or f"band {i + 1}" for i, n in enumerate(described)], "band descriptions"
+    product = product_bands(Path(dataset.name), dataset.count) if dataset.name else None
+    if product is not None:
+        return list(product[0]), product[1]
+    interp = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue", ColorInterp.alpha: "alpha"}
+    named = [interp.get(ci) for ci in dataset.colorinterp]
+    if {"red", "green", "blue"} <= set(named):
+        return [n or f"band {i + 1}" for i, n in enumerate(named)], "colour interpretation"
+    return None, ""
+
+
+def band_choice(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> BandChoice:
+    """The bands feeding the model's ``wanted`` bands: ``override`` (``--bands``) wins; else the bands
+    the file names (:func:`band_names`); else one band repeated (panchromatic) or the first
+    ``len(wanted)`` bands, marked as guessed."""
     count = dataset.count
+    names, source = band_names(dataset)
+    known = names or [f"band {i}" for i in range(1, count + 1)]
     if override:
         if any(b < 1 or b > count for b in override):
             raise SitewatchError(f"{dataset.name}: bands {override} outside 1..{count}", setting="bands")
         if len(override) == 1:
-            return override * len(wanted)
+            return BandChoice(override * len(wanted), known, "--bands (one band as grey)")
         if len(override) != len(wanted):
             raise SitewatchError(f"the bands need {len(wanted)} band numbers ({', '.join(wanted)})", setting="bands")
-        return list(override)
-    interp = {ci: i + 1 for i, ci in enumerate(dataset.colorinterp)}
-    by_name = {"red": ColorInterp.red, "green": ColorInterp.green, "blue": ColorInterp.blue}
-    if all(by_name.get(w) in interp for w in wanted):
-        return [interp[by_name[w]] for w in wanted]
+        return BandChoice(list(override), known, "--bands")
+    if names and all(w in names for w in wanted):
+        return BandChoice([names.index(w) + 1 for w in wanted], names, source)
     if count == 1:
-        return [1] * len(wanted)  # panchromatic: grey into every band
+        return BandChoice([1] * len(wanted), known, "one band, as grey")  # panchromatic
     if count >= len(wanted):
-        return list(range(1, len(wanted) + 1))
+        return BandChoice(list(range(1, len(wanted) + 1)), known, f"bands 1-{len(wanted)} taken in order",
+                          guessed=count > len(wanted))
     raise SitewatchError(
         f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
         "choose which bands feed them", setting="bands"
     )
+
+
+def choose_bands(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> list[int]:
+    """1-based band indexes feeding the model's bands (``red, green, blue``): see :func:`band_choice`."""
+    return band_choice(dataset, wanted, override).bands
 
 
 def colour_table(dataset: rasterio.DatasetReader) -> np.ndarray | None:
@@ -115,6 +177,68 @@ def value_stretch(dataset: rasterio.DatasetReader, bands: list[int],
         return np.zeros(len(bands)), np.ones(len(bands)), "float 0-1"
     low, high = percentile_limits(values, 2, 98)
     return low, high, f"{dtype.name} 2-98% stretch"
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Per-band raw values mapped to 0 and 1 (``low``, ``high``) for one date, and how they were measured."""
+
+    low: np.ndarray
+    high: np.ndarray
+    note: str
+
+
+#: Fewest common clear pixels (of the decimated read) a site-wide stretch is measured on.
+MIN_COMMON_PX = 400
+
+
+def site_stretch(paths: list[Path], bands: list[list[int]], grounds: list[Path | None],
+                 mapping: InputMapping) -> list[Stretch] | None:
+    """One value mapping for every date of a site, measured on the ground clear at every date.
+
+    ``paths`` are on one grid; ``grounds`` their ground masks (255 seen, 0 not seen, or None).
+    For a ``percentile`` mapping: the mapping's per-band percentiles of the pixels valid and clear at
+    every date (a decimated read, at most 1024 px a side). Dates of one value type (uint16
+    reflectance, say) share the same limits, measured on all their pixels pooled, so a hazier date
+    is not stretched into another place; dates of different value types (8-bit visual, 16-bit
+    analytic) each get their own limits on the same common ground, so 8-bit and 16-bit copies of
+    one scene map alike. ``legacy``: None (each date as today: :func:`value_stretch`). With too
+    little common clear ground (< :data:`MIN_COMMON_PX`), each date's own clear ground.
+    """
+    if mapping.kind != "percentile":
+        return None
+    with rasterio.open(paths[0]) as first:
+        shape = overview_shape(first, 1024)
+    samples, dtypes, valids = [], [], []
+    for path, chosen, ground in zip(paths, bands, grounds, strict=True):
+        with rasterio.open(path) as dataset:
+            pixels = dataset.read(chosen, out_shape=(len(chosen), *shape), resampling=Resampling.nearest, masked=True)
+            dtypes.append(np.dtype(dataset.dtypes[chosen[0] - 1]).name)
+        values = pixels.astype(np.float64).filled(np.nan)
+        valid = ~np.ma.getmaskarray(pixels).any(axis=0) & np.isfinite(values).all(axis=0)
+        if ground is not None:
+            with rasterio.open(ground) as mask:
+                valid &= mask.read(1, out_shape=shape, resampling=Resampling.nearest) > 0
+        samples.append(values)
+        valids.append(valid)
+    common = np.logical_and.reduce(valids)
+    span = f"{mapping.low_pct:g}-{mapping.high_pct:g}%"
+    if common.sum() < MIN_COMMON_PX:
+        where = [v if v.sum() >= MIN_COMMON_PX else np.isfinite(x).all(axis=0) for v, x in zip(valids, samples,
+                                                                                                strict=True)]
+        return [Stretch(*percentile_limits(x[:, w], mapping.low_pct, mapping.high_pct),
+                        f"{t} {span} stretch of the date's own clear ground (too little ground clear at every date)")
+                for x, w, t in zip(samples, where, dtypes, strict=True)]
+    share = f"{common.mean():.0%} of the site"
+    if len(set(dtypes)) == 1:
+        low, high = percentile_limits(np.concatenate([x[:, common] for x in samples], axis=1),
+                                      mapping.low_pct, mapping.high_pct)
+        note = (f"{dtypes[0]} {span} stretch, one for all {len(paths)} dates, measured on the ground clear at "
+                f"every date ({share})") if len(paths) > 1 else f"{dtypes[0]} {span} stretch of the clear ground"
+        return [Stretch(low, high, note) for _ in paths]
+    return [Stretch(*percentile_limits(x[:, common], mapping.low_pct, mapping.high_pct),
+                    f"{t} {span} stretch measured on the ground clear at every date ({share}; value types differ)")
+            for x, t in zip(samples, dtypes, strict=True)]
 
 
 def _valid_sample(dataset: rasterio.DatasetReader, bands: list[int]) -> np.ndarray:

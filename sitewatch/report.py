@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from sitewatch.files import atomic_path
 from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
-from sitewatch.summary import ClearedArea, GoneBuilding, NewBuilding, SiteSummary
+from sitewatch.summary import ClearedArea, GoneBuilding, ImageRecord, NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180),
            "replaced": (255, 60, 120), "unchanged": (90, 200, 250),
@@ -78,7 +78,7 @@ def write_report(target: Path, summary: SiteSummary, changes: gpd.GeoDataFrame, 
         timeline=timeline_svg(summary) if len(summary.dates) >= 3 else "", shifts=_shift_text(summary),
         coverage=_coverage_text(summary), measured=MEASURED.get(summary.model.sha256, ""),
         map_data=map_data(summary, changes, clusters, rasters, cleared), leaflet=_vendored("leaflet.js"),
-        leaflet_css=_vendored("leaflet.css"),
+        leaflet_css=_vendored("leaflet.css"), image_rows=[(image, _image_cells(image)) for image in summary.images],
     )
     with atomic_path(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -98,6 +98,19 @@ def map_data(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoD
             "cleared": json.loads(cleared[["clearing_id", "area_m2", "geometry"]].to_crs(4326).to_json(drop_id=True)),
             "colours": {name: f"rgb{colour}" for name, colour in COLOURS.items()},
             "words": CLASS_WORDS}
+
+
+def _image_cells(image: ImageRecord) -> dict[str, str]:
+    """A date's masks (files and the share of the site each class removed) and its acquisition, as words."""
+    removed = ", ".join(f"{name} {share * 100:.1f} %" for name, share in image.mask_removed.items()
+                        if share > 0 and name != "all")
+    masks = "none" if not image.masks else (f"{', '.join(image.masks)}: {removed or 'nothing'} "
+                                            f"({image.mask_removed.get('all', 0) * 100:.1f} % of the site in all)")
+    words = {"acquired": "acquired", "provider": "", "satellite": "satellite", "instrument": "instrument",
+             "sun_elevation_deg": "sun elevation °", "cloud_cover": "cloud cover (0-1)"}
+    provenance = ", ".join(f"{label} {image.provenance[key]}".strip() for key, label in words.items()
+                           if key in image.provenance)
+    return {"masks": masks, "provenance": provenance or "not stated"}
 
 
 def _vendored(name: str) -> Markup:

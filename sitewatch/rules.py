@@ -110,6 +110,10 @@ class ChangeRules:
     clearing_green_min: float
     clearing_bare_max: float
     clearing_max_pattern_corr: float
+    clearing_worked_brighten_min: float
+    clearing_worked_bright_min: float
+    clearing_ndvi_before_min: float
+    clearing_ndvi_after_max: float
     land_cleared_min_area_m2: float
 
     def __post_init__(self) -> None:

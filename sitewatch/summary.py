@@ -89,6 +89,7 @@ class NewBuilding(_Record):
     image_similarity: float | None = None
     area_before_m2: float | None = None
     before_outline: str | None = None
+    judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class GoneBuilding(_Record):
     lat: float
     image_similarity: float | None = None
     outline_contrast: float | None = None
+    judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,10 @@ class ClearedArea(_Record):
 
 @dataclass(frozen=True)
 class ImageRecord(_Record):
-    """One date's image: where its date came from, its size (px) and ground pixel size (m)."""
+    """One date's image: where its date came from, its size (px on the site's grid) and its own ground
+    pixel size (m); the bands used for red, green, blue and how they were known; the masks used and
+    the share of the site each class of ground not seen removed; the value mapping; the Planet
+    provenance (acquisition time, satellite, instrument, sun elevation, cloud cover)."""
 
     date: str
     date_source: str
@@ -169,6 +174,11 @@ class ImageRecord(_Record):
     width: int
     height: int
     pixel_m: float
+    bands: str = ""
+    masks: list[str] = field(default_factory=list)
+    mask_removed: dict[str, float] = field(default_factory=dict)
+    input_mapping: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

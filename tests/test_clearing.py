@@ -23,7 +23,7 @@ from pyproj import CRS
 from rasterio.features import rasterize
 
 from sitewatch.checkpoint import load_for_inference
-from sitewatch.clearing import CLEARING_COLUMNS, AnalysisGrid, find_cleared_land
+from sitewatch.clearing import CLEARING_COLUMNS, AnalysisGrid, DateLayers, find_cleared_land, ground_worked
 from sitewatch.data.dsifn import read_dsifn_pair
 from sitewatch.data.levir import write_geotiff
 from sitewatch.data.pairs import write_pair_rasters
@@ -193,3 +193,38 @@ def test_grey_imagery_is_not_assessed_and_says_so(tmp_path: Path) -> None:
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Land clearing was not assessed: it needs red, green and blue bands at every date." in page
     assert SiteSummary.from_json((tmp_path / "out" / "summary.json").read_text()).land_clearing_assessed is False
+
+
+# --- ground worked in every season ------------------------------------------------------------------
+
+def _layers(green: float, ndvi: float | None, brightness: float) -> DateLayers:
+    shape = (8, 8)
+    return DateLayers(np.full(shape, green, np.float32), np.zeros(shape, np.float32), np.zeros(shape, bool),
+                      np.ones(shape, bool), None if ndvi is None else np.full(shape, ndvi, np.float32),
+                      np.full(shape, brightness, np.float32))
+
+
+def test_nir_finds_dry_grass_cleared_and_keeps_a_season() -> None:
+    dry_grass = _layers(green=0.0, ndvi=0.28, brightness=0.2)  # brown in RGB, still reflects NIR
+    graded = _layers(green=-0.01, ndvi=0.06, brightness=0.4)  # bare soil, hardly brighter
+    assert ground_worked(dry_grass, graded, RULES).all()
+    rgb_only = dataclasses.replace(dry_grass, ndvi=None), dataclasses.replace(graded, ndvi=None)
+    assert not ground_worked(*rgb_only, RULES).any()  # RGB alone cannot tell dry grass from soil
+    green_field, dry_field = _layers(0.1, 0.7, 0.0), _layers(0.0, 0.25, 0.3)  # a field drying in summer
+    assert not ground_worked(green_field, dry_field, RULES).any()  # NIR says it still grows
+    assert ground_worked(_layers(0.0, None, -0.5), _layers(0.0, None, 1.2), RULES).all()  # a new bright yard
+
+
+def test_excavation_in_winter_scrub_is_found_and_seasons_stay_quiet(tmp_path: Path) -> None:
+    """DSIFN ``8_3``: a park dug up for construction, the later image in winter (brown scrub), never
+    green enough at the first date: the new-bare-surface cue finds the excavation cell."""
+    pair = read_dsifn_pair(SAMPLES, "8_3")
+    layer, _ = cleared(tmp_path / "a", "8_3", [pair.earlier, pair.later])
+    flagged, cells = burned(layer, pair), reference("8_3")
+    # measured without building masks: 0.47 of the excavation (0.00 with the green-before cue alone),
+    # 0.112 of the not-cleared ground (0.108 with the green-before cue alone: brown winter scrub)
+    assert flagged[cells == 1].mean() >= 0.3
+    assert flagged[cells == 0].mean() <= 0.15
+    season = read_dsifn_pair(SAMPLES, "3_4")  # fields in another season beside a denser village
+    quiet, _ = cleared(tmp_path / "b", "3_4", [season.earlier, season.later])
+    assert burned(quiet, season)[reference("3_4") == 0].mean() <= 0.03  # measured 0.016
