@@ -95,13 +95,19 @@ def export_model(checkpoint_path: Path, out_path: Path,
     ``multiscale``: the default multi-scale rule of inference to store (None: one pass;
     ``checkpoint``: as the checkpoint says).
     """
-    checkpoint = read_checkpoint(Path(checkpoint_path))
-    metadata = dict(checkpoint["sitewatch"])
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.suffix == ".safetensors":  # an exported model file, re-exported with another default
+        metadata = read_model_metadata(checkpoint_path)
+        state = load_file(str(checkpoint_path), device="cpu")
+    else:
+        checkpoint = read_checkpoint(checkpoint_path)
+        metadata = dict(checkpoint["sitewatch"])
+        state = network_state(checkpoint)
     metadata.pop("saved_at", None)
     if multiscale != "checkpoint":
         metadata["multiscale"] = multiscale.document() if multiscale else None
     metadata["format"] = MODEL_FORMAT
-    state = {k: v.float() if v.is_floating_point() else v for k, v in network_state(checkpoint).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(out_path) as tmp:
         save_file(state, str(tmp), metadata={"sitewatch": json.dumps(metadata, sort_keys=True)})
     return file_sha256(Path(out_path))

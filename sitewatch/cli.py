@@ -51,7 +51,8 @@ def train(ctx: typer.Context) -> None:
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Lightning checkpoint (.ckpt) from training.")],
+    checkpoint: Annotated[Path, typer.Argument(
+        help="Lightning checkpoint (.ckpt) from training, or a model file (.safetensors) to re-export.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.safetensors).")],
     multiscale: Annotated[bool | None, typer.Option(
         "--multiscale/--single-scale", help="Make multi-scale inference (fine + coarse pass) the model's default, "
