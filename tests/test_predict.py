@@ -17,6 +17,7 @@ from sitewatch.data.common import read_rgb
 from sitewatch.errors import SitewatchError
 from sitewatch.paths import default_model_path
 from sitewatch.predict import Predictor, blend_weight, choose_device, segment_raster, window_starts
+from sitewatch.products import PROBABILITY_SCALE, decode_probability
 
 HARVEY = "xbd/xbd/images/hurricane-harvey_00000001_pre_disaster.png"
 SHANGHAI = "shanghai/google_0_10.tif"
@@ -91,7 +92,7 @@ def test_tiled_output_matches_whole_image_inference(real_mosaic: tuple[Path, np.
     disagreement = np.mean(tiled != reference_mask)
     assert disagreement <= 0.002, disagreement  # measured 0.00135 with the shipped model (0.00085 before)
     # no seam lines: along tile borders the probabilities agree as well as anywhere else
-    probability = _read(result.probability_path) / 255.0
+    probability = decode_probability(_read(result.probability_path))
     starts = window_starts(2048, 1024, 768)
     seams = starts[1:] + [s + 1023 for s in starts[:-1]]
     error = np.abs(probability - reference)
@@ -111,7 +112,7 @@ def test_a_raster_within_one_tile_is_predicted_whole(samples: Path, tmp_path: Pa
     padded = np.pad(normalised, ((0, 0), (0, 28), (0, 24)), mode="reflect")[None]
     with torch.no_grad():
         reference = torch.sigmoid(model.network(torch.from_numpy(padded)))[0, 0, :900, :1000].numpy()
-    assert np.abs(_read(result.probability_path) / 255.0 - reference).max() <= 1 / 255 + 1e-4
+    assert np.abs(decode_probability(_read(result.probability_path)) - reference).max() <= 1 / PROBABILITY_SCALE + 1e-4
     assert np.array_equal(_read(result.mask_path), (reference > model.threshold).astype(np.uint8))
 
 
