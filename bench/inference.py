@@ -6,7 +6,9 @@
 * efficiency: end-to-end ``segment_raster`` tiles/s divided by bare model-forward tiles/s on the
   same tiles (already in memory, same batch size). Goal ≥ 0.9. Tiles, overlap and batch size
   are the defaults of ``sitewatch segment`` unless given.
-* backends: the same comparison for PyTorch eager and ONNX Runtime on the CPU.
+* backends: the same comparison for PyTorch eager, ONNX Runtime and ONNX Runtime int8
+  (``--backend onnx-int8``: the model's cached int8 graph, ``train`` calibration of
+  ``bench/int8.py`` when built, else the demo site's) on the CPU.
 * memory: peak resident memory (ru_maxrss) of a fresh process segmenting a raster of each size
   (built by repeating a real sample tile, 0.5 m pixels). Goal: flat in raster size.
 * passes: end-to-end seconds of ``segment_raster`` on the 2,048² raster (ONNX Runtime) with one
@@ -167,7 +169,7 @@ def main() -> None:
         small = make_raster(Path(tmp) / "r2048.tif", 2048)
         results["efficiency"] = [efficiency(args.model, b, small, args.tile_size, args.overlap, args.batch_size,
                                             args.repeats)
-                                 for b in ("torch", "onnx")]
+                                 for b in ("torch", "onnx", "onnx-int8")]
         results["passes"] = pass_costs(args.model, small, args.repeats)
         results["memory"] = []
         for size in args.sizes:
