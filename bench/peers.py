@@ -240,6 +240,19 @@ def measure(raster: Path, size: int, common: dict, device: str, geoai_python: Pa
     return rows
 
 
+def markdown(rows: list[dict]) -> str:
+    """The side-by-side table of docs/BENCHMARKS.md."""
+    lines = ["| tool | raster | device | seconds | × sitewatch's time | peak RSS (MiB) | mask IoU vs sitewatch |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ours = next(r for r in rows if r["tool"] == "sitewatch" and r["raster_px"] == row["raster_px"]
+                    and r["device"] == row["device"])
+        lines.append(f"| {row['tool']} | {row['raster_px']:,}² | {row['device']} | {row['seconds']:.1f} | "
+                     f"{row['seconds'] / ours['seconds']:.2f} | {row['peak_rss_mib']:,.0f} | "
+                     f"{row['agreement_iou']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=2, metavar=("TOOL", "SPEC"), help=argparse.SUPPRESS)
@@ -281,6 +294,7 @@ def main() -> None:
     result["machine"]["load_after"] = os.getloadavg()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    print(markdown(result["rows"]))
     print(f"wrote {out}")
 
 
