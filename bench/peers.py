@@ -23,7 +23,7 @@ Tools (CPU rows; CUDA rows are added where ``torch.cuda.is_available()``):
 * ``sitewatch-int8``: the same with ``--backend onnx-int8`` (the int8 graph built beforehand and
   cached; the ``train`` calibration when ``bench/int8.py`` has built it, else the demo site's).
 * ``sitewatch-torch``: the same with ``--backend torch`` (PyTorch eager), to separate the engine
-  from the pipeline.
+  from the pipeline (2,048² only).
 * ``geoai``: ``geoai.inference.predict_geotiff`` (geoai-py 0.40.1, its tiled whole-raster
   inference with its own defaults: 256² tiles, 64 px overlap, batch 4, spline blending), given the
   smp U-Net as a custom model (geoai's own pretrained building models need a Hugging Face
@@ -210,12 +210,14 @@ def read_mask(folder: Path) -> np.ndarray:
         return dataset.read(1) == 1
 
 
-def tools(device: str, geoai_python: Path | None) -> list[tuple[str, str, str, dict]]:
-    """(row name, interpreter, child kind, extra spec) of every tool on ``device``."""
+def tools(device: str, size: int, geoai_python: Path | None) -> list[tuple[str, str, str, dict]]:
+    """(row name, interpreter, child kind, extra spec) of every tool on ``device`` (sitewatch's
+    PyTorch-eager variant on the 2,048² raster only: it only separates engine from pipeline)."""
     rows = [("sitewatch", sys.executable, "sitewatch", {"backend": "onnx" if device == "cpu" else "torch"})]
     if device == "cpu":
-        rows += [("sitewatch-int8", sys.executable, "sitewatch", {"backend": "onnx-int8"}),
-                 ("sitewatch-torch", sys.executable, "sitewatch", {"backend": "torch"})]
+        rows.append(("sitewatch-int8", sys.executable, "sitewatch", {"backend": "onnx-int8"}))
+        if size <= 2048:
+            rows.append(("sitewatch-torch", sys.executable, "sitewatch", {"backend": "torch"}))
     if geoai_python is not None:
         rows.append(("geoai", str(geoai_python), "geoai", {}))
     rows.append(("smp-loop", sys.executable, "smp-loop", {}))
@@ -224,7 +226,7 @@ def tools(device: str, geoai_python: Path | None) -> list[tuple[str, str, str, d
 
 def measure(raster: Path, size: int, common: dict, device: str, geoai_python: Path | None, tmp: Path) -> list[dict]:
     rows, reference = [], None
-    for name, python, kind, extra in tools(device, geoai_python):
+    for name, python, kind, extra in tools(device, size, geoai_python):
         out_dir = tmp / f"{name}-{device}-{size}"
         spec = common | extra | {"raster": str(raster), "out_dir": str(out_dir), "device": device}
         result = run_tool(python, kind, spec)
