@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -164,6 +165,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "torch": torch.__version__},
         "model": str(args.model),
+        "model_sha256": load_model(args.model).sha256,
+        "load_before": list(os.getloadavg()),
     }
     with tempfile.TemporaryDirectory() as tmp:
         small = make_raster(Path(tmp) / "r2048.tif", 2048)
@@ -187,6 +190,7 @@ def main() -> None:
     print(f"\n{'raster':>10s} {'windows':>8s} {'seconds':>8s} {'peak RSS MiB':>13s}")
     for row in results["memory"]:
         print(f"{row['raster_px']:>8d}² {row['windows']:8d} {row['seconds']:8.1f} {row['peak_rss_mib']:13.0f}")
+    results["load_after"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
