@@ -107,6 +107,7 @@ def main() -> None:
                              "what a machine without the training data builds (scored from a scratch cache)")
     parser.add_argument("--cache-dir", type=Path, default=REPO / ".cache/chips", help="the chip cache folder")
     parser.add_argument("--sizes", nargs="+", default=["0.5"])
+    parser.add_argument("--build-only", action="store_true", help="build and cache the int8 graph, score nothing")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/int8.json")
     args = parser.parse_args()
 
@@ -115,6 +116,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         target, calibration, cache = build_int8(model, args, Path(scratch))
         print(f"int8 graph calibrated on {calibration['chips']} ({args.calibration}): {target}")
+        if args.build_only:
+            return
         fp32 = heldout(args.model, args.config, args.sizes, "onnx", results / "heldout_int8_reference_fp32.json")
         int8 = heldout(args.model, args.config, args.sizes, "onnx-int8",
                        results / f"heldout_int8_{args.calibration}.json", cache)
