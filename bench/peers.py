@@ -292,10 +292,10 @@ def main() -> None:
             spec = common | input_mapping(model, raster)
             for device in devices:
                 result["rows"] += measure(raster, size, spec, device, geoai_python, tmp)
+                result["machine"]["load_after"] = os.getloadavg()
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result, indent=2))  # after every raster: a stopped run keeps its rows
             raster.unlink()
-    result["machine"]["load_after"] = os.getloadavg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
     print(markdown(result["rows"]))
     print(f"wrote {out}")
 
