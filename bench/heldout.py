@@ -2,7 +2,7 @@
 
     python bench/heldout.py [--model sitewatch/assets/sitewatch-unet-lite0-ms.safetensors]
                             [--config configs/default.yaml] [--out bench/results/heldout.json]
-                            [--sizes native 0.5 1 2 3]
+                            [--sizes native 0.5 1 2 3] [--backend auto|torch|onnx|onnx-int8]
 
 Every image of the config's ``val_groups`` is read with the project's readers from
 ``data.root``; for each ground pixel size of ``--sizes`` it is area-averaged to that size (label
@@ -170,12 +170,15 @@ def main() -> None:
     parser.add_argument("--multiscale", action=argparse.BooleanOptionalAction, default=None,
                         help="fine + coarse pass fused (default: the model's)")
     parser.add_argument("--tta", action="store_true", help="average over the 4 flips")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"],
+                        help="inference engine (default: segment's auto; onnx-int8: the model's cached int8 "
+                             "graph, the training-chip calibration of bench/int8.py when built)")
     parser.add_argument("--pictures", type=Path, default=None,
                         help="write the weakest native image of each source (label green, prediction red)")
     args = parser.parse_args()
     data = yaml.safe_load(args.config.read_text())["data"]
     root = args.root or (REPO / data["root"])
-    predictor = Predictor(load_model(args.model), device="auto", backend="auto", tta=args.tta,
+    predictor = Predictor(load_model(args.model), device="auto", backend=args.backend, tta=args.tta,
                           multiscale=args.multiscale)
     totals: dict = defaultdict(lambda: defaultdict(float))
     per_image: list[dict] = []
@@ -202,7 +205,7 @@ def main() -> None:
             print(f"mean pixel IoU over the satellite/aerial sources at {size}: {means[size]:.3f} "
                   f"({len(values)} sources)")
     result = {"command": "python " + " ".join(sys.argv), "model": str(args.model),
-              "sha256": predictor.model.sha256, "tta": args.tta,
+              "sha256": predictor.model.sha256, "tta": args.tta, "backend": predictor.description,
               "multiscale": predictor.multiscale.document() if predictor.multiscale else None,
               "per_source": rows, "per_image": per_image,
               "mean_satellite_pixel_iou": means}

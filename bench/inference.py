@@ -6,7 +6,9 @@
 * efficiency: end-to-end ``segment_raster`` tiles/s divided by bare model-forward tiles/s on the
   same tiles (already in memory, same batch size). Goal ≥ 0.9. Tiles, overlap and batch size
   are the defaults of ``sitewatch segment`` unless given.
-* backends: the same comparison for PyTorch eager and ONNX Runtime on the CPU.
+* backends: the same comparison for PyTorch eager, ONNX Runtime and ONNX Runtime int8
+  (``--backend onnx-int8``: the model's cached int8 graph, ``train`` calibration of
+  ``bench/int8.py`` when built, else the demo site's) on the CPU.
 * memory: peak resident memory (ru_maxrss) of a fresh process segmenting a raster of each size
   (built by repeating a real sample tile, 0.5 m pixels). Goal: flat in raster size.
 * passes: end-to-end seconds of ``segment_raster`` on the 2,048² raster (ONNX Runtime) with one
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -162,12 +165,14 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "torch": torch.__version__},
         "model": str(args.model),
+        "model_sha256": load_model(args.model).sha256,
+        "load_before": list(os.getloadavg()),
     }
     with tempfile.TemporaryDirectory() as tmp:
         small = make_raster(Path(tmp) / "r2048.tif", 2048)
         results["efficiency"] = [efficiency(args.model, b, small, args.tile_size, args.overlap, args.batch_size,
                                             args.repeats)
-                                 for b in ("torch", "onnx")]
+                                 for b in ("torch", "onnx", "onnx-int8")]
         results["passes"] = pass_costs(args.model, small, args.repeats)
         results["memory"] = []
         for size in args.sizes:
@@ -185,6 +190,7 @@ def main() -> None:
     print(f"\n{'raster':>10s} {'windows':>8s} {'seconds':>8s} {'peak RSS MiB':>13s}")
     for row in results["memory"]:
         print(f"{row['raster_px']:>8d}² {row['windows']:8d} {row['seconds']:8.1f} {row['peak_rss_mib']:13.0f}")
+    results["load_after"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")

@@ -173,7 +173,8 @@ def segment(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per raster.")],
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch or onnx (ONNX Runtime on CPU).")] = "auto",
+    backend: Annotated[str, typer.Option(
+        help="auto, torch, onnx (ONNX Runtime on CPU) or onnx-int8 (the model quantized to int8, CPU).")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
     bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 6,4,2 (default: what "
                                                    "the file or its Planet metadata says).")] = None,
@@ -335,7 +336,7 @@ def change(
     rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
     work_gsd: Annotated[float | None, typer.Option(
         help="Ground pixel size (m) to run the model at (default: the model's rule, from the "
              "first raster's pixel size).")] = None,
@@ -434,7 +435,7 @@ def batch(
     rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
     bands: Annotated[str | None, typer.Option(help="1-based bands for R,G,B of every raster of sites whose "
                                                    "manifest entry names none, e.g. 6,4,2.")] = None,
     udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,

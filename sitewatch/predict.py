@@ -45,6 +45,7 @@ from sitewatch.fusion import FusionResult, fuse_passes
 from sitewatch.modelfile import FusionRule, working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.products import MASK_NODATA, PROBABILITY_NODATA, PRODUCT_TAG, encode_probability
+from sitewatch.quantize import int8_model
 from sitewatch.radiometry import Stretch, band_choice, colour_table, value_stretch
 from sitewatch.raster import (
     open_raster,
@@ -53,7 +54,8 @@ from sitewatch.raster import (
     write_cog,
 )
 
-Backend = Literal["auto", "torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 MIN_TILE = 64
 MIN_EXTENT = 16  # model pixels a side: less is too little ground to say anything about
 MAX_AUTO_TILE = 1024
@@ -127,8 +129,9 @@ class Predictor:
     Args:
         model: a loaded model file.
         device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
-        backend: ``torch``, ``onnx`` (ONNX Runtime, CPU) or ``auto`` (ONNX Runtime on CPU when
-            installed, PyTorch otherwise: see docs/BENCHMARKS.md for the measured speeds).
+        backend: ``torch``, ``onnx`` (ONNX Runtime, CPU), ``onnx-int8`` (ONNX Runtime with the
+            model quantized to int8, :mod:`sitewatch.quantize`) or ``auto`` (ONNX Runtime on CPU
+            when installed, PyTorch otherwise: see docs/BENCHMARKS.md for the measured speeds).
         tta: average over the 4 flips (4× the work).
         compile: ``torch.compile`` the network (CUDA only).
         multiscale: run a fine and a coarse pass and fuse them (:mod:`sitewatch.fusion`); None:
@@ -143,23 +146,20 @@ class Predictor:
         default_rule = model.metadata.multiscale
         self.multiscale: FusionRule | None = (default_rule if multiscale is None else
                                               (default_rule or FusionRule()) if multiscale else None)
+        if backend not in BACKENDS:
+            raise SitewatchError(f"unknown backend '{backend}' ({', '.join(BACKENDS)})", setting="backend")
         if backend == "auto":
             backend = "onnx" if self.device.type == "cpu" and _has_onnxruntime() else "torch"
-        if backend == "onnx":
+        if backend.startswith("onnx"):
             if self.device.type != "cpu":
-                raise SitewatchError("the onnx backend runs on the CPU; use the cpu device", setting="backend")
+                raise SitewatchError(f"the {backend} backend runs on the CPU; use the cpu device", setting="backend")
             if not _has_onnxruntime():
-                raise SitewatchError("the onnx backend needs the onnxruntime package", setting="backend")
+                raise SitewatchError(f"the {backend} backend needs the onnxruntime package", setting="backend")
         self.backend = backend
         self.session = None
         self.network = model.network
-        if backend == "onnx":
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            self.session = ort.InferenceSession(str(export_onnx(model)), options,
-                                                providers=["CPUExecutionProvider"])
+        if backend.startswith("onnx"):
+            self.session = _onnx_session(model, int8=backend == "onnx-int8")
         else:
             self.network = model.network.to(self.device).eval()
             self.network = self.network.to(memory_format=torch.channels_last)
@@ -172,7 +172,8 @@ class Predictor:
     @property
     def description(self) -> str:
         amp = f", autocast {str(self.amp_dtype).removeprefix('torch.')}" if self.amp_dtype else ""
-        return f"{self.device.type} ({'ONNX Runtime' if self.backend == 'onnx' else 'PyTorch'}{amp})"
+        engine = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime int8"}.get(self.backend, "PyTorch")
+        return f"{self.device.type} ({engine}{amp})"
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:
         if self.session is not None:
@@ -194,6 +195,21 @@ class Predictor:
             probability = _sigmoid(self._logits(np.ascontiguousarray(flipped)))
             total += np.flip(probability, tuple(a - 1 for a in axes)) if axes else probability
         return total / 4
+
+
+def _onnx_session(model: LoadedModel, int8: bool):  # noqa: ANN202 - onnxruntime is imported lazily
+    """An ONNX Runtime CPU session of the model's float32 graph, or of its int8 graph."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    # memory patterns pre-plan one block per input shape: 340 MiB more peak RSS on a 2,048² raster
+    # of 1,024² tiles, no faster (bench/peers.py); the outputs are the same byte for byte
+    options.enable_mem_pattern = False
+    graph = export_onnx(model)
+    if int8:
+        graph = int8_model(graph, model.sha256, model.metadata)
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
 
 def _has_onnxruntime() -> bool:
@@ -455,9 +471,15 @@ class _WindowReader:
             values = pixels.astype(np.float32).filled(np.nan)
         low = plan.low.reshape(-1, 1, 1).astype(np.float32)
         high = plan.high.reshape(-1, 1, 1).astype(np.float32)
-        scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
-        scaled = np.where(np.isfinite(scaled), scaled, self.mean)  # nodata → band mean
-        normalised = (scaled - self.mean) / self.std
+        # in place: a window is ~12 MB of float32 per band triple, and two threads read at once
+        normalised = np.subtract(values, low, out=values)
+        np.divide(normalised, high - low, out=normalised)
+        np.clip(normalised, 0.0, 1.0, out=normalised)
+        nodata = ~np.isfinite(normalised)
+        if nodata.any():  # nodata → band mean
+            np.copyto(normalised, np.broadcast_to(self.mean, normalised.shape), where=nodata)
+        np.subtract(normalised, self.mean, out=normalised)
+        np.divide(normalised, self.std, out=normalised)
         pad_rows, pad_cols = (p - m for p, m in zip(plan.padded_shape, plan.model_shape, strict=True))
         if pad_rows or pad_cols:  # mirror the image into the padding (edge values where it is too small)
             small = pad_rows >= normalised.shape[1] or pad_cols >= normalised.shape[2]

@@ -26,7 +26,7 @@ ORDER = [
     # files and rasters in and out
     "files", "raster", "outputs", "radiometry", "fusion",
     # the network and its files
-    "pretrained", "network", "checkpoint",
+    "pretrained", "network", "checkpoint", "quantize",
     # training data: one reader per format, the chip cache, the data module
     "data.common", "data.transforms", "data.geodata", "data.georaster", "data.masks", "data.slippy", "data.xbd",
     "data.levir", "data.dsifn", "data.pairs", "data.layouts", "data.owndata", "data.sources", "data.chips",
