@@ -118,15 +118,21 @@ def standardised_brightness(rgb: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return ((brightness - values.mean()) / max(float(values.std()), 1e-6)).astype(np.float32)
 
 
-def local_correlation(a: np.ndarray, b: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Pearson correlation of ``a`` and ``b`` in a Gaussian window (−1..1; 0 where either is flat)."""
+def local_moments(a: np.ndarray, b: np.ndarray, sigma_px: float) -> tuple[np.ndarray, ...]:
+    """Means, variances and covariance of ``a`` and ``b`` in a Gaussian window of ``sigma_px`` pixels:
+    ``(mean_a, mean_b, var_a, var_b, covariance)``."""
     def smooth(x: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(x, sigma_px, mode="nearest")
 
     mean_a, mean_b = smooth(a), smooth(b)
     var_a = np.maximum(smooth(a * a) - mean_a**2, 0)
     var_b = np.maximum(smooth(b * b) - mean_b**2, 0)
-    covariance = smooth(a * b) - mean_a * mean_b
+    return mean_a, mean_b, var_a, var_b, smooth(a * b) - mean_a * mean_b
+
+
+def local_correlation(a: np.ndarray, b: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Pearson correlation of ``a`` and ``b`` in a Gaussian window (−1..1; 0 where either is flat)."""
+    _, _, var_a, var_b, covariance = local_moments(a, b, sigma_px)
     return (covariance / np.sqrt(np.maximum(var_a * var_b, 1e-6))).astype(np.float32)
 
 

@@ -30,6 +30,7 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from scipy import ndimage
 
+from sitewatch.clearing import local_moments
 from sitewatch.prepare import Shift
 from sitewatch.radiometry import RGB, choose_bands, value_stretch
 
@@ -130,13 +131,7 @@ def _standardised(rgb: np.ndarray, seen: np.ndarray, smooth_px: float) -> np.nda
 
 def ssim(a: np.ndarray, b: np.ndarray, sigma_px: float) -> np.ndarray:
     """Structural similarity of two standardised images in a Gaussian window (−1..1)."""
-    def smooth(x: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(x, sigma_px, mode="nearest")
-
-    mean_a, mean_b = smooth(a), smooth(b)
-    var_a = np.maximum(smooth(a * a) - mean_a**2, 0)
-    var_b = np.maximum(smooth(b * b) - mean_b**2, 0)
-    covariance = smooth(a * b) - mean_a * mean_b
+    mean_a, mean_b, var_a, var_b, covariance = local_moments(a, b, sigma_px)
     return (((2 * mean_a * mean_b + SSIM_C1) * (2 * covariance + SSIM_C2))
             / ((mean_a**2 + mean_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2))).astype(np.float32)
 

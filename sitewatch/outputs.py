@@ -21,7 +21,6 @@ Markers written before content records existed (a plain list of names) are read 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
+from sitewatch.modelfile import file_sha256
 
 #: The marker file of a folder sitewatch wrote.
 MARKER = ".sitewatch-owned.json"
@@ -53,14 +53,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _layers(path: Path) -> list[str] | None:
     """The layer names of a GeoPackage (None for other files or an unreadable one)."""
     if path.suffix.lower() != ".gpkg":
@@ -75,7 +67,7 @@ def _layers(path: Path) -> list[str] | None:
 
 def file_record(path: Path) -> dict[str, Any]:
     """What a file sitewatch wrote looks like: size, SHA-256 and, for a GeoPackage, its layers."""
-    record: dict[str, Any] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    record: dict[str, Any] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
     layers = _layers(path)
     if layers is not None:
         record["layers"] = layers
@@ -91,7 +83,7 @@ def file_changed(path: Path, record: dict[str, Any]) -> str | None:
         return None
     if not path.is_file():
         return None  # gone: nothing of the user's to lose
-    if path.stat().st_size == record.get("bytes") and _sha256(path) == record.get("sha256"):
+    if path.stat().st_size == record.get("bytes") and file_sha256(path) == record.get("sha256"):
         return None
     before, now = set(record.get("layers") or []), set(_layers(path) or [])
     if record.get("layers") is not None and now != before:
