@@ -87,22 +87,57 @@ def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
+def read_weights(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The metadata document and network tensors of a checkpoint (.ckpt) or model file (.safetensors)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_model_metadata(path), load_file(str(path), device="cpu")
+    checkpoint = read_checkpoint(path)
+    return dict(checkpoint["sitewatch"]), network_state(checkpoint)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Weight-space ensembling (WiSE-FT, Wortsman et al. 2022) of a fine-tuned network with the
+    network it was fine-tuned from: every float tensor is ``(1 - weight) * base + weight * tuned``.
+
+    ``base``: the model file or checkpoint fine-tuning started from (same architecture);
+    ``weight``: the fine-tuned share, 0-1. The blend keeps the fine-tuned model's metadata (its input
+    mapping among them) and records both files' SHA-256 and the weight under ``blend``.
+    """
+
+    base: Path
+    weight: float
+
+
+def blend_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                 weight: float) -> dict[str, torch.Tensor]:
+    """``(1 - weight) * base + weight * tuned`` for float tensors; integer tensors (BatchNorm's
+    ``num_batches_tracked``) are the tuned network's. Raises SitewatchError if the tensors differ."""
+    if not 0.0 <= weight <= 1.0:
+        raise SitewatchError(f"blend weight {weight} is outside 0-1")
+    if base.keys() != tuned.keys() or any(base[k].shape != tuned[k].shape for k in tuned):
+        raise SitewatchError("the networks to blend differ in their tensors (not the same architecture)")
+    return {key: torch.lerp(base[key].float(), value.float(), weight) if value.is_floating_point() else value
+            for key, value in tuned.items()}
+
+
 def export_model(checkpoint_path: Path, out_path: Path,
-                 multiscale: FusionRule | None | Literal["checkpoint"] = "checkpoint") -> str:
+                 multiscale: FusionRule | None | Literal["checkpoint"] = "checkpoint",
+                 blend: Blend | None = None) -> str:
     """Write the compact inference file for a checkpoint; return its SHA-256.
 
     Weights are stored in float32; the file is written to a temporary name and renamed.
     ``multiscale``: the default multi-scale rule of inference to store (None: one pass;
-    ``checkpoint``: as the checkpoint says).
+    ``checkpoint``: as the checkpoint says). ``blend``: blend the weights with the network the
+    checkpoint was fine-tuned from (see ``Blend``).
     """
-    checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.suffix == ".safetensors":  # an exported model file, re-exported with another default
-        metadata = read_model_metadata(checkpoint_path)
-        state = load_file(str(checkpoint_path), device="cpu")
-    else:
-        checkpoint = read_checkpoint(checkpoint_path)
-        metadata = dict(checkpoint["sitewatch"])
-        state = network_state(checkpoint)
+    metadata, state = read_weights(Path(checkpoint_path))
+    if blend is not None:
+        _, base_state = read_weights(blend.base)
+        state = blend_states(base_state, state, blend.weight)
+        metadata["blend"] = {"base_sha256": file_sha256(Path(blend.base)),
+                             "tuned_sha256": file_sha256(Path(checkpoint_path)), "tuned_weight": blend.weight}
     metadata.pop("saved_at", None)
     if multiscale != "checkpoint":
         metadata["multiscale"] = multiscale.document() if multiscale else None

@@ -57,14 +57,25 @@ def export(
     multiscale: Annotated[bool | None, typer.Option(
         "--multiscale/--single-scale", help="Make multi-scale inference (fine + coarse pass) the model's default, "
         "or one pass.", show_default="as the checkpoint says")] = None,
+    blend_with: Annotated[Path | None, typer.Option(
+        "--blend-with", help="Blend the weights with the model this checkpoint was fine-tuned from "
+        "(weight-space ensembling, WiSE-FT).")] = None,
+    blend_weight: Annotated[float, typer.Option(
+        "--blend-weight", min=0.0, max=1.0, help="The fine-tuned share of the blend, 0-1.")] = 0.5,
 ) -> None:
     """Export a training checkpoint to a compact inference file (safetensors + JSON metadata)."""
-    from sitewatch.checkpoint import export_model
+    from sitewatch.checkpoint import Blend, export_model
     from sitewatch.modelfile import FusionRule
 
     if out.suffix != ".safetensors":
         raise SitewatchError(f"{out}: the exported model file must end in .safetensors")
-    sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else FusionRule() if multiscale else None)
+    if not checkpoint.is_file():
+        raise SitewatchError(f"{checkpoint}: checkpoint not found")
+    if blend_with is not None and not blend_with.is_file():
+        raise SitewatchError(f"{blend_with}: model to blend with not found")
+    blend = Blend(blend_with, blend_weight) if blend_with is not None else None
+    sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else FusionRule() if multiscale else None,
+                       blend=blend)
     typer.echo(f"wrote {out} (sha256 {sha})")
 
 

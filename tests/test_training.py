@@ -17,6 +17,7 @@ from sitewatch.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
 from sitewatch.errors import SitewatchError
 from sitewatch.model import SegmentationTask
 from sitewatch.network import build_network
+from sitewatch.paths import default_model_path
 from sitewatch.pretrained import load_encoder_weights
 
 SMOKE = "configs/cpu_smoke.yaml"
@@ -81,6 +82,38 @@ def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path
         assert torch.equal(from_ckpt.network(tile), from_file.network(tile))
     assert from_file.metadata.network == from_ckpt.metadata.network
     assert from_file.gsd_m == 0.5
+
+
+def test_export_blends_with_the_model_fine_tuning_started_from(smoke_run: Path, tmp_path: Path) -> None:
+    """WiSE-FT: weight 0 is the base network exactly, 1 the fine-tuned one, 0.5 their midpoint;
+    the blend keeps the fine-tuned metadata and records both files and the weight."""
+    tuned = smoke_run / "checkpoints" / "latest.ckpt"
+    base = tmp_path / "base.safetensors"
+    assert run_sitewatch("export", str(next((smoke_run / "checkpoints").glob("best-*.ckpt"))),
+                         "--out", str(base)).returncode == 0
+    base_state = load_model(base).network.state_dict()
+    tuned_state = load_model(tuned).network.state_dict()
+    blends = {}
+    for weight in ("0", "0.5", "1"):
+        out = tmp_path / f"blend{weight}.safetensors"
+        result = run_sitewatch("export", str(tuned), "--blend-with", str(base), "--blend-weight", weight,
+                               "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        blends[weight] = load_model(out)
+    key = "encoder.model.conv_stem.weight"
+    assert torch.equal(blends["0"].network.state_dict()[key], base_state[key])
+    assert torch.equal(blends["1"].network.state_dict()[key], tuned_state[key])
+    assert torch.allclose(blends["0.5"].network.state_dict()[key], (base_state[key] + tuned_state[key]) / 2)
+    record = read_model_metadata(tmp_path / "blend0.5.safetensors")["blend"]
+    assert record == {"base_sha256": file_sha256(base), "tuned_sha256": file_sha256(tuned), "tuned_weight": 0.5}
+
+
+def test_blend_refuses_another_architecture(smoke_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "blend.safetensors"
+    result = run_sitewatch("export", str(smoke_run / "checkpoints" / "latest.ckpt"), "--blend-with",
+                           str(default_model_path()), "--out", str(out))
+    assert_one_line_error(result, "not the same architecture")
+    assert not out.exists()
 
 
 def test_overfitting_real_tiles_raises_iou(samples: Path, tmp_path: Path) -> None:
