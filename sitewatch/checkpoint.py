@@ -17,6 +17,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -174,7 +175,7 @@ def load_model(
         except (SafetensorError, OSError) as error:
             raise SitewatchError(f"{path}: cannot read weights ({error})") from None
         metadata = ModelMetadata.from_document(document, path)
-        return LoadedModel(None, metadata, path, sha, _build=lambda: _build_network(path, metadata, None, device))
+        return LoadedModel(None, metadata, path, sha, _build=partial(_build_network, path, metadata, None, device))
     if path.suffix == ".ckpt":
         checkpoint = read_checkpoint(path)
         metadata = ModelMetadata.from_document(checkpoint["sitewatch"], path)
