@@ -5,7 +5,7 @@
 
 Every tool segments the same RGB GeoTIFF (0.5 m, EPSG:32615, tiled from a real 1,024² Harvey
 tile, as ``bench/inference.py`` builds it) in a fresh process of its own, one after another, so
-that ``peak_rss_mib`` (``ru_maxrss`` of that process) is the tool's alone. ``seconds`` runs from
+that ``peak_rss_mib`` (that process's ``VmHWM``, its own peak resident set) is the tool's alone. ``seconds`` runs from
 before the model is loaded to the closed output file (interpreter and library imports left out;
 ``process_seconds`` is the whole process). Every tool runs the **same network with the same
 weights** (sitewatch's model: a U-Net with a ``tu-tf_efficientnet_lite0`` encoder, saved by this
@@ -70,6 +70,18 @@ SMP_LOOP_TILE, SMP_LOOP_OVERLAP, SMP_LOOP_BATCH = 512, 64, 4
 # --- the tools, each run in its own process (``--child TOOL SPEC``) --------------------------------
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident set: ``VmHWM`` where Linux gives it, else ``ru_maxrss``.
+
+    On Linux ``ru_maxrss`` survives ``exec``: a child started by this script reports at least the
+    parent's resident set when it forked (the parent holds torch and the model, ~800 MiB), so a tool
+    needing less than that measured the parent. ``VmHWM`` is the peak of the child's own memory.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -5,36 +5,56 @@ header metadata key ``sitewatch`` a JSON document with everything inference need
 settings, input bands and order, normalisation, pixel size in metres, threshold, classes,
 training data summary, code version). Loading it runs no pickle. Lightning ``.ckpt`` files are
 read with ``torch.load(weights_only=True)`` only, so a checkpoint carrying code is refused.
+
+Loading an exported file builds its network only when something asks for it
+(:attr:`LoadedModel.network`): ONNX Runtime inference from a cached graph then runs without
+importing torch, timm or smp, ~700 MiB of resident memory (docs/BENCHMARKS.md, issue 26).
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors import SafetensorError, safe_open
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
 from sitewatch.modelfile import MODEL_FORMAT, FusionRule, ModelMetadata, file_sha256, read_model_metadata
-from sitewatch.network import build_network
 from sitewatch.paths import default_model_path, recorded_checksum
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference and the metadata it was trained with."""
+    """A network ready for inference and the metadata it was trained with.
 
-    network: nn.Module
+    ``network`` is built on first use when the model was loaded with a ``build`` function (an
+    exported file): reading the metadata and the checksum needs no torch.
+    """
+
+    _network: nn.Module | None
     metadata: ModelMetadata
     path: Path
     sha256: str
+    _build: Callable[[], nn.Module] | None = field(default=None, repr=False)
+
+    @property
+    def network(self) -> nn.Module:
+        """The PyTorch network (built, and torch imported, on first use)."""
+        if self._network is None:
+            if self._build is None:
+                raise SitewatchError(f"{self.path}: model has no network")
+            self._network, self._build = self._build(), None
+        return self._network
 
     @property
     def gsd_m(self) -> float:
@@ -60,6 +80,8 @@ class LoadedModel:
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Read a Lightning checkpoint with ``weights_only=True``; a clear error for anything else."""
+    import torch
+
     if not path.is_file():
         raise SitewatchError(f"{path}: checkpoint not found")
     try:
@@ -89,6 +111,8 @@ def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def read_weights(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The metadata document and network tensors of a checkpoint (.ckpt) or model file (.safetensors)."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if path.suffix == ".safetensors":
         return read_model_metadata(path), load_file(str(path), device="cpu")
@@ -114,6 +138,8 @@ def blend_states(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
                  weight: float) -> dict[str, torch.Tensor]:
     """``(1 - weight) * base + weight * tuned`` for float tensors; integer tensors (BatchNorm's
     ``num_batches_tracked``) are the tuned network's. Raises SitewatchError if the tensors differ."""
+    import torch
+
     if not 0.0 <= weight <= 1.0:
         raise SitewatchError(f"blend weight {weight} is outside 0-1")
     if base.keys() != tuned.keys() or any(base[k].shape != tuned[k].shape for k in tuned):
@@ -132,6 +158,8 @@ def export_model(checkpoint_path: Path, out_path: Path,
     ``checkpoint``: as the checkpoint says). ``blend``: blend the weights with the network the
     checkpoint was fine-tuned from (see ``Blend``).
     """
+    from safetensors.torch import save_file
+
     metadata, state = read_weights(Path(checkpoint_path))
     if blend is not None:
         _, base_state = read_weights(blend.base)
@@ -162,6 +190,9 @@ def load_model(
 ) -> LoadedModel:
     """Load an exported ``.safetensors`` model (or a ``.ckpt``, weights-only) for inference.
 
+    An exported file's metadata, checksum and header are read now, its network is built on first
+    use of ``network`` (so weights that do not fit the network are reported then).
+
     Args:
         path: model file.
         device: where to put the network (weights are read with ``map_location`` CPU first).
@@ -177,17 +208,32 @@ def load_model(
         )
     if path.suffix == ".safetensors":
         document = read_model_metadata(path)
+        try:  # the header and the tensors' extents, read now: a truncated file fails here, not later
+            with safe_open(str(path), framework="numpy") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as error:
+            raise SitewatchError(f"{path}: cannot read weights ({error})") from None
+        metadata = ModelMetadata.from_document(document, path)
+        return LoadedModel(None, metadata, path, sha, _build=partial(_build_network, path, metadata, None, device))
+    if path.suffix == ".ckpt":
+        checkpoint = read_checkpoint(path)
+        metadata = ModelMetadata.from_document(checkpoint["sitewatch"], path)
+        return LoadedModel(_build_network(path, metadata, network_state(checkpoint), device), metadata, path, sha)
+    raise SitewatchError(f"{path}: model files are .safetensors (exported) or .ckpt")
+
+
+def _build_network(path: Path, metadata: ModelMetadata, state: dict[str, torch.Tensor] | None,
+                   device: str | torch.device) -> nn.Module:
+    """The network of ``metadata`` with the weights ``state`` (None: read from the ``.safetensors`` file)."""
+    from safetensors.torch import load_file
+
+    from sitewatch.network import build_network
+
+    if state is None:
         try:
             state = load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as error:
             raise SitewatchError(f"{path}: cannot read weights ({error})") from None
-    elif path.suffix == ".ckpt":
-        checkpoint = read_checkpoint(path)
-        document = checkpoint["sitewatch"]
-        state = network_state(checkpoint)
-    else:
-        raise SitewatchError(f"{path}: model files are .safetensors (exported) or .ckpt")
-    metadata = ModelMetadata.from_document(document, path)
     settings = metadata.network
     network = build_network(**settings)
     try:
@@ -196,5 +242,4 @@ def load_model(
         first = str(error).splitlines()[0]
         raise SitewatchError(f"{path}: weights do not fit the {settings.get('arch')} / "
                              f"{settings.get('encoder')} network ({first})") from None
-    network.eval().to(device)
-    return LoadedModel(network=network, metadata=metadata, path=path, sha256=sha)
+    return network.eval().to(device)

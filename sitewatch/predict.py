@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -29,12 +30,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 import rasterio
-import torch
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -54,6 +54,9 @@ from sitewatch.raster import (
     write_cog,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 MIN_TILE = 64
@@ -72,8 +75,49 @@ def max_pixels() -> float:
 
 # --- device and backends -------------------------------------------------------------------------
 
-def choose_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA if present, else Apple MPS, else CPU. Asking for a missing one is an error."""
+class CpuDevice:
+    """The CPU, named without importing torch (ONNX Runtime needs none); ``type`` as ``torch.device``'s."""
+
+    type = "cpu"
+    index = None
+
+    def __str__(self) -> str:
+        return "cpu"
+
+    def __repr__(self) -> str:
+        return "device(type='cpu')"
+
+    def __eq__(self, other: object) -> bool:
+        return str(other) == "cpu"
+
+    def __hash__(self) -> int:
+        return hash("cpu")
+
+
+def gpu_possible() -> bool:
+    """False only where no GPU can be present: Linux without an NVIDIA or AMD (ROCm) driver device,
+    or torch already loaded and seeing none. Lets the CPU be chosen without importing torch."""
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        mps = getattr(torch.backends, "mps", None)
+        return bool(torch.cuda.is_available() or (mps is not None and mps.is_available()))
+    if not sys.platform.startswith("linux"):
+        return True  # macOS (MPS), Windows: ask torch
+    devices = Path("/dev")
+    return (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
+            or any(devices.glob("nvidia[0-9]*")) or any(devices.glob("dxg")))
+
+
+def choose_device(name: str = "auto") -> torch.device | CpuDevice:
+    """``auto``: CUDA if present, else Apple MPS, else CPU. Asking for a missing one is an error.
+
+    The CPU is a :class:`CpuDevice` when torch is not loaded (``cpu``, or ``auto`` where no GPU
+    can be present, :func:`gpu_possible`), else a ``torch.device``.
+    """
+    if name == "cpu" or (name == "auto" and not gpu_possible()):
+        return sys.modules["torch"].device("cpu") if "torch" in sys.modules else CpuDevice()
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -88,8 +132,6 @@ def choose_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
             raise SitewatchError("mps: Apple MPS is not available on this machine", setting="device")
         return torch.device("mps")
-    if name == "cpu":
-        return torch.device("cpu")
     raise SitewatchError(f"unknown device '{name}' (auto, cuda, cuda:N, mps, cpu)")
 
 
@@ -103,6 +145,8 @@ def export_onnx(model: LoadedModel, target: Path | None = None) -> Path:
     target = target or onnx_cache_dir() / f"{model.sha256[:32]}.onnx"
     if target.is_file():
         return target
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
     network = model.network.to("cpu").eval()
     example = torch.zeros(1, len(model.bands), 256, 256)
@@ -157,16 +201,22 @@ class Predictor:
                 raise SitewatchError(f"the {backend} backend needs the onnxruntime package", setting="backend")
         self.backend = backend
         self.session = None
-        self.network = model.network
+        self.network = None  # ONNX Runtime: the PyTorch network is never built (no torch import)
         if backend.startswith("onnx"):
             self.session = _onnx_session(model, int8=backend == "onnx-int8")
         else:
+            import torch
+
+            if isinstance(self.device, CpuDevice):
+                self.device = torch.device("cpu")
             self.network = model.network.to(self.device).eval()
             self.network = self.network.to(memory_format=torch.channels_last)
             if compile and self.device.type == "cuda":
                 self.network = torch.compile(self.network)
         self.amp_dtype = None
         if self.device.type == "cuda":
+            import torch
+
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     @property
@@ -178,6 +228,8 @@ class Predictor:
     def _logits(self, batch: np.ndarray) -> np.ndarray:
         if self.session is not None:
             return self.session.run(None, {"image": batch})[0][:, 0]
+        import torch
+
         tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
         tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
@@ -202,7 +254,7 @@ def _onnx_session(model: LoadedModel, int8: bool):  # noqa: ANN202 - onnxruntime
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = _cpu_threads()
     # memory patterns pre-plan one block per input shape: 340 MiB more peak RSS on a 2,048² raster
     # of 1,024² tiles, no faster (bench/peers.py); the outputs are the same byte for byte
     options.enable_mem_pattern = False
@@ -210,6 +262,16 @@ def _onnx_session(model: LoadedModel, int8: bool):  # noqa: ANN202 - onnxruntime
     if int8:
         graph = int8_model(graph, model.sha256, model.metadata)
     return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+
+
+def _cpu_threads() -> int:
+    """Intra-op threads for ONNX Runtime: PyTorch's count when torch is loaded, else what PyTorch
+    would pick (``$OMP_NUM_THREADS``, else the physical cores), without importing it."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    return 0  # ONNX Runtime's default: the physical cores
 
 
 def _has_onnxruntime() -> bool:
