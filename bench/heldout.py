@@ -1,6 +1,6 @@
 """Validation of a model file on the held-out areas of a training config, per source and pixel size.
 
-    python bench/heldout.py [--model sitewatch/assets/sitewatch-unet-lite0-ms.safetensors]
+    python bench/heldout.py [--model sitewatch/assets/sitewatch-unet-lite0-ps.safetensors]
                             [--config configs/default.yaml] [--out bench/results/heldout.json]
                             [--sizes native 0.5 1 2 3] [--backend auto|torch|onnx|onnx-int8]
 

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
 from sitewatch.modelfile import MODEL_FORMAT, FusionRule, ModelMetadata, file_sha256, read_model_metadata
-from sitewatch.paths import default_model_path, recorded_checksum
+from sitewatch.paths import model_path, recorded_checksum
 
 if TYPE_CHECKING:
     import torch
@@ -179,7 +179,7 @@ def export_model(checkpoint_path: Path, out_path: Path,
 def load_for_inference(path: Path | None = None) -> LoadedModel:
     """The model inference runs: ``path``, else the default one; a shipped file is checked against
     its recorded checksum. Loaded on the CPU (the predictor moves it to its device)."""
-    path = Path(path) if path is not None else default_model_path()
+    path = model_path(path)
     return load_model(path, device="cpu", expected_sha256=recorded_checksum(path))
 
 

@@ -26,6 +26,8 @@ from sitewatch.outputs import check_output_dir
 from sitewatch.summary import SiteSummary
 
 RULES_HELP = "Change rules YAML (default: the shipped ones; see `sitewatch rules`)."
+MODEL_HELP = ("Model file, or 'planetscope' for the shipped model for PlanetScope-class imagery "
+              "(default: the shipped default model).")
 MULTISCALE_HELP = ("Look at every place at two working sizes (fine, and twice as coarse) and fuse them: large roofs "
                    "the fine pass misses come from the coarse one (about 1.25x the time).")
 
@@ -57,6 +59,9 @@ def export(
     multiscale: Annotated[bool | None, typer.Option(
         "--multiscale/--single-scale", help="Make multi-scale inference (fine + coarse pass) the model's default, "
         "or one pass.", show_default="as the checkpoint says")] = None,
+    multiscale_from: Annotated[float, typer.Option(
+        "--multiscale-from", min=0.0, help="With --multiscale: the default coarse pass runs on inputs of at least "
+        "this pixel size (m); finer inputs run one pass.")] = 0.0,
     blend_with: Annotated[Path | None, typer.Option(
         "--blend-with", help="Blend the weights with the model this checkpoint was fine-tuned from "
         "(weight-space ensembling, WiSE-FT).")] = None,
@@ -74,8 +79,10 @@ def export(
     if blend_with is not None and not blend_with.is_file():
         raise SitewatchError(f"{blend_with}: model to blend with not found")
     blend = Blend(blend_with, blend_weight) if blend_with is not None else None
-    sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else FusionRule() if multiscale else None,
-                       blend=blend)
+    if multiscale_from and not multiscale:
+        raise SitewatchError("--multiscale-from needs --multiscale")
+    rule = FusionRule(min_input_gsd_m=multiscale_from) if multiscale else None
+    sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else rule, blend=blend)
     typer.echo(f"wrote {out} (sha256 {sha})")
 
 
@@ -84,9 +91,9 @@ def info(model: Annotated[Path | None, typer.Argument(
         help="Model file (.safetensors or .ckpt); default: the default model.")] = None) -> None:
     """Print a model file's metadata as JSON."""
     from sitewatch.modelfile import file_sha256, read_model_metadata
-    from sitewatch.paths import default_model_path
+    from sitewatch.paths import model_path
 
-    model = model or default_model_path()
+    model = model_path(model)
 
     if model.suffix == ".ckpt":  # a training checkpoint needs torch to read
         from sitewatch.checkpoint import load_model
@@ -182,7 +189,7 @@ def _check_readable(rasters: list[Path]) -> None:
 def segment(
     rasters: Annotated[list[Path], typer.Argument(help="Input rasters (GeoTIFF or any GDAL format).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; one sub-folder per raster.")],
-    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(
         help="auto, torch, onnx (ONNX Runtime on CPU) or onnx-int8 (the model quantized to int8, CPU).")] = "auto",
@@ -345,7 +352,7 @@ def change(
     dates: Annotated[str | None, typer.Option(help="ISO dates, comma-separated, one per raster.")] = None,
     site: Annotated[str | None, typer.Option(help="Site name for the report (default: folder name).")] = None,
     rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
-    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
     work_gsd: Annotated[float | None, typer.Option(
@@ -444,7 +451,7 @@ def batch(
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip sites whose outputs are current.")] = True,
     strict_paths: Annotated[bool, typer.Option("--strict-paths", help="Refuse paths outside the manifest.")] = False,
     rules: Annotated[Path | None, typer.Option(help=RULES_HELP)] = None,
-    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
     bands: Annotated[str | None, typer.Option(help="1-based bands for R,G,B of every raster of sites whose "
@@ -457,10 +464,10 @@ def batch(
     from sitewatch.batch import SiteRow, run_local, run_ray, write_batch_summary
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.outputs import remove_owned
-    from sitewatch.paths import default_model_path
+    from sitewatch.paths import model_path as resolve_model
 
     sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules, bands, udm)
-    model_path = model or default_model_path()
+    model_path = resolve_model(model)
     load_for_inference(model_path)  # a bad model fails before any site starts
     if not resume:
         for site in sites:

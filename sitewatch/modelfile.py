@@ -102,14 +102,23 @@ class FusionRule:
         large_m2: coarse-pass buildings of at least this area (m²) may fill in the fine pass.
         split_share: a large coarse building whose ground the fine pass covers, by this share or
             more, with buildings all smaller than ``large_m2`` is a merged cluster: fine pass kept.
+        min_input_gsd_m: as a model's default, the coarse pass runs on inputs whose pixel size (m) is at
+            least this (coarse imagery such as PlanetScope, where it pays); finer inputs run one pass.
+            An explicit ``--multiscale`` runs it on any input.
     """
 
     coarse_factor: float = 2.0
     large_m2: float = 2000.0
     split_share: float = 0.35
+    min_input_gsd_m: float = 0.0
 
     def document(self) -> dict[str, float]:
-        return {"coarse_factor": self.coarse_factor, "large_m2": self.large_m2, "split_share": self.split_share}
+        return {"coarse_factor": self.coarse_factor, "large_m2": self.large_m2, "split_share": self.split_share,
+                "min_input_gsd_m": self.min_input_gsd_m}
+
+    def applies_to(self, input_gsd_m: float) -> bool:
+        """Whether the coarse pass runs on an input of this pixel size (m, the coarser axis)."""
+        return input_gsd_m >= self.min_input_gsd_m * (1 - 1e-6)
 
     @classmethod
     def from_document(cls, document: dict[str, Any] | None) -> FusionRule | None:
@@ -117,13 +126,15 @@ class FusionRule:
         if not document:
             return None
         try:
-            rule = cls(float(document["coarse_factor"]), float(document["large_m2"]), float(document["split_share"]))
+            rule = cls(float(document["coarse_factor"]), float(document["large_m2"]), float(document["split_share"]),
+                       float(document.get("min_input_gsd_m", 0.0)))
         except (KeyError, TypeError, ValueError):
             raise SitewatchError(f"model metadata 'multiscale' {document!r}: needs coarse_factor, large_m2 and "
                                  "split_share numbers") from None
-        if not (rule.coarse_factor > 1 and rule.large_m2 > 0 and 0 < rule.split_share <= 1):
-            raise SitewatchError(f"model metadata 'multiscale' {document!r}: coarse_factor > 1, large_m2 > 0 and "
-                                 "split_share in (0, 1] needed")
+        if not (rule.coarse_factor > 1 and rule.large_m2 > 0 and 0 < rule.split_share <= 1
+                and rule.min_input_gsd_m >= 0):
+            raise SitewatchError(f"model metadata 'multiscale' {document!r}: coarse_factor > 1, large_m2 > 0, "
+                                 "split_share in (0, 1] and min_input_gsd_m >= 0 needed")
         return rule
 
 

@@ -25,6 +25,8 @@ def _assets_dir() -> Path:
 ASSETS_DIR = _assets_dir()
 MODELS_DIR = ASSETS_DIR
 DEFAULT_MODEL_NAME = "sitewatch-unet-lite0-ms.safetensors"
+#: Other shipped models, by the name ``--model`` accepts (models/MODEL_CARD.md).
+SHIPPED_MODELS = {"planetscope": "sitewatch-unet-lite0-ps.safetensors"}
 CHECKSUMS = MODELS_DIR / "SHA256SUMS"
 DEMO_SITE = ASSETS_DIR / "demo_site"
 DEFAULT_RULES = ASSETS_DIR / "change.yaml"
@@ -37,7 +39,18 @@ def default_rules_path() -> Path:
 
 def default_model_path() -> Path:
     """``$SITEWATCH_MODEL`` if set, else the shipped model."""
-    return Path(os.environ.get("SITEWATCH_MODEL", MODELS_DIR / DEFAULT_MODEL_NAME))
+    return model_path(Path(os.environ.get("SITEWATCH_MODEL", MODELS_DIR / DEFAULT_MODEL_NAME)))
+
+
+def model_path(given: Path | str | None) -> Path:
+    """The model file ``--model`` names: a path, a shipped model's name (``planetscope``: the model
+    for PlanetScope-class imagery) where no such file exists, or None for the default."""
+    if given is None:
+        return default_model_path()
+    given = Path(given)
+    if not given.exists() and str(given) in SHIPPED_MODELS:
+        return MODELS_DIR / SHIPPED_MODELS[str(given)]
+    return given
 
 
 def recorded_checksum(model: Path) -> str | None:

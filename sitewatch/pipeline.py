@@ -20,6 +20,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio
 import shapely
 from rasterio.transform import array_bounds
 
@@ -124,11 +125,17 @@ def segment_dates(prepared: PreparedSite, folder: Path, predictor: Predictor, sa
                   window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> list[SegmentResult]:
     """Every date segmented with the site's one value mapping and working pixel size."""
     count = len(prepared.dates)
-    stretches = site_stretch(prepared.aligned, [[1, 2, 3]] * count, prepared.ground_masks,
-                             predictor.model.metadata.input_mapping) or [None] * count
+    stretches = site_stretch(prepared.aligned, [_rgb_bands(path) for path in prepared.aligned],
+                             prepared.ground_masks, predictor.model.metadata.input_mapping) or [None] * count
     work_gsd_m = site_work_gsd(prepared, predictor, work_gsd_m)
     return [segment_date(prepared, k, folder, predictor, say, window_progress, work_gsd_m, stretches[k])
             for k in range(count)]
+
+
+def _rgb_bands(aligned: Path) -> list[int]:
+    """The red, green, blue bands of a date's copy on the site grid: 1, 2, 3, or band 1 three times (grey)."""
+    with rasterio.open(aligned) as dataset:
+        return [1, 2, 3] if dataset.count >= 3 else [1, 1, 1]
 
 
 def site_work_gsd(prepared: PreparedSite, predictor: Predictor, given_m: float | None) -> float | None:

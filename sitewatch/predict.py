@@ -28,7 +28,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -178,8 +178,9 @@ class Predictor:
             when installed, PyTorch otherwise: see docs/BENCHMARKS.md for the measured speeds).
         tta: average over the 4 flips (4× the work).
         compile: ``torch.compile`` the network (CUDA only).
-        multiscale: run a fine and a coarse pass and fuse them (:mod:`sitewatch.fusion`); None:
-            the model's default (its metadata ``multiscale``: one pass when it names none).
+        multiscale: run a fine and a coarse pass and fuse them (:mod:`sitewatch.fusion`) on every
+            input; None: the model's default (its metadata ``multiscale``: one pass when it names none;
+            its rule may limit the coarse pass to coarse inputs, ``FusionRule.min_input_gsd_m``).
     """
 
     def __init__(self, model: LoadedModel, device: str = "auto", backend: Backend = "auto",
@@ -188,8 +189,9 @@ class Predictor:
         self.device = choose_device(device)
         self.tta = tta
         default_rule = model.metadata.multiscale
-        self.multiscale: FusionRule | None = (default_rule if multiscale is None else
-                                              (default_rule or FusionRule()) if multiscale else None)
+        self.multiscale: FusionRule | None = (
+            default_rule if multiscale is None else
+            replace(default_rule or FusionRule(), min_input_gsd_m=0.0) if multiscale else None)
         if backend not in BACKENDS:
             raise SitewatchError(f"unknown backend '{backend}' ({', '.join(BACKENDS)})", setting="backend")
         if backend == "auto":
@@ -676,8 +678,12 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _
     staging: Path | None = None
     try:
         plans = [settings.plan(dataset, predictor, settings.work_gsd_m)]
-        if settings.multiscale is not None:
-            plans.append(settings.plan(dataset, predictor, plans[0].work_gsd_m * settings.multiscale.coarse_factor))
+        rule = settings.multiscale
+        if rule is not None and rule.applies_to(max(plans[0].pixel_size_m)):
+            plans.append(settings.plan(dataset, predictor, plans[0].work_gsd_m * rule.coarse_factor))
+        elif rule is not None:
+            plans[0].notes.append(f"one pass: the model runs its multi-scale pass on inputs of "
+                                  f"{rule.min_input_gsd_m:g} m or coarser (--multiscale forces it)")
         _check_not_all_nodata(dataset)
         staging = staging_dir(out_dir)
         threshold = predictor.model.threshold if settings.threshold is None else settings.threshold
@@ -685,7 +691,7 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _
         counter = _Progress(progress, sum(windows))
         passes = [_run_pass(staging, index, dataset, plan, predictor, threshold, settings, counter)
                   for index, plan in enumerate(plans)]
-        fusion = _fuse(staging, dataset, plans[0], passes, threshold, settings.multiscale)
+        fusion = _fuse(staging, dataset, plans[0], passes, threshold, rule)
         if finish is not None:
             finish(staging)
         publish_dir(staging, out_dir, "segment")
