@@ -34,6 +34,8 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
+
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.data.common import resample_label  # noqa: E402
 from sitewatch.data.sources import read_source  # noqa: E402
@@ -204,7 +206,7 @@ def main() -> None:
             means[size] = float(np.mean(values))
             print(f"mean pixel IoU over the satellite/aerial sources at {size}: {means[size]:.3f} "
                   f"({len(values)} sources)")
-    result = {"command": "python " + " ".join(sys.argv), "model": str(args.model),
+    result = {"command": command_line(), "model": repo_path(args.model),
               "sha256": predictor.model.sha256, "tta": args.tta, "backend": predictor.description,
               "multiscale": predictor.multiscale.document() if predictor.multiscale else None,
               "per_source": rows, "per_image": per_image,

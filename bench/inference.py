@@ -39,6 +39,8 @@ from affine import Affine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
+
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.data.common import read_rgb  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
@@ -161,10 +163,10 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict = {
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "torch": torch.__version__},
-        "model": str(args.model),
+        "model": repo_path(args.model),
         "model_sha256": load_model(args.model).sha256,
         "load_before": list(os.getloadavg()),
     }

@@ -35,6 +35,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
+
 from sitewatch.checkpoint import LoadedModel, load_model  # noqa: E402
 from sitewatch.data.datamodule import BuildingDataModule  # noqa: E402
 from sitewatch.modelfile import file_sha256  # noqa: E402
@@ -122,7 +124,7 @@ def main() -> None:
         int8 = heldout(args.model, args.config, args.sizes, "onnx-int8",
                        results / f"heldout_int8_{args.calibration}.json", cache)
     drop = {size: fp32[size] - int8[size] for size in fp32}
-    summary = {"command": "python " + " ".join(sys.argv), "model": str(args.model), "sha256": model.sha256,
+    summary = {"command": command_line(), "model": repo_path(args.model), "sha256": model.sha256,
                "calibration": calibration, "calibration_set": args.calibration, "int8_graph": target.name,
                "mean_satellite_pixel_iou": {"fp32": fp32, "int8": int8, "drop": drop},
                "default_on_cpu": all(value <= MAX_IOU_DROP for value in drop.values())}

@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
+
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.data.levir import levir_names, read_levir_pair, write_geotiff  # noqa: E402
 from sitewatch.evaluate import change_scores, read_polygons  # noqa: E402
@@ -58,7 +60,7 @@ def main() -> None:
         print(f"{r['pair']:22s} {r['change_objects']:7d} {r['new_buildings']:4d} {r['pixel_change_f1']:6.3f} "
               f"{r['new_recall_iou50']:5.2f} {r['new_precision_iou50']:5.2f} {r['new_recall_iou25']:6.2f}"
               f"  {r['flags']}")
-    result = {"command": "python " + " ".join(sys.argv), "model": str(args.model), "pairs": rows}
+    result = {"command": command_line(), "model": repo_path(args.model), "pairs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.out}")

@@ -284,6 +284,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO / "bench"))
     from inference import make_raster
+    from recorded import command_line, repo_path
 
     from sitewatch.paths import default_model_path
 
@@ -292,7 +293,8 @@ def main() -> None:
     out = args.out or REPO / ("bench/results/peers_quick.json" if args.quick else "bench/results/peers.json")
     geoai_python = args.geoai_python if args.geoai_python.is_file() else None
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    result: dict = {"command": "python " + " ".join(sys.argv), "model": str(model),
+    result: dict = {"command": command_line({str(args.geoai_python): "GEOAI_ENV/bin/python"}),
+                    "model": repo_path(model),
                     "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                 "load_before": os.getloadavg()}, "rows": []}
     with tempfile.TemporaryDirectory() as tmp_name:

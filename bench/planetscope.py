@@ -34,6 +34,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
+
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.marks import FALSE_SHARE, FOUND_SHARE, read_marks, score_marks  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
@@ -125,7 +127,7 @@ def main() -> None:
     print(f"{'all':20s} large buildings found {total['found']:3d}/{total['large_buildings']:3d} "
           f"({total['recall']:.2f})  open ground falsely found {total['falsely_found']:3d}/{total['open_ground']:3d} "
           f"({total['false_rate']:.2f})")
-    result = {"command": "python " + " ".join(sys.argv), "model": str(args.model), "sha256": predictor.model.sha256,
+    result = {"command": command_line(), "model": repo_path(args.model), "sha256": predictor.model.sha256,
               "multiscale": predictor.multiscale.document() if predictor.multiscale else None, "tta": args.tta,
               "totals": total, "crops": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
