@@ -42,7 +42,7 @@ from sitewatch.modelfile import working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
 from sitewatch.predict import Predictor, SegmentResult, segment_raster
 from sitewatch.prepare import DateOptions, PreparedSite, ground_mask, order_site, prepare_site
-from sitewatch.radiometry import RGB, Stretch, band_choice, site_stretch
+from sitewatch.radiometry import RGB, Stretch, band_choice, choose_bands, site_stretch
 from sitewatch.raster import is_georeferenced, open_raster
 from sitewatch.report import write_report
 from sitewatch.rules import ChangeRules
@@ -125,17 +125,18 @@ def segment_dates(prepared: PreparedSite, folder: Path, predictor: Predictor, sa
                   window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None) -> list[SegmentResult]:
     """Every date segmented with the site's one value mapping and working pixel size."""
     count = len(prepared.dates)
-    stretches = site_stretch(prepared.aligned, [_rgb_bands(path) for path in prepared.aligned],
+    stretches = site_stretch(prepared.aligned, [_model_bands(path, predictor) for path in prepared.aligned],
                              prepared.ground_masks, predictor.model.metadata.input_mapping) or [None] * count
     work_gsd_m = site_work_gsd(prepared, predictor, work_gsd_m)
     return [segment_date(prepared, k, folder, predictor, say, window_progress, work_gsd_m, stretches[k])
             for k in range(count)]
 
 
-def _rgb_bands(aligned: Path) -> list[int]:
-    """The red, green, blue bands of a date's copy on the site grid: 1, 2, 3, or band 1 three times (grey)."""
+def _model_bands(aligned: Path, predictor: Predictor) -> list[int]:
+    """The bands of a date's copy on the site grid that segmenting it feeds the model (as ``plan_input``
+    chooses them: red, green, blue, or a grey date's one band repeated)."""
     with rasterio.open(aligned) as dataset:
-        return [1, 2, 3] if dataset.count >= 3 else [1, 1, 1]
+        return choose_bands(dataset, predictor.model.bands, None)
 
 
 def site_work_gsd(prepared: PreparedSite, predictor: Predictor, given_m: float | None) -> float | None:

@@ -180,7 +180,8 @@ def test_bands_stored_blue_first_clear_the_same_ground(tmp_path: Path) -> None:
     assert list(bgr["area_m2"]) == list(rgb["area_m2"])
 
 
-def test_grey_imagery_is_not_assessed_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [None, "planetscope"])  # legacy and site-wide percentile input mappings
+def test_grey_imagery_is_not_assessed_and_says_so(model: str | None, tmp_path: Path) -> None:
     pair = read_dsifn_pair(SAMPLES, "0_2")
     rasters = []
     for date, image in (("2012-05-01", pair.earlier), ("2018-05-01", pair.later)):
@@ -188,7 +189,7 @@ def test_grey_imagery_is_not_assessed_and_says_so(tmp_path: Path) -> None:
         with rasterio.open(rasters[-1], "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8",
                            crs=pair.crs, transform=pair.transform) as out:
             out.write(image.mean(axis=2).astype(np.uint8), 1)
-    run = run_site(rasters, tmp_path / "out", Predictor(load_for_inference(), device="cpu", backend="auto"))
+    run = run_site(rasters, tmp_path / "out", Predictor(load_for_inference(model), device="cpu", backend="auto"))
     assert not run.summary.land_clearing_assessed and run.summary.flags.land_cleared == 0
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Land clearing was not assessed: it needs red, green and blue bands at every date." in page
