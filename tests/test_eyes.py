@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import run_sitewatch
 from PIL import Image
 from rasterio.features import rasterize
 from scipy import ndimage
@@ -18,7 +19,8 @@ from shapely.geometry import Polygon
 from sitewatch.checkpoint import load_for_inference, load_model
 from sitewatch.data.common import read_binary_mask, read_rgb
 from sitewatch.marks import read_marks, score_marks
-from sitewatch.paths import DEMO_SITE, default_model_path
+from sitewatch.modelfile import FusionRule, read_model_metadata
+from sitewatch.paths import CHECKSUMS, DEMO_SITE, SHIPPED_MODELS, default_model_path
 from sitewatch.predict import Predictor, segment_raster
 
 # Real PlanetScope visual product (3 m, hazy 8-bit, as delivered), cut by tools/make_planetscope_sample.py:
@@ -132,10 +134,6 @@ def test_multiscale_default_can_be_limited_to_coarse_inputs(samples: Path, predi
                                                             tmp_path: Path) -> None:
     """A model exported with ``--multiscale --multiscale-from 2`` runs its coarse pass on a 3 m PlanetScope
     scene, one pass on a 0.5 m image, and both passes on it when ``--multiscale`` is asked for."""
-    from conftest import run_sitewatch
-
-    from sitewatch.modelfile import FusionRule, read_model_metadata
-
     exported = tmp_path / "coarse-only.safetensors"
     result = run_sitewatch("export", str(predictor.model.path), "--multiscale", "--multiscale-from", "2",
                            "--out", str(exported))
@@ -158,10 +156,6 @@ def test_multiscale_default_can_be_limited_to_coarse_inputs(samples: Path, predi
 
 
 def test_the_planetscope_model_is_shipped_by_name_with_its_checksum(tmp_path: Path) -> None:
-    from conftest import run_sitewatch
-
-    from sitewatch.paths import CHECKSUMS, SHIPPED_MODELS
-
     result = run_sitewatch("info", "planetscope")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
