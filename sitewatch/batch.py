@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sitewatch.choice import ModelChoice
 from sitewatch.dates import parse_date
 from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
@@ -235,8 +236,9 @@ class SiteRow:
 
 
 def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
-            window_progress: Callable[[int, int], None] | None = None) -> SiteRow:
-    """Run one site (or skip it when its outputs are current); never raises."""
+            window_progress: Callable[[int, int], None] | None = None, choice: ModelChoice | None = None) -> SiteRow:
+    """Run one site (or skip it when its outputs are current) with ``predictor``, the network
+    ``choice`` says why; never raises."""
     from sitewatch.pipeline import run_site  # torch: only once a site runs (manifests are checked without)
 
     started = time.perf_counter()
@@ -252,7 +254,7 @@ def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
             summary = run_site(site.rasters, target, predictor, site=site.id, dates=site.dates, rules=rules,
                                options=site.date_options(), use_udm=site.udm,
                                extra_files={RECORD: json.dumps(record, indent=2)},
-                               window_progress=window_progress).summary
+                               window_progress=window_progress, model_choice=choice).summary
             row.status = "done"
         row.counts, row.flags, row.dates = summary.counts, summary.flags, list(summary.dates)
     except SitewatchError as error:
@@ -264,25 +266,39 @@ def run_one(site: Site, out_root: Path, predictor, base_rules: ChangeRules,
     return row
 
 
-def run_local(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
+class Predictors:
+    """The predictors of a batch, one per model file, each loaded when a site first needs it."""
+
+    def __init__(self, device: str, backend: str) -> None:
+        self.device, self.backend = device, backend
+        self.loaded: dict[Path, Any] = {}
+
+    def __call__(self, model: Path):  # noqa: ANN204 - a sitewatch.predict.Predictor (torch: imported late)
+        if model not in self.loaded:
+            from sitewatch.checkpoint import load_for_inference  # torch, as above
+            from sitewatch.predict import Predictor
+
+            self.loaded[model] = Predictor(load_for_inference(model), device=self.device, backend=self.backend)
+        return self.loaded[model]
+
+
+def run_local(sites: list[Site], out_root: Path, choices: dict[str, ModelChoice], device: str, backend: str,
               rules: ChangeRules, on_done: Callable[[SiteRow], None],
               window_progress: Callable[[int, int], None] | None = None) -> list[SiteRow]:
-    """Sites one after another in this process, the model loaded once."""
-    from sitewatch.checkpoint import load_for_inference  # torch, as above
-    from sitewatch.predict import Predictor
-
-    predictor = Predictor(load_for_inference(model_path), device=device, backend=backend)
+    """Sites one after another in this process, each model (``choices``: site id → network) loaded once."""
+    predictors = Predictors(device, backend)
     rows = []
     for site in sites:
-        rows.append(run_one(site, out_root, predictor, rules, window_progress))
+        choice = choices[site.id]
+        rows.append(run_one(site, out_root, predictors(choice.path), rules, window_progress, choice))
         on_done(rows[-1])
     return rows
 
 
-def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, backend: str,
+def run_ray(sites: list[Site], out_root: Path, choices: dict[str, ModelChoice], device: str, backend: str,
             rules: ChangeRules, on_done: Callable[[SiteRow], None], workers: int = 2,
             address: str | None = None) -> list[SiteRow]:
-    """Sites spread over Ray actors, each loading the model once (GPU actors take one GPU).
+    """Sites spread over Ray actors, each loading each model it needs once (GPU actors take one GPU).
 
     Starts a local Ray with ``workers`` CPUs unless ``address`` names an existing cluster.
     """
@@ -307,13 +323,11 @@ def run_ray(sites: list[Site], out_root: Path, model_path: Path, device: str, ba
         class SiteWorker:
             def __init__(self) -> None:
                 torch.set_num_threads(1)
-                from sitewatch.checkpoint import load_for_inference
-                from sitewatch.predict import Predictor
-
-                self.predictor = Predictor(load_for_inference(model_path), device=device, backend=backend)
+                self.predictors = Predictors(device, backend)
 
             def run(self, site: Site) -> SiteRow:
-                return run_one(site, out_root, self.predictor, rules)
+                choice = choices[site.id]
+                return run_one(site, out_root, self.predictors(choice.path), rules, choice=choice)
 
         actors = [SiteWorker.remote() for _ in range(max(1, min(workers, len(sites))))]
         pending = {actors[i % len(actors)].run.remote(site): i for i, site in enumerate(sites)}

@@ -222,6 +222,7 @@ def segment(
     from tqdm import tqdm
 
     from sitewatch.checkpoint import load_for_inference
+    from sitewatch.choice import choose_model, look_at
     from sitewatch.pipeline import segment_one
     from sitewatch.predict import Predictor
 
@@ -230,16 +231,28 @@ def segment(
         raise SitewatchError("two input rasters have the same file name (ignoring case); their outputs would collide")
     for raster in rasters:
         check_output_dir(out / raster.stem, rasters, "segment")
-    loaded = load_for_inference(model)
-    predictor = Predictor(loaded, device=device, backend=backend, tta=tta, compile=compile, multiscale=multiscale)
-    typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
-    for raster in rasters:
+    choices = [choose_model(model, [look_at(raster, gsd)]) for raster in rasters]
+    predictors: dict[Path, Predictor] = {}
+    for raster, choice in zip(rasters, choices, strict=True):
+        if choice.path not in predictors:
+            predictors[choice.path] = Predictor(load_for_inference(choice.path), device=device, backend=backend,
+                                                tta=tta, compile=compile, multiscale=multiscale)
+        predictor = predictors[choice.path]
+        _say_model(predictor, choice, raster)
         with tqdm(total=None, unit="tile", desc=raster.name, disable=True if quiet else None, leave=False) as bar:
             run = segment_one(raster, out / raster.stem, predictor, footprints=footprints, gsd_m=gsd,
                               threshold=threshold, progress=_bar_progress(bar), tile_size=tile_size,
                               overlap=overlap, batch_size=batch_size, bands=band_list, work_gsd_m=work_gsd,
                               mask=mask, use_udm=udm)
         _print_raster(raster, run)
+
+
+def _say_model(predictor, choice, raster: Path | None = None) -> None:  # noqa: ANN001 - Predictor, ModelChoice
+    """The log line naming the network, where it runs and why it was chosen."""
+    where = f"{raster.name}: " if raster is not None else ""
+    how = "chosen: " if choice.automatic else ""
+    typer.echo(f"{where}model {choice.label} ({predictor.model.name}) on {predictor.description}; "
+               f"{how}{choice.reason}", err=True)
 
 
 def _bar_progress(bar) -> Callable[[int, int], None]:
@@ -377,16 +390,19 @@ def change(
 
     options = _date_options(rasters, bands, mask)
     order_site(rasters, date_list, options)  # bands, masks and dates, before the model loads
+    from sitewatch.choice import choose_model, look_at
+
+    choice = choose_model(model, [look_at(raster) for raster in rasters])
     from sitewatch.checkpoint import load_for_inference
     from sitewatch.pipeline import run_site
     from sitewatch.predict import Predictor
 
-    loaded = load_for_inference(model)
-    predictor = Predictor(loaded, device=device, backend=backend, tta=tta, multiscale=multiscale)
-    typer.echo(f"model {loaded.name} on {predictor.description}", err=True)
+    predictor = Predictor(load_for_inference(choice.path), device=device, backend=backend, tta=tta,
+                          multiscale=multiscale)
+    _say_model(predictor, choice)
     result = run_site(rasters, out, predictor, site=site, dates=date_list, rules=change_rules,
                       progress=lambda message: typer.echo(message, err=True), work_gsd_m=work_gsd,
-                      options=options, use_udm=udm)
+                      options=options, use_udm=udm, model_choice=choice)
     _print_site(result.summary, out)
 
 
@@ -463,12 +479,15 @@ def batch(
 
     from sitewatch.batch import SiteRow, run_local, run_ray, write_batch_summary
     from sitewatch.checkpoint import load_for_inference
+    from sitewatch.choice import choose_model, look_at
     from sitewatch.outputs import remove_owned
-    from sitewatch.paths import model_path as resolve_model
 
     sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules, bands, udm)
-    model_path = resolve_model(model)
-    load_for_inference(model_path)  # a bad model fails before any site starts
+    choices = {site.id: choose_model(model, [look_at(raster) for raster in site.rasters]) for site in sites}
+    for path in {choice.path for choice in choices.values()}:
+        load_for_inference(path)  # a bad model fails before any site starts
+    for site in sites:
+        typer.echo(f"{site.id}: model {choices[site.id].label}: {choices[site.id].reason}", err=True)
     if not resume:
         for site in sites:
             remove_owned(out / site.id)  # only what sitewatch wrote; the user's files stay
@@ -484,9 +503,9 @@ def batch(
         windows.refresh()
 
     if executor == "ray":
-        rows = run_ray(sites, out, model_path, device, backend, base_rules, done, workers, ray_address)
+        rows = run_ray(sites, out, choices, device, backend, base_rules, done, workers, ray_address)
     else:
-        rows = run_local(sites, out, model_path, device, backend, base_rules, done, window_done)
+        rows = run_local(sites, out, choices, device, backend, base_rules, done, window_done)
     windows.close()
     bar.close()
     write_batch_summary(out, rows)

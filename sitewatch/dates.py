@@ -17,6 +17,8 @@ from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.planet import scene_info
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
+#: A Planet monthly basemap (``global_monthly_2018_01_mosaic``, ``planet_medres_..._2021-06_mosaic``): its month.
+_MONTHLY_MOSAIC = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_](\d{2})_mosaic", re.IGNORECASE)
 #: Tags that hold an acquisition date, most specific first.
 _ACQUISITION_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "acquisition_date", "DATE_ACQUIRED", "datetime")
 #: TIFF ``DateTime``: when the file was written (often a processing date), used only when nothing else dates it.
@@ -33,6 +35,14 @@ def parse_date(text: str) -> dt.date | None:
     return None
 
 
+def monthly_mosaic_date(name: str) -> dt.date | None:
+    """The first day of the month a Planet monthly basemap's name gives (its mosaic covers that month), or None."""
+    match = _MONTHLY_MOSAIC.search(name)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return None
+    return dt.date(int(match.group(1)), int(match.group(2)), 1)
+
+
 def _tags(path: Path) -> dict[str, str]:
     try:
         with rasterio.open(path) as dataset:
@@ -45,7 +55,8 @@ def raster_date(path: Path) -> tuple[dt.date | None, str]:
     """A raster's acquisition date, with its source; an error when its sources disagree.
 
     An acquisition-date tag first, then the acquisition time in a Planet product's metadata beside
-    the file (:mod:`sitewatch.planet`), then an ISO date in the file name, then the TIFF
+    the file (:mod:`sitewatch.planet`), then an ISO date in the file name (or the first day of the
+    month of a Planet monthly basemap's name, ``global_monthly_2018_01_mosaic``), then the TIFF
     ``DateTime`` tag (when the file was written: a processing date, so it never overrides the
     file name). An acquisition tag and a file name that name different dates are refused.
     """
@@ -55,7 +66,10 @@ def raster_date(path: Path) -> tuple[dt.date | None, str]:
     info = scene_info(Path(path))
     if tagged is None and info.acquired is not None and info.sources:
         tagged = info.acquired.date(), f"Planet metadata {Path(info.sources[0]).name}"
-    named = parse_date(Path(path).stem)
+    named = parse_date(Path(path).stem) or monthly_mosaic_date(Path(path).stem)
+    if tagged and named and named.day == 1 and named == monthly_mosaic_date(Path(path).stem) \
+            and tagged[0].replace(day=1) == named:
+        named = tagged[0]  # a month's mosaic dated within its month by a tag
     if tagged and named and tagged[0] != named:
         raise SitewatchError(f"{path}: its {tagged[1]} says {tagged[0]} but its file name says {named}; "
                              "give the dates", setting="dates")

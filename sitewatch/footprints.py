@@ -60,6 +60,11 @@ class FootprintOptions:
     regularize_min_iou: float = 0.85
     threshold: float = DEFAULT_THRESHOLD
     strip_rows: int = 2048
+    # outlines of coarse rasters (pixels of at least subpixel_from_m) are traced on a grid about
+    # subpixel_target_m fine, the probability interpolated bilinearly between pixel centres: a hall
+    # at an angle to a 3-4 m grid is traced as its straight edges, not as a staircase of pixels
+    subpixel_from_m: float = 2.0
+    subpixel_target_m: float = 1.0
 
 
 # --- per-strip tracing ---------------------------------------------------------------------------
@@ -381,7 +386,7 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
     simplified = shapely.simplify(shapely.get_exterior_ring(polygons), tolerance * 2, preserve_topology=False)
     candidates = np.full(len(polygons), None, dtype=object)
     ring = np.nonzero(shapely.get_num_coordinates(simplified) >= 4)[0]
-    candidates[ring] = orthogonalize_rings(simplified[ring], dominant_orientations(polygons[ring]))
+    candidates[ring] = _best_rectilinear(polygons[ring], simplified[ring])
     missing = shapely.is_missing(candidates)
     envelopes = shapely.oriented_envelope(polygons)
     candidates[missing] = envelopes[missing]
@@ -396,6 +401,21 @@ def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[
         holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
         out[i] = Polygon(out[i].exterior, holes)
     return out, good
+
+
+def _best_rectilinear(polygons: np.ndarray, simplified: np.ndarray) -> np.ndarray:
+    """The rectilinear outline of each polygon closer to it (IoU) of two orientations: the traced outline's
+    dominant edge direction, and the simplified outline's. A building at an angle to the pixel grid is traced
+    as a staircase whose edges all run along the grid; only its simplified outline shows its true direction."""
+    traced = orthogonalize_rings(simplified, dominant_orientations(polygons))
+    straightened = orthogonalize_rings(simplified, dominant_orientations(shapely.polygons(simplified)))
+    score_traced = np.where(shapely.is_missing(traced), -1.0, _iou(_or_empty(traced), polygons))
+    score_straight = np.where(shapely.is_missing(straightened), -1.0, _iou(_or_empty(straightened), polygons))
+    return np.where(score_straight > score_traced, straightened, traced)
+
+
+def _or_empty(geometries: np.ndarray) -> np.ndarray:
+    return np.where(shapely.is_missing(geometries), shapely.Polygon(), geometries)
 
 
 def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
@@ -499,17 +519,24 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         pixel_m = math.sqrt(dx * dy)
         kind = raster_kind(dataset)
         pieces: list[_Piece] = []
+        factor = subpixel_factor(pixel_m, options)
         for top, bottom in _strips(dataset.height, options.strip_rows):
             window = Window(0, top, dataset.width, bottom - top)
             binary, probability = _read_strip(dataset, window, kind, options.threshold)
-            binary = drop_specks(binary, options.min_area_m2 / (pixel_m * pixel_m),
-                                 keep_edges=(top > 0, bottom < dataset.height))
             if prob_dataset is not None:
                 probability = _as_probability(prob_dataset.read(1, window=window), prob_dataset.dtypes[0],
                                               ours=prob_dataset.tags().get(PRODUCT_TAG) == "probability")
-            labels = (split_regions(binary, probability, pixel_m, options.split_depth_m)
+            if probability is not None and factor > 1:
+                binary, probability = refine_strip(binary, probability, dataset.read_masks(1, window=window) > 0,
+                                                   factor, options.threshold)
+            fine_m = pixel_m / factor if probability is not None else pixel_m
+            binary = drop_specks(binary, options.min_area_m2 / (fine_m * fine_m),
+                                 keep_edges=(top > 0, bottom < dataset.height))
+            labels = (split_regions(binary, probability, fine_m, options.split_depth_m)
                       if options.split_touching else ndimage.label(binary)[0].astype(np.int32))
             strip_transform = transform @ Affine.translation(0, top)
+            if probability is not None and factor > 1:
+                strip_transform = strip_transform @ Affine.scale(1 / factor)
             pieces += _trace_strip(labels, probability, strip_transform, top == 0,
                                    bottom == dataset.height)
         pieces = _merge_across_seams(pieces)
@@ -521,6 +548,27 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
             prob_dataset.close()
     return clean_footprints(pieces, crs, options,
                             have_probability=kind in ("probability", "sitewatch") or prob_dataset is not None)
+
+
+def subpixel_factor(pixel_m: float, options: FootprintOptions) -> int:
+    """How many times finer than its pixels a raster's outlines are traced (1: on its own grid)."""
+    if pixel_m < options.subpixel_from_m:
+        return 1
+    return max(1, min(4, round(pixel_m / options.subpixel_target_m)))
+
+
+def refine_strip(binary: np.ndarray, probability: np.ndarray, valid: np.ndarray, factor: int,
+                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A strip on a grid ``factor`` times finer: the probability interpolated bilinearly between pixel
+    centres (cv2's half-pixel alignment) and thresholded again; ground not observed stays not observed
+    (nearest), and nothing is traced outside what the coarse mask called building by more than half a pixel."""
+    height, width = binary.shape
+    size = (width * factor, height * factor)
+    fine = cv2.resize(probability.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    near = cv2.resize(binary.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    seen = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    grown = cv2.dilate(near, np.ones((factor + 1, factor + 1), np.uint8)).astype(bool)
+    return (fine > threshold) & seen & grown, fine
 
 
 def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,

@@ -25,6 +25,7 @@ import shapely
 from rasterio.transform import array_bounds
 
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
+from sitewatch.choice import ModelChoice
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
 from sitewatch.coverage import MIXED_SENSOR_RATIO, judge_at_resolution, mean_probability_under, observed_ground
 from sitewatch.errors import SitewatchError, SitewatchWarning
@@ -74,6 +75,7 @@ def run_site(
     work_gsd_m: float | None = None,
     options: list[DateOptions] | None = None,
     use_udm: bool = True,
+    model_choice: ModelChoice | None = None,
 ) -> SiteRun:
     """Run the whole change job for one site and write its outputs into ``out_dir``.
 
@@ -95,6 +97,8 @@ def run_site(
         options: per raster (in the order given), its bands and mask raster
             (:class:`sitewatch.prepare.DateOptions`); one for all rasters is repeated.
         use_udm: use the Planet usable-data mask beside an image (clouds... are not observed).
+        model_choice: why ``predictor``'s network sees this site (:mod:`sitewatch.choice`), for the summary
+            and the report.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules.default()
@@ -108,9 +112,9 @@ def run_site(
         segmented = segment_dates(prepared, staging / "segment", predictor, say, window_progress, work_gsd_m)
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
         result = site_changes(prepared, segmented, options, rules, say)
-        summary = with_resolution(summarize(result, site or out_dir.name, model_run(predictor, segmented[0]),
-                                            result.coverage.record(when), rules, image_records(prepared, segmented)),
-                                  result)
+        run = model_run(predictor, segmented[0], model_choice)
+        summary = with_resolution(summarize(result, site or out_dir.name, run, result.coverage.record(when), rules,
+                                            image_records(prepared, segmented)), result)
         say("writing outputs")
         write_site(staging, summary, result, prepared, extra_files or {})
         publish_dir(staging, out_dir)
@@ -276,14 +280,16 @@ def with_resolution(summary: SiteSummary, result: ChangeResult) -> SiteSummary:
                                gone_buildings=[at(b) for b in summary.gone_buildings])
 
 
-def model_run(predictor: Predictor, segmented: SegmentResult) -> ModelRun:
-    """Which model ran, on what, at which working pixel size and why."""
+def model_run(predictor: Predictor, segmented: SegmentResult, choice: ModelChoice | None = None) -> ModelRun:
+    """Which model ran and why it was chosen, on what, at which working pixel size and why."""
     model = predictor.model
     return ModelRun(name=model.name, sha256=model.sha256, gsd_m=segmented.work_gsd_m,
                     gsd_rule=segmented.work_gsd_rule, trained_gsd_m=model.gsd_range_m or model.gsd_m,
                     device=predictor.description, pass_gsds_m=list(segmented.pass_gsds_m),
                     multiscale=predictor.multiscale.document() if predictor.multiscale else None,
-                    input_mapping=segmented.input_mapping)
+                    input_mapping=segmented.input_mapping,
+                    choice=choice.reason if choice else "given to the pipeline by its caller",
+                    chosen_automatically=choice.automatic if choice else False)
 
 
 def write_site(folder: Path, summary: SiteSummary, result: ChangeResult, prepared: PreparedSite,

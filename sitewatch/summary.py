@@ -194,6 +194,8 @@ class ModelRun(_Record):
     pass_gsds_m: list[float] = field(default_factory=list)  # working pixel size (m) of each pass
     multiscale: dict[str, float] | None = None  # the fusion rule of a multi-scale run
     input_mapping: str = ""  # how input values reached the network (sitewatch.radiometry)
+    choice: str = ""  # why this network sees the site (sitewatch.choice)
+    chosen_automatically: bool = False  # chosen from the inputs, not named with --model
 
 
 @dataclass(frozen=True)

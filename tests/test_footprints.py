@@ -239,3 +239,32 @@ def test_bad_masks(tmp_path: Path) -> None:
     result = run_sitewatch("vectorize", str(corrupt))
     assert_one_line_error(result, "corrupt.tif")
     assert not list(tmp_path.glob("footprints*"))
+
+
+def _hall_at_3m(path: Path, angle_deg: float) -> Path:
+    """A 60 × 25 m hall turned ``angle_deg`` off the grid, seen by a 3 m sensor: each pixel's probability is
+    the share of it the roof covers (a 0.25 m rendering averaged into 3 m pixels), UTM 10N."""
+    import cv2
+
+    fine = 0.25
+    rows, cols = np.mgrid[0:960, 0:960] * fine
+    turn = np.deg2rad(angle_deg)
+    along = (cols - 120) * np.cos(turn) + (rows - 120) * np.sin(turn)
+    across = -(cols - 120) * np.sin(turn) + (rows - 120) * np.cos(turn)
+    roof = ((np.abs(along) < 30) & (np.abs(across) < 12.5)).astype(np.float32)
+    probability = cv2.resize(roof, (80, 80), interpolation=cv2.INTER_AREA)
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=80, count=1, dtype="float32",
+                       crs="EPSG:32610", transform=Affine(3, 0, 500000, 0, -3, 4200000)) as out:
+        out.write(probability, 1)
+    return path
+
+
+@pytest.mark.parametrize("angle_deg", [30.0, 12.0])
+def test_a_hall_off_a_coarse_grid_is_traced_straight_not_as_a_staircase(tmp_path: Path, angle_deg: float) -> None:
+    raster = _hall_at_3m(tmp_path / "hall.tif", angle_deg)
+    hall = vectorize_raster(raster).iloc[0]
+    assert hall["rectangularity"] > 0.97 and hall["regularized"]
+    assert hall["area_m2"] == pytest.approx(1500, rel=0.04)
+    assert hall["length_m"] == pytest.approx(60, abs=1.5) and hall["width_m"] == pytest.approx(25, abs=1.5)
+    on_grid = vectorize_raster(raster, options=FootprintOptions(subpixel_from_m=math.inf)).iloc[0]
+    assert on_grid["rectangularity"] < 0.9  # the staircase the hall rule (>= 0.75 on the core) used to get

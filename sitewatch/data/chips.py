@@ -166,6 +166,7 @@ def prepare_chips(settings: ChipSettings, cache_dir: Path, rebuild: bool = False
                     "row": row, "col": col, "native_gsd_m": round(native, 4),
                     "gsd_estimated": sample.gsd_estimated, "gsd_m": level,
                     "largest_building_m2": round(largest_building_m2(label_chip, level), 1),
+                    "sensor_gsd_m": float(sample.extra.get("sensor_gsd_m", native)),
                 })
     if not records:
         names = [*settings.sources, *(layout for layout, _ in settings.datasets),

@@ -51,8 +51,8 @@ class ChipDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         index = self.indices[item]
-        out = self.transform_for(chip_gsd(self.cache, index))(image=np.asarray(self.cache.images[index]),
-                                                              mask=np.asarray(self.cache.labels[index]))
+        transform = self.transform_for(chip_gsd(self.cache, index), real_coarse_sensor(self.cache, index))
+        out = transform(image=np.asarray(self.cache.images[index]), mask=np.asarray(self.cache.labels[index]))
         return {
             "image": torch.from_numpy(out["image"].transpose(2, 0, 1).copy()),
             "mask": torch.from_numpy(out["mask"].astype(np.int64)),
@@ -64,6 +64,8 @@ class TransformsByGsd:
     """A chip's transform from its ground pixel size (m), each made once.
 
     ``make(chip_gsd_m=..., coarse=...)`` builds one; ``coarse`` is True from ``coarse_from_m`` metres.
+    A chip of a real coarse sensor (PlanetScope shown on a finer grid) gets no simulated sensor view
+    (``sensor_view_p=0``): it is already what that simulation imitates.
     ``fixed``: one transform for every pixel size (validation).
     """
 
@@ -73,18 +75,29 @@ class TransformsByGsd:
         self.made: dict[float, Any] = {}
         self.fixed = fixed
 
-    def __call__(self, gsd_m: float) -> Any:
+    def __call__(self, gsd_m: float, real_coarse: bool = False) -> Any:
         if self.fixed is not None:
             return self.fixed
-        if gsd_m not in self.made:
+        if (gsd_m, real_coarse) not in self.made:
             coarse = self.coarse_from_m is not None and gsd_m >= self.coarse_from_m
-            self.made[gsd_m] = self.make(chip_gsd_m=gsd_m, coarse=coarse)
-        return self.made[gsd_m]
+            extra = {"sensor_view_p": 0.0} if real_coarse else {}
+            self.made[gsd_m, real_coarse] = self.make(chip_gsd_m=gsd_m, coarse=coarse, **extra)
+        return self.made[gsd_m, real_coarse]
 
 
 def chip_gsd(cache: ChipCache, index: int) -> float:
     """Ground pixel size (m) of one cached chip."""
     return float(cache.records[index].get("gsd_m", cache.settings["gsd_m"]))
+
+
+#: A chip whose imaging sensor's pixel is at least this many times its own was made from a real coarse sensor.
+REAL_COARSE_RATIO = 2.0
+
+
+def real_coarse_sensor(cache: ChipCache, index: int) -> bool:
+    """True for a chip of a real coarse sensor resampled onto a finer grid (SpaceNet 7's PlanetScope at 1 m)."""
+    record = cache.records[index]
+    return float(record.get("sensor_gsd_m", 0.0)) >= REAL_COARSE_RATIO * chip_gsd(cache, index)
 
 
 def thin_evenly(cache: ChipCache, indices: list[int], limit: int | None) -> list[int]:
@@ -175,6 +188,8 @@ class BuildingDataModule(L.LightningDataModule):
             ``idabd/*``) whose chips form the validation set; with ``images`` and none given,
             ``own/*/val`` (the held-out part of one's own data).
         source_weights: sampling weight of one chip, per source (default 1).
+        exclude_groups: glob patterns over group names whose chips neither train nor validate: ground
+            held out for a later report (``spacenet7/*/nw``, scored by ``bench/spacenet7.py``).
         samples_per_epoch: training chips drawn per epoch (default: all training chips).
         gsd_overrides: pixel size in metres per source or group prefix, replacing the
             nominal one of sources without georeferencing.
@@ -227,6 +242,7 @@ class BuildingDataModule(L.LightningDataModule):
         input_stretch: list[float] | None = None,
         sensor_view_p: float = 0.0,
         max_sensor_m: float = 4.0,
+        exclude_groups: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -239,6 +255,7 @@ class BuildingDataModule(L.LightningDataModule):
         self.sources = [*self.root_sources, *self.datasets, *([OWN_SOURCE] if self.own_data else [])]
         self.val_groups = list(val_groups or (OWN_VAL_GROUPS if self.own_data else []))
         self.source_weights = dict(source_weights or {})
+        self.exclude_groups = list(exclude_groups or [])
         self.cache_dir, self.mean, self.std = Path(cache_dir), tuple(mean), tuple(std)
         self.settings = ChipSettings(
             root=str(self.root.resolve()), sources=tuple(self.root_sources), gsd_m=gsd_m, chip_size=chip_size,
@@ -256,15 +273,19 @@ class BuildingDataModule(L.LightningDataModule):
     def is_validation(self, group: str) -> bool:
         return any(fnmatch.fnmatchcase(group, pattern) for pattern in self.val_groups)
 
+    def is_excluded(self, group: str) -> bool:
+        return any(fnmatch.fnmatchcase(group, pattern) for pattern in self.exclude_groups)
+
     def setup(self, stage: str | None = None) -> None:
         if self.cache is not None:
             return
         folder = prepare_chips(self.settings, self.cache_dir)
         self.cache = ChipCache(folder)
         groups = [str(r["group"]) for r in self.cache.records]
-        self.val_indices = thin_evenly(self.cache, [i for i, g in enumerate(groups) if self.is_validation(g)],
+        kept = [i for i, g in enumerate(groups) if not self.is_excluded(g)]
+        self.val_indices = thin_evenly(self.cache, [i for i in kept if self.is_validation(groups[i])],
                                        self.hparams.max_val_chips)
-        self.train_indices = [i for i, g in enumerate(groups) if not self.is_validation(g)]
+        self.train_indices = [i for i in kept if not self.is_validation(groups[i])]
         if not self.val_indices:
             raise SitewatchError(
                 f"validation split is empty: no chip of a group matching val_groups {self.val_groups} "
@@ -320,7 +341,7 @@ class BuildingDataModule(L.LightningDataModule):
             "coarse_from_m": self.hparams.coarse_from_m, "large_building_m2": self.hparams.large_building_m2,
             "large_building_weight": self.hparams.large_building_weight, "max_val_chips": self.hparams.max_val_chips,
             "chip_size": self.hparams.chip_size, "patch_size": self.hparams.patch_size,
-            "val_groups": self.val_groups, "source_weights": self.source_weights,
+            "val_groups": self.val_groups, "exclude_groups": self.exclude_groups, "source_weights": self.source_weights,
             "gsd_overrides": dict(self.settings.gsd_overrides),
             "datasets": self.datasets, "sensor_view_p": self.hparams.sensor_view_p,
             "max_sensor_m": self.hparams.max_sensor_m, "radiometry": self.input_mapping().document(),

@@ -13,6 +13,7 @@ from sitewatch.data.common import LabeledImage
 from sitewatch.data.georaster import read_open_cities, read_shanghai
 from sitewatch.data.masks import read_benchmark_samples, read_dubai, read_inria_austin
 from sitewatch.data.slippy import read_fair_banepa, read_fair_ramp
+from sitewatch.data.spacenet7 import read_spacenet7
 from sitewatch.data.xbd import read_idabd, read_joplin, read_xbd
 from sitewatch.errors import SitewatchError
 
@@ -30,6 +31,7 @@ SOURCES: dict[str, tuple[str, Reader]] = {
     "inria_austin": ("inria_austin", read_inria_austin),
     "shanghai": ("shanghai", read_shanghai),
     "open_cities": ("open_cities", read_open_cities),
+    "spacenet7": ("spacenet7_dev", read_spacenet7),
 }
 
 
