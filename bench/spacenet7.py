@@ -19,7 +19,6 @@ Prints a table and writes JSON (``bench/results/spacenet7.json`` by default).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -77,9 +76,8 @@ def run_pair(earlier: Month, later: Month, model: str, folder: Path) -> tuple[di
     given = None if model == "auto" else str(MODELS_DIR / DEFAULT_MODEL_NAME) if model == "default" else model
     choice = choose_model(given, [look_at(r) for r in rasters])
     predictor = Predictor(load_for_inference(choice.path), device="cpu", backend="auto")
-    dates = [dt.date(m.year, m.month, 15).isoformat() for m in (earlier, later)]
     started = time.perf_counter()
-    run_site(rasters, folder, predictor, dates=dates, model_choice=choice)
+    run_site(rasters, folder, predictor, model_choice=choice)  # the basemap names date the months
     seconds = time.perf_counter() - started
     layers = {name: gpd.read_file(folder / "changes.gpkg", layer=name) for name in ("changes", "housing_clusters")}
     return layers, choice.label, seconds

@@ -98,6 +98,20 @@ def look_at(raster: Path, gsd_m: float | None = None) -> InputLook:
     return InputLook(path=Path(raster), pixel_m=pixel_m, sensor=sensor, sensor_evidence=evidence)
 
 
+def look_at_site(rasters: list[Path]) -> list[InputLook]:
+    """The looks of a site's rasters; one that cannot be opened counts as unknown (its site fails when it runs,
+    with the reason, and a batch goes on with the others)."""
+    from sitewatch.errors import SitewatchError
+
+    looks = []
+    for raster in rasters:
+        try:
+            looks.append(look_at(raster))
+        except SitewatchError:
+            looks.append(InputLook(path=Path(raster), pixel_m=None))
+    return looks
+
+
 def _sensor_by_name(raster: Path) -> tuple[str | None, str]:
     match = _BASEMAP_NAME.search(Path(raster).name)
     if match:

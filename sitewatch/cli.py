@@ -479,11 +479,11 @@ def batch(
 
     from sitewatch.batch import SiteRow, run_local, run_ray, write_batch_summary
     from sitewatch.checkpoint import load_for_inference
-    from sitewatch.choice import choose_model, look_at
+    from sitewatch.choice import choose_model, look_at_site
     from sitewatch.outputs import remove_owned
 
     sites, base_rules = _batch_inputs(manifest, out, executor, workers, ray_address, strict_paths, rules, bands, udm)
-    choices = {site.id: choose_model(model, [look_at(raster) for raster in site.rasters]) for site in sites}
+    choices = {site.id: choose_model(model, look_at_site(site.rasters)) for site in sites}
     for path in {choice.path for choice in choices.values()}:
         load_for_inference(path)  # a bad model fails before any site starts
     for site in sites:

@@ -88,17 +88,14 @@ def run_site(
         dates: ISO dates, one per raster, overriding metadata and file names.
         rules: change and flag thresholds.
         footprint_options: post-processing of masks into footprints.
-        progress: called with a short message as each stage starts.
-        extra_files: more text files (name → content) to add to the output folder.
+        progress: called with a short message as each stage starts; extra_files: more text files to write.
         window_progress: called with (windows done, windows total) while each date is segmented.
-        work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied
-            to the coarsest date's own pixel size, so every date is seen at what all of them
-            resolve); every date is on the first raster's grid.
+        work_gsd_m: ground pixel size (m) to run the model at (default: the model's rule applied to the
+            coarsest date's own pixel size, so every date is seen at what all of them resolve).
         options: per raster (in the order given), its bands and mask raster
             (:class:`sitewatch.prepare.DateOptions`); one for all rasters is repeated.
         use_udm: use the Planet usable-data mask beside an image (clouds... are not observed).
-        model_choice: why ``predictor``'s network sees this site (:mod:`sitewatch.choice`), for the summary
-            and the report.
+        model_choice: why ``predictor``'s network sees the site (:mod:`sitewatch.choice`), for the report.
     """
     say = progress or (lambda message: None)
     rules = rules or ChangeRules.default()

@@ -32,8 +32,23 @@ EXPECTED = {
 
 
 def test_every_source_present_in_samples(samples: Path) -> None:
-    assert set(available_sources(samples)) >= set(EXPECTED)
-    assert set(EXPECTED) | {"idabd"} == set(SOURCES)
+    assert set(available_sources(samples)) >= set(EXPECTED) | {"spacenet7"}
+    assert set(EXPECTED) | {"idabd", "spacenet7"} == set(SOURCES)
+
+
+def test_spacenet7_months_on_the_working_grid_by_quadrant(samples: Path) -> None:
+    """Two real PlanetScope basemap months, resampled to 1 m, footprints burned at 1 m, four quadrants each."""
+    images = list(read_source(samples, "spacenet7"))
+    assert [item.name.rsplit("_", 3)[1:] for item in images[:4]] == [["2018", "01", q] for q in ("nw", "ne", "sw", "se")]
+    assert len(images) == 8 and {item.group.rsplit("/", 1)[1] for item in images} == {"nw", "ne", "sw", "se"}
+    for item in images:
+        assert item.gsd_m == 1.0 and 3.7 < item.extra["sensor_gsd_m"] < 3.8
+        assert 478 <= item.image.shape[0] <= 484 and item.image.shape[:2] == item.label.shape  # 128 px of 3.76 m
+    share = {item.name[-10:]: item.building_share for item in images}
+    assert share["2020_01_nw"] > 2 * share["2018_01_nw"]  # the subdivision built between the two months
+    later_nw = images[4]
+    _, houses = ndimage.label(later_nw.label == 1)
+    assert 110 <= houses <= 160  # 136 footprints of 2020-01 in that quadrant, a few touching
 
 
 @pytest.mark.parametrize("source", sorted(EXPECTED))

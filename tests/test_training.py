@@ -13,6 +13,7 @@ from conftest import REPO, assert_one_line_error, run_cli, run_sitewatch
 
 from sitewatch.checkpoint import file_sha256, load_model, read_checkpoint, read_model_metadata
 from sitewatch.data.chips import ChipCache, ChipSettings, prepare_chips
+from sitewatch.data.common import IGNORE
 from sitewatch.data.datamodule import IMAGENET_MEAN, IMAGENET_STD
 from sitewatch.errors import SitewatchError
 from sitewatch.model import SegmentationTask
@@ -260,3 +261,22 @@ def test_fine_tune_from_a_different_network_is_a_one_line_error(smoke_run: Path,
     assert_one_line_error(result, "network settings differ (decoder_channels")
     with pytest.raises(SitewatchError, match="model file not found"):
         SegmentationTask(init_weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_gap_pixels_lie_between_two_buildings_only() -> None:
+    from sitewatch.model import BinarySegmentationLoss, gap_pixels
+
+    masks = np.zeros((1, 20, 30), np.int64)
+    masks[0, 5:15, 2:10] = 1  # two houses 4 px apart
+    masks[0, 5:15, 14:22] = 1
+    masks[0, 0:2, 0:30] = IGNORE
+    gaps = gap_pixels(masks, reach_px=3)
+    # within 3 px (a 7 px square) of both houses: the middle of the 4 px gap, rows 2-17 (0-1 unlabelled)
+    assert gaps[0, 2:18, 11:13].all() and gaps.sum() == 16 * 2
+    alone = np.zeros((1, 20, 30), np.int64)
+    alone[0, 5:15, 2:10] = 1
+    assert not gap_pixels(alone, reach_px=3).any()
+    logits = torch.full((1, 1, 20, 30), 2.0)  # building everywhere: the gap costs extra
+    target = torch.from_numpy(masks)
+    with_gap = BinarySegmentationLoss("dice+bce+gap")(logits, target)
+    assert with_gap > BinarySegmentationLoss("dice+bce")(logits, target)

@@ -25,10 +25,12 @@ ORDER = [
     "errors", "paths", "products", "summary", "rules", "planet", "dates", "modelfile",
     # files and rasters in and out
     "files", "raster", "outputs", "radiometry", "fusion",
+    # which network sees an input (before any model loads)
+    "choice",
     # the network and its files
     "pretrained", "network", "checkpoint", "quantize",
     # training data: one reader per format, the chip cache, the data module
-    "data.common", "data.transforms", "data.geodata", "data.georaster", "data.masks", "data.slippy", "data.xbd",
+    "data.common", "data.transforms", "data.geodata", "data.georaster", "data.spacenet7", "data.masks", "data.slippy", "data.xbd",
     "data.levir", "data.dsifn", "data.pairs", "data.layouts", "data.owndata", "data.sources", "data.chips",
     "data.datamodule",
     # training
@@ -36,7 +38,7 @@ ORDER = [
     # inference stages, in the order data flows
     "prepare", "predict", "footprints", "coverage", "clearing", "evidence", "change", "pictures", "report",
     # jobs
-    "pipeline", "scot", "evaluate", "marks", "batch",
+    "pipeline", "scot", "evaluate", "labelled_change", "marks", "batch",
     # the command line
     "cli",
 ]

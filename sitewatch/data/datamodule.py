@@ -241,8 +241,7 @@ class BuildingDataModule(L.LightningDataModule):
         bands: list[int] | None = None,
         input_stretch: list[float] | None = None,
         sensor_view_p: float = 0.0,
-        max_sensor_m: float = 4.0,
-        exclude_groups: list[str] | None = None,
+        max_sensor_m: float = 4.0, exclude_groups: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -254,8 +253,7 @@ class BuildingDataModule(L.LightningDataModule):
                           input_stretch)
         self.sources = [*self.root_sources, *self.datasets, *([OWN_SOURCE] if self.own_data else [])]
         self.val_groups = list(val_groups or (OWN_VAL_GROUPS if self.own_data else []))
-        self.source_weights = dict(source_weights or {})
-        self.exclude_groups = list(exclude_groups or [])
+        self.source_weights, self.exclude_groups = dict(source_weights or {}), list(exclude_groups or [])
         self.cache_dir, self.mean, self.std = Path(cache_dir), tuple(mean), tuple(std)
         self.settings = ChipSettings(
             root=str(self.root.resolve()), sources=tuple(self.root_sources), gsd_m=gsd_m, chip_size=chip_size,
