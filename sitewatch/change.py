@@ -472,13 +472,31 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     hall &= ~similar & (blocks < 2)  # touching blocks traced as one footprint are no hall
     changes.loc[hall, "flag"] = "assembly_hall"
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
+    group = building_groups(changes, hall, blocks, rules, pixel_m)
+    changes["unit"] = np.where(group, "building_group", "building")
+    changes["estimated_count"] = np.where(group, np.maximum(blocks, np.round(
+        changes["area_m2"].to_numpy(float) / rules.group_m2_per_building)), 1).astype(np.int64)
     candidates = (is_new & ~hall).to_numpy()
-    several = (similar | (blocks >= 2)).to_numpy()  # members whatever their size
+    several = (similar | (blocks >= 2) | group).to_numpy()  # members whatever their size
     clusters = housing_clusters(changes[candidates], rules, changes.crs, several[candidates],
-                                blocks.to_numpy()[candidates])
+                                changes["estimated_count"].to_numpy()[candidates])
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
+
+
+def building_groups(changes: gpd.GeoDataFrame, hall: pd.Series, blocks: pd.Series, rules: ChangeRules,
+                    pixel_m: float) -> np.ndarray:
+    """Records that are groups of buildings the pixels do not separate (rasters of at least
+    ``group_min_pixel_m``): larger than one house (``housing_max_area_m2``), no hall, and several roof
+    blocks or a core that falls apart under the ``hall_min_width_m`` sweep (merged houses and the yards
+    between them, not one large roof)."""
+    if pixel_m < rules.group_min_pixel_m or changes.empty:
+        return np.zeros(len(changes), bool)
+    large = changes["area_m2"].to_numpy(float) > rules.housing_max_area_m2
+    core = shapely.area(hall_cores(changes.geometry.values, rules.hall_min_width_m))
+    falls_apart = core < rules.hall_min_core_share * changes["area_m2"].to_numpy(float)
+    return large & ~hall.to_numpy() & ((blocks.to_numpy() >= 2) | falls_apart)
 
 
 def roof_block_counts(changes: gpd.GeoDataFrame) -> pd.Series:
@@ -633,14 +651,17 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
 
     ``repeated``: candidates that are one of a set of similar neighbours (blocks and slabs of an
     estate, see :func:`one_of_similar_neighbours`) or whose roof holds several touching blocks:
-    members whatever their size. ``blocks``: per candidate, the blocks its roof holds (1 each when
-    None); a cluster needs ``housing_min_count`` blocks and ``count`` is its number of blocks, so a
-    row of touching apartment blocks traced as one footprint is housing.
+    members whatever their size. ``blocks``: per candidate, the buildings it stands for (its roof blocks,
+    or a building group's estimated count; 1 each when None); a cluster needs ``housing_min_count`` of
+    them and ``count`` is their number, so a row of touching apartment blocks traced as one footprint,
+    or an estate of houses a 3-4 m raster does not separate, is housing.
 
-    Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one
-    feature: the convex hull of its members, their count, ids (``change_id``) and total area.
+    Single-linkage clustering on the footprints' edge-to-edge distance. Each cluster is one feature, a
+    housing area: the convex hull of its members (``outline_area_m2``), their count (``count_estimated``
+    where a building group's count is in it), ids (``change_id``) and total footprint area.
     """
-    columns = {"cluster_id": [], "count": [], "member_ids": [], "total_area_m2": []}
+    columns = {"cluster_id": [], "count": [], "member_ids": [], "total_area_m2": [], "outline_area_m2": [],
+               "count_estimated": []}
     if candidates.empty or "change_id" not in candidates:
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     sized = ((candidates["area_m2"] >= rules.housing_min_area_m2)
@@ -657,9 +678,13 @@ def housing_clusters(candidates: gpd.GeoDataFrame, rules: ChangeRules, crs: CRS 
         if weight[members].sum() < rules.housing_min_count:
             continue
         ids = sorted(int(houses["change_id"].values[m]) for m in members)
+        outline = shapely.convex_hull(shapely.union_all(geoms[members]))
         rows.append({"cluster_id": len(rows) + 1, "count": int(weight[members].sum()), "member_ids": ids,
-                     "total_area_m2": round(float(houses["area_m2"].values[members].sum()), 1)})
-        shapes.append(shapely.convex_hull(shapely.union_all(geoms[members])))
+                     "total_area_m2": round(float(houses["area_m2"].values[members].sum()), 1),
+                     "outline_area_m2": round(float(shapely.area(outline)), 1),
+                     "count_estimated": bool((houses["unit"].values[members] == "building_group").any())
+                     if "unit" in houses else False})
+        shapes.append(outline)
     if not rows:
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     return gpd.GeoDataFrame(rows, geometry=shapes, crs=crs)
@@ -700,7 +725,8 @@ def _cleared_areas(layer: gpd.GeoDataFrame | None) -> list[ClearedArea]:
 def _clusters(clusters: gpd.GeoDataFrame, changes: gpd.GeoDataFrame) -> list[HousingCluster]:
     first_seen = dict(zip(changes["change_id"], changes["first_seen"], strict=True))
     return [HousingCluster(int(c.cluster_id), int(c.count), tuple(int(i) for i in c.member_ids),
-                           float(c.total_area_m2), _iso(min(first_seen[i] for i in c.member_ids)), *lonlat)
+                           float(c.total_area_m2), _iso(min(first_seen[i] for i in c.member_ids)), *lonlat,
+                           outline_area_m2=float(c.outline_area_m2), count_estimated=bool(c.count_estimated))
             for c, lonlat in zip(clusters.itertuples(), centroid_lonlat(clusters), strict=True)]
 
 
@@ -728,7 +754,8 @@ def _new_building(row) -> NewBuilding:
         confidence=None if pd.isna(row.confidence) else float(row.confidence),
         first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
         lon=row.lonlat[0], lat=row.lonlat[1], image_similarity=_number(row.image_similarity),
-        area_before_m2=_number(row.area_before_m2), before_outline=row.before_outline or None)
+        area_before_m2=_number(row.area_before_m2), before_outline=row.before_outline or None,
+        unit=getattr(row, "unit", "building"), estimated_count=int(getattr(row, "estimated_count", 1)))
 
 
 def _number(value) -> float | None:

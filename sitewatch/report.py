@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from sitewatch.files import atomic_path
 from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
-from sitewatch.summary import ClearedArea, GoneBuilding, ImageRecord, NewBuilding, SiteSummary
+from sitewatch.summary import ClearedArea, GoneBuilding, HousingCluster, ImageRecord, NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180),
            "replaced": (255, 60, 120), "unchanged": (90, 200, 250),
@@ -141,8 +141,7 @@ def headlines(summary: SiteSummary) -> list[str]:
         lines.append(f"New assembly hall #{hall.id} of {size}{share}, first seen {hall.first_seen}, "
                      f"confidence {hall.confidence:.2f}, at {place(hall.lon, hall.lat)}.")
     for cluster in summary.housing_clusters:
-        lines.append(f"New housing: {cluster.count} new buildings close together ({cluster.total_area_m2:,.0f} m² "
-                     f"in all), first seen {cluster.first_seen}, at {place(cluster.lon, cluster.lat)}.")
+        lines.append(housing_headline(cluster))
     if not lines:
         lines.append(f"No new assembly hall and no new housing cluster between {summary.dates[0]} and "
                      f"{summary.dates[-1]} on the ground seen at every date.")
@@ -154,6 +153,16 @@ def headlines(summary: SiteSummary) -> list[str]:
         lines.append(f"No land cleared (green ground turned bare) of at least {least:,.0f} m² on the ground "
                      "the first and a later date saw.")
     return lines
+
+
+def housing_headline(cluster: HousingCluster) -> str:
+    """``New housing: 12 new buildings close together ...``, or an area whose houses the pixels do not separate."""
+    if cluster.count_estimated:
+        return (f"New housing area of about {cluster.count} buildings (estimated from its area: the pixels do not "
+                f"separate single houses), {cluster.outline_area_m2 or cluster.total_area_m2:,.0f} m² within its "
+                f"outline, first seen {cluster.first_seen}, at {place(cluster.lon, cluster.lat)}.")
+    return (f"New housing: {cluster.count} new buildings close together ({cluster.total_area_m2:,.0f} m² "
+            f"in all), first seen {cluster.first_seen}, at {place(cluster.lon, cluster.lat)}.")
 
 
 def clearing_headline(area: ClearedArea, dates: list[str]) -> str:
@@ -260,6 +269,8 @@ def _cleared_cells(item: ClearedArea) -> list[str]:
 
 def _new_cells(item: NewBuilding) -> list[str]:
     size = f"≥ {item.area_m2:,.1f} (cut by the edge)" if item.cut_by_edge else f"{item.area_m2:,.1f}"
+    if item.unit == "building_group":
+        size += f" (a group of about {item.estimated_count} buildings the pixels do not separate)"
     return [f"#{item.id}", CLASS_WORDS[item.change_class], FLAG_WORDS.get(item.flag, item.flag or ""), size,
             "" if item.ratio_to_largest_existing is None else f"{100 * item.ratio_to_largest_existing:.0f} %",
             "" if item.confidence is None else f"{item.confidence:.2f}", item.first_seen, item.presence,

@@ -91,6 +91,8 @@ class ChangeRules:
     housing_max_area_m2: float
     housing_max_gap_m: float
     housing_min_count: int
+    group_min_pixel_m: float
+    group_m2_per_building: float
     absent_max_probability: float
     new_min_confidence: float
     new_min_area_m2: float

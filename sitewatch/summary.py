@@ -90,6 +90,8 @@ class NewBuilding(_Record):
     area_before_m2: float | None = None
     before_outline: str | None = None
     judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
+    unit: str = "building"  # or building_group: buildings the pixels do not separate (docs/CHANGE_RULES.md)
+    estimated_count: int = 1  # the buildings a building_group stands for, estimated from its area
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,10 @@ class DateCounts(_Record):
 
 @dataclass(frozen=True)
 class HousingCluster(_Record):
-    """New residential-size buildings close together: their ``change_id`` values, total area (m²),
-    the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326). ``count``:
-    its buildings, a footprint of several touching blocks counting as its blocks."""
+    """A housing area: new residential-size buildings close together: their ``change_id`` values, total
+    area (m²), the earliest ``first_seen`` of its members and the centroid of its hull (EPSG:4326).
+    ``count``: its buildings, a footprint of several touching blocks counting as its blocks and a group of
+    buildings the pixels do not separate as its estimated count (``count_estimated``)."""
 
     id: int
     count: int
@@ -137,6 +140,8 @@ class HousingCluster(_Record):
     first_seen: str
     lon: float
     lat: float
+    outline_area_m2: float | None = None  # the housing area's outline (convex hull of its members)
+    count_estimated: bool = False  # a member is a building group whose count is estimated from its area
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
 def samples() -> Path:
     assert SAMPLES.is_dir(), "data/samples is missing from the checkout"
     return SAMPLES
+
+
+def browser() -> str:
+    """Debian's Chromium for the report tests. In CI (``.ci/run`` installs it and sets ``SITEWATCH_CI``) a
+    missing browser fails; elsewhere the test is skipped, saying why."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("SITEWATCH_CI") or os.environ.get("CI"):
+        pytest.fail("Debian's chromium package is needed (.ci/run installs it)")
+    pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import REPO, assert_one_line_error, run_sitewatch
+from conftest import REPO, assert_one_line_error, browser, run_sitewatch
 from PIL import Image
 from shapely import affinity
 from shapely.geometry import box
@@ -249,8 +248,7 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
 
 
 def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium package is needed (.ci/run installs it)"
+    chromium = browser()
     page = tmp_path / "report.html"
     check = """<script>window.addEventListener('load', () => {
       const images = [...document.images];
@@ -282,8 +280,7 @@ def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
 def test_report_makes_no_network_request(demo_run: Path, tmp_path: Path) -> None:
     """Every resource the page loads, as Chromium's Resource Timing lists it: none (pictures are
     inline data), and no http(s) address anywhere in the file."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium package is needed (.ci/run installs it)"
+    chromium = browser()
     check = """<script>window.addEventListener('load', () => setTimeout(() => {
       const loaded = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));
       const result = document.createElement('pre');

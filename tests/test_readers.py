@@ -39,7 +39,8 @@ def test_every_source_present_in_samples(samples: Path) -> None:
 def test_spacenet7_months_on_the_working_grid_by_quadrant(samples: Path) -> None:
     """Two real PlanetScope basemap months, resampled to 1 m, footprints burned at 1 m, four quadrants each."""
     images = list(read_source(samples, "spacenet7"))
-    assert [item.name.rsplit("_", 3)[1:] for item in images[:4]] == [["2018", "01", q] for q in ("nw", "ne", "sw", "se")]
+    quadrants = ("nw", "ne", "sw", "se")
+    assert [item.name.rsplit("_", 3)[1:] for item in images[:4]] == [["2018", "01", q] for q in quadrants]
     assert len(images) == 8 and {item.group.rsplit("/", 1)[1] for item in images} == {"nw", "ne", "sw", "se"}
     for item in images:
         assert item.gsd_m == 1.0 and 3.7 < item.extra["sensor_gsd_m"] < 3.8
