@@ -478,8 +478,8 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
         changes["area_m2"].to_numpy(float) / rules.group_m2_per_building)), 1).astype(np.int64)
     candidates = (is_new & ~hall).to_numpy()
     several = (similar | (blocks >= 2) | group).to_numpy()  # members whatever their size
-    clusters = housing_clusters(changes[candidates], rules, changes.crs, several[candidates],
-                                changes["estimated_count"].to_numpy()[candidates])
+    stands_for = np.maximum(blocks.to_numpy(), changes["estimated_count"].to_numpy())  # buildings per record
+    clusters = housing_clusters(changes[candidates], rules, changes.crs, several[candidates], stands_for[candidates])
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
@@ -631,9 +631,11 @@ def seen_rectangularity(shapes: np.ndarray, observed: shapely.Geometry | None) -
 def one_of_similar_neighbours(changes: gpd.GeoDataFrame, candidates: pd.Series, rules: ChangeRules) -> pd.Series:
     """Buildings that are one of a set of similar new neighbours (an estate of blocks or slabs,
     housing, not a hall): at least ``housing_min_count`` − 1 other new buildings within
-    ``housing_max_gap_m`` (edge to edge, chained) whose area is within a factor of two of its own."""
+    ``housing_max_gap_m`` (edge to edge, chained) whose area is within a factor of two of its own, each
+    at most ``housing_max_block_m2`` (the halls of an industrial park built together are no estate)."""
     out = pd.Series(np.zeros(len(changes), bool), index=changes.index)
-    index = np.flatnonzero(candidates.to_numpy())
+    block_sized = changes["area_m2"].to_numpy(float) <= rules.housing_max_block_m2
+    index = np.flatnonzero(candidates.to_numpy() & block_sized)
     if len(index) < rules.housing_min_count:
         return out
     geoms, area = changes.geometry.values[index], changes["area_m2"].to_numpy(float)[index]

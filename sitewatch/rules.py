@@ -91,6 +91,7 @@ class ChangeRules:
     housing_max_area_m2: float
     housing_max_gap_m: float
     housing_min_count: int
+    housing_max_block_m2: float
     group_min_pixel_m: float
     group_m2_per_building: float
     absent_max_probability: float

@@ -71,3 +71,19 @@ def browser() -> str:
     if os.environ.get("SITEWATCH_CI") or os.environ.get("CI"):
         pytest.fail("Debian's chromium package is needed (.ci/run installs it)")
     pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")
+
+
+_PREDICTORS: dict = {}
+
+
+def chosen(rasters) -> object:  # noqa: ANN001 - paths; returns a sitewatch.predict.Predictor
+    """The predictor ``sitewatch change`` would use for these rasters (the network chosen from them,
+    :mod:`sitewatch.choice`), on the CPU, each network loaded once per test session."""
+    from sitewatch.checkpoint import load_for_inference
+    from sitewatch.choice import choose_model, look_at_site
+    from sitewatch.predict import Predictor
+
+    path = choose_model(None, look_at_site([Path(r) for r in rasters])).path
+    if path not in _PREDICTORS:
+        _PREDICTORS[path] = Predictor(load_for_inference(path), device="cpu", backend="auto")
+    return _PREDICTORS[path]

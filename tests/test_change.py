@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import REPO, assert_one_line_error, browser, run_sitewatch
+from conftest import REPO, assert_one_line_error, browser, chosen, run_sitewatch
 from PIL import Image
 from shapely import affinity
 from shapely.geometry import box
@@ -192,7 +192,7 @@ def _levir_site(samples: Path, name: str, folder: Path, shift_later: tuple[int, 
 
 def test_same_image_shifted_is_no_change(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
     rasters = _levir_site(samples, "train_36_0512_0512", tmp_path / "in", shift_later=(3, -2), same_image=True)
-    run = run_site(rasters, tmp_path / "out", predictor)
+    run = run_site(rasters, tmp_path / "out", chosen(rasters))
     summary = run.summary
     assert summary.shift[0].applied
     assert summary.shift[0].dx_px == pytest.approx(-2, abs=0.5)
@@ -213,7 +213,8 @@ def test_unchanged_levir_pair_raises_no_hall(samples: Path, tmp_path: Path, pred
     # housing flags".)
     pair = read_levir_pair(samples, "train_386_0512_0768")
     assert not pair.change.any()
-    run = run_site(_levir_site(samples, "train_386_0512_0768", tmp_path / "in"), tmp_path / "out", predictor)
+    rasters = _levir_site(samples, "train_386_0512_0768", tmp_path / "in")
+    run = run_site(rasters, tmp_path / "out", chosen(rasters))
     assert run.summary.flags.assembly_hall == 0
 
 
@@ -304,7 +305,7 @@ def test_report_makes_no_network_request(demo_run: Path, tmp_path: Path) -> None
 
 def test_user_strings_are_escaped_in_report(samples: Path, tmp_path: Path, predictor: Predictor) -> None:
     rasters = _levir_site(samples, "val_27_0000_0256", tmp_path / "in")
-    run_site(rasters, tmp_path / "out", predictor, site="<script>alert(1)</script>")
+    run_site(rasters, tmp_path / "out", chosen(rasters), site="<script>alert(1)</script>")
     text = (tmp_path / "out" / "report.html").read_text()
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
-from conftest import SAMPLES
+from conftest import SAMPLES, chosen
 from pyproj import CRS
 from rasterio.features import rasterize
 
@@ -100,7 +100,7 @@ def run_pair(name: str, folder: Path) -> SiteSummary:
     """The whole change job (model included) on a DSIFN pair dated 2012-05-01 and 2018-05-01."""
     pair = read_dsifn_pair(SAMPLES, name)
     rasters = write_pair_rasters(name, pair.earlier, pair.later, pair.transform, pair.crs, folder / "in")
-    return run_site(rasters, folder / "out", Predictor(load_for_inference(), device="cpu", backend="auto")).summary
+    return run_site(rasters, folder / "out", chosen(rasters)).summary
 
 
 def test_fields_in_another_season_and_a_denser_village_are_not_cleared(tmp_path: Path) -> None:

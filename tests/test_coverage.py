@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from conftest import chosen
 
 from sitewatch.checkpoint import load_model
 from sitewatch.paths import DEMO_SITE, default_model_path
@@ -30,7 +31,7 @@ def predictor() -> Predictor:
 @pytest.fixture(scope="module")
 def full_run(predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> SiteSummary:
     out = tmp_path_factory.mktemp("full") / "site"
-    return run_site([EARLIER, LATER], out, predictor).summary
+    return run_site([EARLIER, LATER], out, chosen([EARLIER, LATER])).summary
 
 
 def _later_variant(folder: Path, name: str, edit) -> Path:
@@ -75,7 +76,7 @@ def test_nan_block_is_nodata_and_never_a_change(predictor: Predictor, tmp_path: 
 
     later = _later_variant(tmp_path, "texas_2018-01-01.tif", nan_block)
     out = tmp_path / "site"
-    run_site([EARLIER, later], out, predictor)
+    run_site([EARLIER, later], out, chosen([EARLIER, later]))
     summary = _strict_json(out / "summary.json")
     block = _block_polygon()
     changes = _changes(out)
@@ -115,7 +116,7 @@ def test_partial_coverage_is_not_observed_not_demolished(predictor: Predictor, t
 
     later = _later_variant(tmp_path, "texas_2018-01-01.tif", east_half)
     out = tmp_path / "site"
-    run_site([EARLIER, later], out, predictor)
+    run_site([EARLIER, later], out, chosen([EARLIER, later]))
     summary = _strict_json(out / "summary.json")
     assert summary.coverage.observed_at_every_date_share == pytest.approx(0.5, abs=0.01)
     changes = _changes(out)
@@ -139,7 +140,7 @@ def test_cloud_over_standing_buildings_is_not_a_demolition(predictor: Predictor,
 
     later = _later_variant(tmp_path, "texas_2018-01-01.tif", cloud)
     out = tmp_path / "site"
-    run_site([EARLIER, later], out, predictor)
+    run_site([EARLIER, later], out, chosen([EARLIER, later]))
     summary = _strict_json(out / "summary.json")
     changes = _changes(out)
     block = _block_polygon()

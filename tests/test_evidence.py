@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.transform
-from conftest import SAMPLES
+from conftest import SAMPLES, chosen
 from PIL import Image
 from rasterio.features import rasterize
 from scipy import ndimage
@@ -66,7 +66,7 @@ def test_the_same_ground_reimaged_is_no_change(pair: str, tmp_path: Path, predic
         levir = read_levir_pair(SAMPLES, pair)
         earlier, transform, crs, shift = levir.earlier, levir.transform, levir.crs, 48
     rasters = write_pair_rasters(pair, earlier, reimaged(earlier, shift), transform, crs, tmp_path / "in")
-    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.shift[0].applied and summary.shift[0].response > 0.3
     assert (summary.shift[0].dx_px, summary.shift[0].dy_px) == pytest.approx((-shift, -shift), abs=1)
     counts = summary.counts
@@ -76,7 +76,7 @@ def test_the_same_ground_reimaged_is_no_change(pair: str, tmp_path: Path, predic
 
 def test_demo_site_reports_no_demolition(tmp_path: Path, predictor: Predictor) -> None:
     """The model takes a sand pad and dirt yards of 2002 for roofs; the pictures do not show a building."""
-    summary = run_site(sorted(DEMO.glob("*.tif")), tmp_path / "out", predictor).summary
+    summary = run_site(sorted(DEMO.glob("*.tif")), tmp_path / "out", chosen(DEMO.glob("*.tif"))).summary
     assert summary.counts.demolished == 0
     assert summary.counts.new >= 12 and summary.flags.housing_clusters >= 1  # the new houses stay
     assert all(b.image_similarity is not None and b.image_similarity < 0.45 for b in summary.new_buildings)
@@ -90,7 +90,7 @@ def test_demolished_and_rebuilt_is_replaced(tmp_path: Path, predictor: Predictor
     later = pair.earlier.copy()
     later[60:116, 55:173] = demo_later[8:64, 40:158]
     rasters = write_pair_rasters("rebuilt", pair.earlier, later, pair.transform, pair.crs, tmp_path / "in")
-    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.counts.replaced == 1
     assert (summary.counts.new, summary.counts.demolished, summary.counts.expanded) == (0, 0, 0)
     (record,) = [b for b in summary.new_buildings if b.change_class == "replaced"]
@@ -108,7 +108,7 @@ def test_village_blocks_retraced_are_not_replaced(size: float | None, tmp_path: 
     pair = read_dsifn_pair(SAMPLES, "0_2")
     rasters = write_pair_rasters("village", pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "in",
                                  coarsen_to_m=size, native_gsd_m=2.0)
-    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.counts.replaced <= 3
 
 
@@ -127,7 +127,7 @@ def test_row_of_touching_apartment_blocks_is_housing_not_a_hall(size: float | No
     transform = pair.transform * rasterio.Affine.translation(100, 100)
     rasters = write_pair_rasters("row", ground, later, transform, pair.crs, tmp_path / "in", coarsen_to_m=size,
                                  native_gsd_m=2.0)
-    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.flags.assembly_hall == 0
     assert summary.flags.housing_clusters >= 1
     assert sum(b.area_m2 for b in summary.new_buildings if b.flag == "housing") > 3000
@@ -171,7 +171,7 @@ def test_hall_with_paving_in_its_outline_is_flagged(size: float | None, tmp_path
     pair = read_dsifn_pair(SAMPLES, "6_3")
     rasters = write_pair_rasters("paved", pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "in",
                                  coarsen_to_m=size, native_gsd_m=2.0)
-    run_site(rasters, tmp_path / "out", predictor)
+    run_site(rasters, tmp_path / "out", chosen(rasters))
     changes = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes").to_crs(32650)
     (paved,) = changes[changes.intersects(box(430300, 3499905, 430310, 3499915))].itertuples()
     assert paved.rectangularity < 0.75  # the outline alone is no hall
@@ -196,7 +196,7 @@ def test_hall_cut_diagonally_by_the_edge_is_flagged(size: float | None, tmp_path
     for path in rasters:
         with rasterio.open(path, "r+") as dataset:
             dataset.nodata = 0
-    summary = run_site(rasters, tmp_path / "out", predictor).summary
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     halls = [b for b in summary.new_buildings if b.flag == "assembly_hall"]
     assert any(b.cut_by_edge and b.area_m2 > 3000 for b in halls)
 

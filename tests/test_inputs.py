@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import chosen
 from PIL import Image
 from scipy import ndimage
 
@@ -137,7 +138,7 @@ def _pair_summary(dataset: str, name: str, tmp_path: Path, predictor: Predictor,
                     else (read_levir_pair(samples, name), 0.5))
     rasters = write_pair_rasters(name, pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "in",
                                  coarsen_to_m=coarsen_to_m, native_gsd_m=native)
-    return run_site(rasters, tmp_path / "out", predictor).summary
+    return run_site(rasters, tmp_path / "out", chosen(rasters)).summary
 
 
 @pytest.mark.parametrize("coarsen_to_m", [None, 3.0])

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from conftest import chosen
 from rasterio.enums import ColorInterp
 
 from sitewatch.paths import DEMO_SITE
@@ -216,7 +217,7 @@ def test_udm2_cloud_over_standing_buildings_is_not_observed(clouded_series, pred
     from sitewatch.pipeline import run_site
 
     rasters, cloud = clouded_series
-    summary = run_site(rasters, tmp_path / "site", predictor).summary
+    summary = run_site(rasters, tmp_path / "site", chosen(rasters)).summary
     assert summary.counts.demolished == 0, summary.counts
     assert summary.counts.not_observed >= 1, summary.counts  # the buildings under the cloud
     first, later = summary.images
@@ -282,7 +283,7 @@ def test_skysat_then_planetscope_is_judged_at_the_coarser_date(analytic: dict[st
                                                                                    t.e * scale, t.f)}
     planetscope = write_bands(tmp_path / "20240101_101112_12_2480_3B_AnalyticMS_SR.tif", coarse_profile,
                               ("blue", "green", "red", "nir"), coarse, describe=False)
-    summary = run_site([skysat, planetscope], tmp_path / "site", predictor).summary
+    summary = run_site([skysat, planetscope], tmp_path / "site", chosen([skysat, planetscope])).summary
     assert [image.pixel_m for image in summary.images] == [pytest.approx(0.554, abs=0.01), pytest.approx(3.0, abs=0.1)]
     assert summary.model.gsd_m >= 1.0  # both dates seen at what the 3 m date resolves (measured: 1 m)
     assert summary.counts.unchanged >= 5 and summary.counts.demolished + summary.counts.new <= 2, summary.counts

@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from conftest import run_sitewatch
+from conftest import chosen, run_sitewatch
 
 from sitewatch.change import compare_dates
-from sitewatch.checkpoint import load_for_inference
 from sitewatch.paths import DEMO_SITE
 from sitewatch.pipeline import run_site
-from sitewatch.predict import Predictor
 from sitewatch.rules import ChangeRules
 from sitewatch.scot import DateFootprints, scot
 from sitewatch.summary import SiteSummary
@@ -40,8 +38,7 @@ def three_dates(tmp_path_factory: pytest.TempPathFactory):
     third = folder / "texas_train36_2019-01-01.tif"
     with rasterio.open(third, "w", **profile) as out:
         out.write(moved)
-    predictor = Predictor(load_for_inference(), device="cpu", backend="auto")
-    run_site([EARLIER, LATER, third], folder / "out", predictor)
+    run_site([EARLIER, LATER, third], folder / "out", chosen([EARLIER, LATER, third]))
     return folder / "out"
 
 
