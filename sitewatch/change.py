@@ -150,7 +150,7 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     first, last = frames[0], frames[-1]
     largest_existing = float(first["area_m2"].max()) if not first.empty else 0.0
     links = link_dates(first, last, rules)
-    present = classify_present(first, last, links, rules, before_probability, observed, evidence)
+    present = classify_present(first, last, links, rules, before_probability, observed, evidence, pixel_m)
     present = present.assign(
         ratio_to_largest_existing=(np.round(last["area_m2"].to_numpy(float) / largest_existing, 3)
                                    if largest_existing > 0 else np.nan),
@@ -162,7 +162,7 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
         last_seen=[tracks.last_seen(t) for t in last["track_id"]], date_seen=dates[-1],
         presence=[tracks.presence(t) for t in last["track_id"]])
     columns = [c for c in last.columns if c not in RECORD_COLUMNS] + list(RECORD_COLUMNS)
-    demolished = classify_gone(first, links, rules, after_probability, observed, evidence).assign(
+    demolished = classify_gone(first, links, rules, after_probability, observed, evidence, pixel_m).assign(
         ratio_to_largest_existing=np.nan, last_seen=lambda gone: [tracks.last_seen(t) for t in gone["track_id"]],
         date_seen=dates[0], presence=lambda gone: [tracks.presence(t) for t in gone["track_id"]])
     changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns]], ignore_index=True), crs=crs)
@@ -268,9 +268,11 @@ def _presence(frames: list[gpd.GeoDataFrame], latest: gpd.GeoDataFrame,
 
 def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
                      before_probability: np.ndarray | None, observed: shapely.Geometry | None,
-                     evidence: ImageEvidence | None = None) -> gpd.GeoDataFrame:
+                     evidence: ImageEvidence | None = None, pixel_m: float = 0.0) -> gpd.GeoDataFrame:
     """The last date's buildings with ``change`` (new, expanded, shrunk, replaced, unchanged, not_observed),
-    the area that stood under them at the first date, the picture evidence and the confidence of a change."""
+    the area that stood under them at the first date, the picture evidence and the confidence of a change.
+    A growth or loss must also span ``growth_min_pixels`` pixels of ``pixel_m``: a footprint re-traced a pixel
+    wider on a 3-4 m raster has not grown."""
     earlier_area = np.zeros(len(last))
     before_shape = np.array([None] * len(last), dtype=object)
     if not links.empty:
@@ -284,11 +286,12 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
     before = np.zeros(len(last)) if before_probability is None else np.asarray(before_probability, float)
     change = np.where(earlier_area == 0, "new", "unchanged").astype(object)
     change[(earlier_area == 0) & (before >= rules.absent_max_probability)] = "unchanged"
+    least_m2 = rules.growth_min_pixels * pixel_m * pixel_m
     grew = (earlier_area > 0) & (group_after - group_before >= np.maximum(
-        rules.expanded_min_share * group_before, rules.expanded_min_m2))
+        rules.expanded_min_share * group_before, max(rules.expanded_min_m2, least_m2)))
     change[grew] = "expanded"
     shrank = (earlier_area > 0) & (group_before - group_after >= np.maximum(
-        rules.shrunk_min_share * group_before, rules.shrunk_min_m2))
+        rules.shrunk_min_share * group_before, max(rules.shrunk_min_m2, least_m2)))
     change[shrank] = "shrunk"
     similarity = changed_ground_similarity(last.geometry.values, before_shape, change, evidence, last.crs)
     change[replaced_buildings(last, before_shape, np.fmax(similarity.whole, similarity.earlier), rules,
@@ -427,7 +430,7 @@ def _wkt_lonlat(shape: shapely.Geometry | None, crs: CRS) -> str:
 
 def classify_gone(first: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRules,
                   after_probability: np.ndarray | None, observed: shapely.Geometry | None,
-                  evidence: ImageEvidence | None = None) -> gpd.GeoDataFrame:
+                  evidence: ImageEvidence | None = None, pixel_m: float = 0.0) -> gpd.GeoDataFrame:
     """The first date's buildings that are gone at the last: ``demolished`` or ``not_observed``.
 
     Like a new building, a demolition is reported only when sure: the building was clear at the
@@ -435,7 +438,9 @@ def classify_gone(first: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRul
     shift of a few pixels is not a demolition). The pictures must agree: the ground changed
     (similarity below ``demolished_max_similarity``), the building's outline stood out from its
     surroundings at the first date (``demolished_min_contrast``: bare pads and dirt yards the model
-    took for roofs do not) and it covered at least ``demolished_min_area_m2``.
+    took for roofs do not) and it covered at least ``demolished_min_area_m2`` and ``demolished_min_pixels``
+    pixels of ``pixel_m`` (a house 3-4 pixels across on a 3-4 m raster that one month's detections lose is
+    more often lost to the season or haze than pulled down).
     """
     after = np.zeros(len(first)) if after_probability is None else np.asarray(after_probability, float)
     gone = np.ones(len(first), bool)
@@ -449,7 +454,8 @@ def classify_gone(first: gpd.GeoDataFrame, links: pd.DataFrame, rules: ChangeRul
                 else np.full(len(first), np.nan))
     confidence = sureness(first, after, similarity)
     area = first["area_m2"].to_numpy(float)
-    gone &= ~too_weak(confidence, area, rules) & (area >= rules.demolished_min_area_m2)
+    gone &= ~too_weak(confidence, area, rules) & (area >= rules.demolished_min_area_m2) & (
+        area >= rules.demolished_min_pixels * pixel_m * pixel_m)
     gone &= ~(similarity >= rules.demolished_max_similarity) & ~(contrast < rules.demolished_min_contrast)
     index = np.flatnonzero(gone)
     return first.iloc[index].assign(

@@ -101,6 +101,8 @@ class ChangeRules:
     demolished_max_similarity: float
     demolished_min_contrast: float
     demolished_min_area_m2: float
+    demolished_min_pixels: float
+    growth_min_pixels: float
     replaced_max_iou: float
     replaced_max_similarity: float
     replaced_max_kept_share: float
