@@ -12,6 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from affine import Affine
 from conftest import REPO, assert_one_line_error, browser, chosen, run_sitewatch
 from PIL import Image
@@ -340,3 +341,53 @@ def test_bad_change_input(case: str, tmp_path: Path) -> None:
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
     assert REPO.is_dir()
+
+
+def _estate(x0: float, y0: float, rows: int = 4, cols: int = 6) -> shapely.Geometry:
+    """Houses of 12 × 15 m on 20 m plots with their yards and the street between them, traced as one
+    footprint, as a 3-4 m raster shows a dense estate: 26 m square blocks joined by 6 m links."""
+    blocks = [box(x0 + 30 * c, y0 + 30 * r, x0 + 30 * c + 26, y0 + 30 * r + 26)
+              for r in range(rows) for c in range(cols)]
+    links = [box(x0 + 30 * c + 26, y0 + 30 * r + 10, x0 + 30 * c + 30, y0 + 30 * r + 16)
+             for r in range(rows) for c in range(cols - 1)]
+    links += [box(x0 + 10, y0 + 30 * r + 26, x0 + 16, y0 + 30 * r + 30) for r in range(rows - 1)]
+    return shapely.union_all(blocks + links)
+
+
+def test_an_estate_merged_at_planetscope_size_is_a_housing_area_not_a_building() -> None:
+    """At 3.76 m an estate traced as one 17,000 m² footprint is a building group with an estimated count
+    and a housing area; a hall beside it stays a building of its own; at 0.5 m the same outline is a building."""
+    existing = [box(-400, -400, -340, -350)]
+    estate = _estate(0, 0)
+    hall = box(400, 0, 460, 25)  # 1,500 m²
+    footprints = [layer(existing), layer(existing + [estate, hall])]
+    rules = ChangeRules.default()
+    coarse = compare_dates(footprints, [D1, D2], rules, pixel_m=3.76)
+    by_area = coarse.changes.set_index(coarse.changes.area_m2.round())
+    group = by_area.loc[round(estate.area)]
+    assert group.unit == "building_group" and group.flag == "housing"
+    assert group.estimated_count == round(estate.area / rules.group_m2_per_building)
+    assert by_area.loc[1500.0].unit == "building" and by_area.loc[1500.0].flag == "assembly_hall"
+    (area,) = coarse.clusters.itertuples()
+    assert area.count == group.estimated_count and area.count_estimated
+    assert area.outline_area_m2 == pytest.approx(shapely.convex_hull(estate).area, rel=1e-3)
+    fine = compare_dates(footprints, [D1, D2], rules, pixel_m=0.5).changes
+    assert set(fine.unit) == {"building"} and (fine.estimated_count == 1).all()
+
+
+def test_the_halls_of_an_industrial_park_built_together_are_halls_not_an_estate() -> None:
+    existing = [box(-500, -500, -400, -420)]
+    halls = [box(0, 60 * i, 150, 60 * i + 50) for i in range(4)]  # 7,500 m² each, 10 m apart
+    changes = compare_dates([layer(existing), layer(existing + halls)], [D1, D2], ChangeRules.default()).changes
+    assert (changes[changes.change == "new"].flag == "assembly_hall").all()
+
+
+def test_a_house_lost_at_planetscope_size_is_not_demolished_a_hall_is() -> None:
+    house, hall = box(0, 0, 15, 12), box(100, 0, 160, 25)
+    rules = ChangeRules.default()
+    coarse = compare_dates([layer([house, hall]), layer([])], [D1, D2], rules, pixel_m=3.76).changes
+    assert coarse.change.tolist() == ["demolished"] and coarse.area_m2.iloc[0] == pytest.approx(1500)
+    fine = compare_dates([layer([house, hall]), layer([])], [D1, D2], rules, pixel_m=0.5).changes
+    assert sorted(fine.change) == ["demolished", "demolished"]
+    regrown = compare_dates([layer([hall]), layer([box(100, 0, 163, 27)])], [D1, D2], rules, pixel_m=3.76).changes
+    assert regrown.change.tolist() == ["unchanged"]  # traced a pixel wider: 201 m² more, under 12 pixels
