@@ -244,7 +244,7 @@ def segment(
                               threshold=threshold, progress=_bar_progress(bar), tile_size=tile_size,
                               overlap=overlap, batch_size=batch_size, bands=band_list, work_gsd_m=work_gsd,
                               mask=mask, use_udm=udm)
-        _print_raster(raster, run)
+        _print_raster(raster, run, choice)
 
 
 def _say_model(predictor, choice, raster: Path | None = None) -> None:  # noqa: ANN001 - Predictor, ModelChoice
@@ -264,8 +264,13 @@ def _bar_progress(bar) -> Callable[[int, int], None]:
     return progress
 
 
-def _print_raster(raster: Path, run) -> None:
+def _print_raster(raster: Path, run, choice) -> None:  # noqa: ANN001 - a pipeline.RasterRun, a choice.ModelChoice
+    """The line of one segmented raster; a warning where no building was found, naming the network and size."""
     result = run.result
+    if run.footprints == 0:
+        warnings.warn(f"{raster.name}: no building found by the {choice.label} network at {result.work_gsd_m:g} m "
+                      "(if buildings are visible: is the pixel size right (--gsd)? PlanetScope-class imagery is "
+                      "for --model planetscope)", SitewatchWarning, stacklevel=1)
     typer.echo(
         f"{raster.name}: {result.width}×{result.height} px, {result.area_km2:.3f} km², "
         f"{result.windows} tile{'s' if result.windows != 1 else ''}, {result.seconds:.1f} s on {result.device}, "

@@ -102,3 +102,14 @@ def test_a_planet_monthly_basemap_is_dated_by_its_month(tmp_path: Path) -> None:
     assert raster_date(SN7_EARLY) == (dt.date(2018, 1, 1), "file name")
     assert raster_date(tmp_path / "planet_medres_normalized_analytic_2021-06_mosaic.tif")[0] == dt.date(2021, 6, 1)
     assert raster_date(tmp_path / "global_monthly_2018_13_mosaic.tif")[0] is None
+
+
+def test_the_planetscope_sample_with_its_pixel_size_gets_the_planetscope_network(tmp_path: Path) -> None:
+    png = SAMPLES / "planetscope_dev" / "planesnet_scene_3_ne.png"  # LAX at ~3 m, no georeferencing
+    chosen = run_sitewatch("segment", str(png), "--gsd", "3", "--out", str(tmp_path / "auto"), "-q")
+    assert chosen.returncode == 0 and "model planetscope" in chosen.stderr
+    assert int(chosen.stdout.split(" footprints")[0].rsplit(" ", 1)[1]) >= 20
+    forced = run_sitewatch("segment", str(png), "--gsd", "3", "--model", str(DEFAULT_FILE), "--out",
+                           str(tmp_path / "forced"), "-q")
+    assert forced.returncode == 0 and " 0 footprints" in forced.stdout  # the default network sees nothing here
+    assert "no building found by the default network at 1 m" in forced.stderr  # and says so
