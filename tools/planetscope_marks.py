@@ -89,7 +89,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     view = sub.add_parser("view", help="a stretched, gridded, enlarged window of a crop")
     view.add_argument("crop", type=Path)
-    view.add_argument("window", type=int, nargs=4, metavar=("X0", "Y0", "W", "H"))
+    view.add_argument("window", type=int, nargs=4, help="X0 Y0 W H: the window in crop pixels")
     overlay = sub.add_parser("overlay", help="the reference polygons of one crop drawn on it")
     overlay.add_argument("reference", type=Path)
     overlay.add_argument("crop", type=Path)
