@@ -1,9 +1,10 @@
 """Change on real PlanetScope months against labelled footprints (SpaceNet 7, ids across months).
 
-    python bench/spacenet7.py --model auto [--model planetscope ...] [--pairs two-year consecutive]
+    python bench/spacenet7.py --model auto [--model planetscope ...] [--pairs two-year consecutive series]
                               [--out bench/results/spacenet7.json]
 
-Each pair of months runs through the same job as ``sitewatch change`` (``run_site``), with the network
+Each pair of months (and, with ``series``, all months as one site) runs through the same job as
+``sitewatch change`` (``run_site``), with the network
 ``--model`` names (``auto``: sitewatch's own choice, as a user gets it). The records are scored by
 :mod:`sitewatch.labelled_change` in three regions of the AOI, kept apart as the training is:
 
@@ -61,18 +62,22 @@ def regions(image: Path, crs: object) -> dict[str, shapely.Geometry]:
     return {"held_out": north_west, "tuned": whole.difference(north_west), "all": whole}
 
 
-def pairs_of(found: list[Month], kinds: list[str]) -> list[tuple[Month, Month]]:
+def pairs_of(found: list[Month], kinds: list[str]) -> list[list[Month]]:
+    """The runs asked for: ``two-year`` (first and last month), ``consecutive`` (each month and the next),
+    ``series`` (every month as one site: a building new from the month it appears and stays)."""
     pairs = []
     if "two-year" in kinds:
-        pairs.append((found[0], found[-1]))
+        pairs.append([found[0], found[-1]])
     if "consecutive" in kinds:
-        pairs += list(zip(found[:-1], found[1:], strict=True))
+        pairs += [[a, b] for a, b in zip(found[:-1], found[1:], strict=True)]
+    if "series" in kinds:
+        pairs.append(list(found))
     return pairs
 
 
-def run_pair(earlier: Month, later: Month, model: str, folder: Path) -> tuple[dict, str, float]:
-    """One pair through the change job; its changes and housing layers, the model's label and seconds."""
-    rasters = [earlier.image, later.image]
+def run_pair(dated: list[Month], model: str, folder: Path) -> tuple[dict, str, float]:
+    """Months through the change job; its changes and housing layers, the model's label and seconds."""
+    rasters = [month.image for month in dated]
     given = None if model == "auto" else str(MODELS_DIR / DEFAULT_MODEL_NAME) if model == "default" else model
     choice = choose_model(given, [look_at(r) for r in rasters])
     predictor = Predictor(load_for_inference(choice.path), device="cpu", backend="auto")
@@ -105,17 +110,19 @@ def main() -> None:
     results = {"command": command_line(), "regions": {"held_out": "north-west quadrant", "tuned": "the rest"},
                "runs": []}
     for aoi in sorted(p for p in args.data.iterdir() if p.is_dir()):
-        for earlier, later in pairs_of(months(aoi), args.pairs):
+        for dated in pairs_of(months(aoi), args.pairs):
+            earlier, later = dated[0], dated[-1]
             for model in args.model or ["auto"]:
                 with tempfile.TemporaryDirectory(prefix="sitewatch-sn7-") as scratch:
-                    layers, label, seconds = run_pair(earlier, later, model, Path(scratch) / "site")
+                    layers, label, seconds = run_pair(dated, model, Path(scratch) / "site")
                 scores = score_pair(layers, earlier, later)
-                row = {"aoi": aoi.name, "earlier": earlier.key, "later": later.key,
+                row = {"aoi": aoi.name, "earlier": earlier.key, "later": later.key, "dates": len(dated),
                        "model": repo_path(model) if Path(model).exists() else model, "network": label,
                        "seconds": round(seconds, 1), "scores": scores}
                 results["runs"].append(row)
                 held = scores["held_out"]
-                print(f"{earlier.key}->{later.key} {model:>12}: held-out new {held['found']}/{held['labelled_new']} "
+                print(f"{earlier.key}->{later.key} ({len(dated)} dates) {model:>12}: held-out new "
+                      f"{held['found']}/{held['labelled_new']} "
                       f"found, {held['right_new_records']}/{held['new_records']} records right, "
                       f"area P {held['area_precision']:.2f} R {held['area_recall']:.2f}, "
                       f"housing {held['right_housing_areas']}/{held['housing_areas']}, false halls "
