@@ -162,4 +162,5 @@ def test_the_planetscope_model_is_shipped_by_name_with_its_checksum(tmp_path: Pa
     recorded = dict(line.split()[::-1] for line in CHECKSUMS.read_text().splitlines())
     assert info["sha256"] == recorded[SHIPPED_MODELS["planetscope"]]
     assert info["radiometry"]["kind"] == "percentile" and info["multiscale"]["min_input_gsd_m"] == 2.5
-    assert info["blend"]["tuned_weight"] == 0.7
+    assert info["blend"]["tuned_weight"] == 0.6  # 0.6 x stage 5b + 0.4 x the previous PlanetScope model (model card)
+    assert info["blend"]["base_sha256"].startswith("79ed4d17")

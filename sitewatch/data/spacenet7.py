@@ -102,7 +102,7 @@ def read_month(month: Month, work_gsd_m: float = 1.0) -> tuple[np.ndarray, np.nd
     scale = sensor_m / work_gsd_m
     image = resample_image(np.ascontiguousarray(np.moveaxis(pixels[:3], 0, -1)), scale)
     shape = image.shape[:2]
-    grid = transform * Affine.scale(pixels.shape[2] / shape[1], pixels.shape[1] / shape[0])
+    grid = transform @ Affine.scale(pixels.shape[2] / shape[1], pixels.shape[1] / shape[0])
     label = burn_polygons(list(read_month_buildings(month, crs).geometry), grid, shape)
     unseen = burn_polygons(_unusable(month, crs), grid, shape).astype(bool)
     if pixels.shape[0] >= 4:
@@ -132,5 +132,5 @@ def read_spacenet7(root: Path, work_gsd_m: float = 1.0) -> Iterator[LabeledImage
                     name=f"{month.aoi}_{month.key}_{quadrant}", source=SOURCE, group=f"{SOURCE}/{month.aoi}/{quadrant}",
                     image=np.ascontiguousarray(image[rows, cols]), label=np.ascontiguousarray(label[rows, cols]),
                     gsd_m=work_gsd_m, crs=crs.to_string(),
-                    transform=grid * Affine.translation(cols.start, rows.start),
+                    transform=grid @ Affine.translation(cols.start, rows.start),
                     extra={"sensor_gsd_m": round(sensor_m, 3), "month": month.key})
