@@ -84,7 +84,8 @@ def score_labelled_change(changes: gpd.GeoDataFrame, housing: gpd.GeoDataFrame |
 
     Args:
         changes: the ``changes`` layer (``change``, ``flag`` columns), in a metric CRS.
-        housing: the housing areas layer (``estimated_count`` where present), same CRS; None for none.
+        housing: the housing areas layer (its ``count``: buildings, estimated where a group is in it), same CRS;
+            None for none.
         earlier, later: labelled footprints with an ``Id`` column, same CRS.
         region: where to count (same CRS); None counts everywhere.
         tolerance_m: how far an outline may run past a labelled footprint and still be on it (m).
@@ -107,7 +108,7 @@ def score_labelled_change(changes: gpd.GeoDataFrame, housing: gpd.GeoDataFrame |
     right = _share_on(new_records.geometry.values, new_ground) >= 0.5
     new_area = float(new.geometry.area.sum())
     record_area = float(new_records.geometry.area.sum())
-    halls = changes[changes["flag"].fillna("").str.contains("assembly_hall")]
+    halls = changes[changes["flag"].fillna("").astype(str).str.contains("assembly_hall")]
     demolished = changes[changes["change"] == "demolished"]
     in_housing = _count_in(housing, new) if housing is not None else np.zeros(0, int)
     large = new[new.geometry.area >= large_m2]
@@ -122,8 +123,7 @@ def score_labelled_change(changes: gpd.GeoDataFrame, housing: gpd.GeoDataFrame |
         area_precision=float(shapely.area(shapely.intersection(
             shapely.union_all(new_records.geometry.values), new_ground)) / record_area) if record_area else 0.0,
         housing_areas=0 if housing is None else len(housing), right_housing_areas=int((in_housing >= 3).sum()),
-        estimated_new_in_housing=int(housing["estimated_count"].sum())
-        if housing is not None and "estimated_count" in housing else 0,
+        estimated_new_in_housing=int(housing["count"].sum()) if housing is not None and "count" in housing else 0,
         labelled_new_in_housing=int(in_housing.sum()),
         halls_flagged=len(halls), false_halls=int((_share_on(halls.geometry.values, later_ground) < 0.5).sum()),
         demolished_records=len(demolished),

@@ -48,3 +48,14 @@ def test_an_estate_blob_finds_houses_but_is_no_right_record(labels) -> None:
     assert score.found == 102 and score.right_new_records == 0  # every house under it, yet no right record
     assert score.area_precision == pytest.approx(0.126, abs=0.005)  # 87 % of the blob is ground between houses
     assert (score.false_halls, score.false_demolitions) == (1, 3)
+
+
+def test_a_housing_area_is_scored_with_its_count(labels) -> None:
+    earlier, later = labels
+    new = later[~later["Id"].isin(earlier["Id"])]
+    outline = shapely.convex_hull(shapely.union_all(new.geometry.values))
+    housing = gpd.GeoDataFrame({"count": [80], "count_estimated": [True]}, geometry=[outline], crs=UTM)
+    score = score_labelled_change(_records([], "new"), housing, earlier, later)
+    assert (score.housing_areas, score.right_housing_areas) == (1, 1)
+    assert score.estimated_new_in_housing == 80 and score.labelled_new_in_housing == 102
+    assert score.found == 102  # a labelled house under a reported housing area is found
