@@ -32,7 +32,8 @@ ORDER = [
     # training data: one reader per format, the chip cache, the data module
     "data.common", "data.transforms", "data.geodata", "data.georaster", "data.spacenet7", "data.masks",
     "data.slippy", "data.xbd",
-    "data.levir", "data.dsifn", "data.pairs", "data.layouts", "data.owndata", "data.sources", "data.chips",
+    "data.levir", "data.dsifn", "data.pairs", "data.marked", "data.layouts", "data.owndata", "data.sources",
+    "data.chips",
     "data.datamodule",
     # training
     "model", "training",

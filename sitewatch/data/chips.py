@@ -158,7 +158,8 @@ def prepare_chips(settings: ChipSettings, cache_dir: Path, rebuild: bool = False
             scale = native / level
             image = resample_image(sample.image, scale)
             label = resample_label(sample.label, scale)
-            for row, col, image_chip, label_chip in cut_chips(image, label, settings.chip_size):
+            least = float(sample.extra.get("min_labelled_share", 0.3))
+            for row, col, image_chip, label_chip in cut_chips(image, label, settings.chip_size, least):
                 images.append(np.ascontiguousarray(image_chip))
                 labels.append(np.ascontiguousarray(label_chip))
                 records.append({

@@ -45,6 +45,7 @@ from sitewatch.data.common import (
     require_dir,
 )
 from sitewatch.data.geodata import GeoRaster, footprints_on, label_raster, read_footprints, read_georaster
+from sitewatch.data.marked import read_marked
 from sitewatch.data.xbd import read_xbd_layout
 from sitewatch.errors import SitewatchError
 from sitewatch.radiometry import read_rgb8
@@ -258,6 +259,7 @@ LAYOUTS: dict[str, Reader] = {
     "whu": read_whu,
     "massachusetts": read_massachusetts,
     "xbd": read_xbd_layout,
+    "marked": read_marked,
 }
 
 
