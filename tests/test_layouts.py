@@ -244,7 +244,7 @@ def test_xbd_official_layout_groups_by_split_and_disaster(xbd: Path) -> None:
 
 
 def test_every_layout_has_a_test_here() -> None:
-    tested = {"spacenet2", "spacenet4", "spacenet7", "inria", "whu", "massachusetts", "xbd"}
+    tested = {"spacenet2", "spacenet4", "spacenet7", "inria", "whu", "massachusetts", "xbd", "marked"}
     assert set(LAYOUTS) == tested
 
 
@@ -260,3 +260,32 @@ def test_layout_mistakes_are_one_line_errors(tmp_path: Path, spacenet2: Path) ->
     (broken / "geojson" / "buildings" / "buildings_AOI_2_Vegas_img2.geojson").unlink()
     with pytest.raises(SitewatchError, match="no building GeoJSON for img2"):
         list(read_layout("spacenet2", broken))
+
+
+def test_marked_crops_are_sparse_labels_on_the_working_grid(samples: Path, tmp_path: Path) -> None:
+    """The by-eye marks of a real PlanetScope crop as training labels: buildings 1, marked open ground
+    (apron, aircraft...) 0, the rest unlabelled; a crop whose image is not in the folder is left to the report."""
+    from shapely.geometry import mapping
+
+    from sitewatch.marks import read_marks
+
+    marks = read_marks(samples / "planetscope_dev/reference.json", "planesnet_scene_2", (256, 0, 768, 512))
+    crop = {"file": "w.png", "large_buildings": [], "open_ground": []}
+    for mark in marks:
+        outline = [list(point) for point in mapping(mark.outline)["coordinates"][0]]
+        entry = {"id": mark.id, "kind": mark.kind, "polygon": outline}
+        crop["large_buildings" if mark.building else "open_ground"].append(entry)
+    other = {"file": "absent.png", "large_buildings": [], "open_ground": []}
+    reference = {"pixel_size_m": 3.0, "crops": {"planesnet_scene_2_w": crop, "elsewhere": other}}
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    shutil.copyfile(samples / "planetscope_dev/planesnet_scene_2_w.png", tmp_path / "w.png")
+    (image,) = read_layout("marked", tmp_path)
+    assert image.group == "marked/planesnet_scene_2_w" and image.gsd_m == 1.0 and image.extra["sensor_gsd_m"] == 3.0
+    assert image.image.shape[:2] == (1536, 1536) == image.label.shape  # 512 px of 3 m shown at 1 m
+    building_m2 = sum(m.outline.area for m in marks if m.building) * 9
+    assert (image.label == 1).sum() == pytest.approx(building_m2, rel=0.05)
+    assert (image.label == 0).sum() > 0 and (image.label == IGNORE).mean() > 0.7
+    assert len(crop["open_ground"]) >= 17 and any(m.kind == "aircraft" for m in marks if not m.building)
+    (tmp_path / "reference.json").unlink()
+    with pytest.raises(SitewatchError, match="no reference.json"):
+        list(read_layout("marked", tmp_path))
