@@ -36,17 +36,15 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from recorded import command_line, repo_path  # noqa: E402
 
-from sitewatch.checkpoint import load_for_inference  # noqa: E402
-from sitewatch.choice import choose_model, look_at  # noqa: E402
+from sitewatch.batch import Predictors  # noqa: E402
+from sitewatch.choice import choose_model, look_at_site  # noqa: E402
 from sitewatch.data.spacenet7 import Month, months, read_month_buildings  # noqa: E402
 from sitewatch.footprints import utm_crs  # noqa: E402
 from sitewatch.labelled_change import score_labelled_change  # noqa: E402
 from sitewatch.paths import DEFAULT_MODEL_NAME, MODELS_DIR  # noqa: E402
 from sitewatch.pipeline import run_site  # noqa: E402
-from sitewatch.predict import Predictor  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "spacenet7_dev"
-HELD_OUT = ("nw",)
 ROWS = ("labelled_new", "found", "recall", "new_records", "right_new_records", "precision", "area_recall",
         "area_precision", "housing_areas", "right_housing_areas", "halls_flagged", "false_halls",
         "demolished_records", "false_demolitions", "expanded_records")
@@ -75,12 +73,13 @@ def pairs_of(found: list[Month], kinds: list[str]) -> list[list[Month]]:
     return pairs
 
 
-def run_pair(dated: list[Month], model: str, folder: Path) -> tuple[dict, str, float]:
-    """Months through the change job; its changes and housing layers, the model's label and seconds."""
+def run_pair(dated: list[Month], model: str, folder: Path, predictors: Predictors) -> tuple[dict, str, float]:
+    """Months through the change job (each network loaded once by ``predictors``); its changes and housing
+    layers, the model's label and seconds."""
     rasters = [month.image for month in dated]
     given = None if model == "auto" else str(MODELS_DIR / DEFAULT_MODEL_NAME) if model == "default" else model
-    choice = choose_model(given, [look_at(r) for r in rasters])
-    predictor = Predictor(load_for_inference(choice.path), device="cpu", backend="auto")
+    choice = choose_model(given, look_at_site(rasters))
+    predictor = predictors(choice.path)
     started = time.perf_counter()
     run_site(rasters, folder, predictor, model_choice=choice)  # the basemap names date the months
     seconds = time.perf_counter() - started
@@ -109,12 +108,13 @@ def main() -> None:
     args = parser.parse_args()
     results = {"command": command_line(), "regions": {"held_out": "north-west quadrant", "tuned": "the rest"},
                "runs": []}
+    predictors = Predictors("cpu", "auto")
     for aoi in sorted(p for p in args.data.iterdir() if p.is_dir()):
         for dated in pairs_of(months(aoi), args.pairs):
             earlier, later = dated[0], dated[-1]
             for model in args.model or ["auto"]:
                 with tempfile.TemporaryDirectory(prefix="sitewatch-sn7-") as scratch:
-                    layers, label, seconds = run_pair(dated, model, Path(scratch) / "site")
+                    layers, label, seconds = run_pair(dated, model, Path(scratch) / "site", predictors)
                 scores = score_pair(layers, earlier, later)
                 row = {"aoi": aoi.name, "earlier": earlier.key, "later": later.key, "dates": len(dated),
                        "model": repo_path(model) if Path(model).exists() else model, "network": label,

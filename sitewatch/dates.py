@@ -66,10 +66,11 @@ def raster_date(path: Path) -> tuple[dt.date | None, str]:
     info = scene_info(Path(path))
     if tagged is None and info.acquired is not None and info.sources:
         tagged = info.acquired.date(), f"Planet metadata {Path(info.sources[0]).name}"
-    named = parse_date(Path(path).stem) or monthly_mosaic_date(Path(path).stem)
-    if tagged and named and named.day == 1 and named == monthly_mosaic_date(Path(path).stem) \
-            and tagged[0].replace(day=1) == named:
-        named = tagged[0]  # a month's mosaic dated within its month by a tag
+    named = parse_date(Path(path).stem)
+    month = None if named else monthly_mosaic_date(Path(path).stem)
+    if tagged and month and tagged[0].replace(day=1) == month:
+        month = None  # a month's mosaic dated within its month by a tag
+    named = named or month
     if tagged and named and tagged[0] != named:
         raise SitewatchError(f"{path}: its {tagged[1]} says {tagged[0]} but its file name says {named}; "
                              "give the dates", setting="dates")

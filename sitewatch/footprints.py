@@ -522,13 +522,12 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         factor = subpixel_factor(pixel_m, options)
         for top, bottom in _strips(dataset.height, options.strip_rows):
             window = Window(0, top, dataset.width, bottom - top)
-            binary, probability = _read_strip(dataset, window, kind, options.threshold)
+            binary, probability, valid = _read_strip(dataset, window, kind, options.threshold)
             if prob_dataset is not None:
                 probability = _as_probability(prob_dataset.read(1, window=window), prob_dataset.dtypes[0],
                                               ours=prob_dataset.tags().get(PRODUCT_TAG) == "probability")
             if probability is not None and factor > 1:
-                binary, probability = refine_strip(binary, probability, dataset.read_masks(1, window=window) > 0,
-                                                   factor, options.threshold)
+                binary, probability = refine_strip(binary, probability, valid, factor, options.threshold)
             fine_m = pixel_m / factor if probability is not None else pixel_m
             binary = drop_specks(binary, options.min_area_m2 / (fine_m * fine_m),
                                  keep_edges=(top > 0, bottom < dataset.height))
@@ -572,8 +571,9 @@ def refine_strip(binary: np.ndarray, probability: np.ndarray, valid: np.ndarray,
 
 
 def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,
-                threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(building pixels on valid ground, probability or None)`` of one strip of a mask or probability raster."""
+                threshold: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(building pixels on valid ground, probability or None, valid ground)`` of one strip of a mask or
+    probability raster."""
     values = dataset.read(1, window=window)
     probability = None
     if kind in ("probability", "sitewatch"):
@@ -586,7 +586,7 @@ def _read_strip(dataset: rasterio.DatasetReader, window: Window, kind: str,
         if dataset.nodata is not None:
             valid &= values != dataset.nodata
         binary = (values == 1) & valid
-    return binary & valid, probability
+    return binary & valid, probability, valid
 
 
 def drop_specks(binary: np.ndarray, min_pixels: float, keep_edges: tuple[bool, bool]) -> np.ndarray:

@@ -32,7 +32,7 @@ ORDER = [
     # training data: one reader per format, the chip cache, the data module
     "data.common", "data.transforms", "data.geodata", "data.georaster", "data.spacenet7", "data.masks",
     "data.slippy", "data.xbd",
-    "data.levir", "data.dsifn", "data.pairs", "data.marked", "data.layouts", "data.owndata", "data.sources",
+    "data.levir", "data.dsifn", "data.pairs", "marks", "data.marked", "data.layouts", "data.owndata", "data.sources",
     "data.chips",
     "data.datamodule",
     # training
@@ -40,7 +40,7 @@ ORDER = [
     # inference stages, in the order data flows
     "prepare", "predict", "footprints", "coverage", "clearing", "evidence", "change", "pictures", "report",
     # jobs
-    "pipeline", "scot", "evaluate", "labelled_change", "marks", "batch",
+    "pipeline", "scot", "evaluate", "labelled_change", "batch",
     # the command line
     "cli",
 ]

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from PIL import Image
 from shapely.affinity import scale as scale_geometry
-from shapely.geometry import Polygon
 
 from sitewatch.data.common import IGNORE, LabeledImage, burn_polygons, require_dir
 from sitewatch.errors import SitewatchError
+from sitewatch.marks import read_marks
 from sitewatch.raster import resample_image
 
 SOURCE = "marked"
@@ -47,16 +48,10 @@ def read_marked(folder: Path, work_gsd_m: float = 1.0) -> Iterator[LabeledImage]
         rgb = np.asarray(Image.open(path).convert("RGB"))
         image = resample_image(rgb, scale)
         label = np.full(image.shape[:2], IGNORE, np.uint8)
-        for key, value in (("open_ground", 0), ("large_buildings", 1)):
-            shapes = [scale_geometry(Polygon(mark["polygon"]), scale, scale, origin=(0, 0))
-                      for mark in crop.get(key, [])]
-            label[burn_polygons(shapes, _identity(), label.shape).astype(bool)] = value
+        marks = read_marks(reference, name)
+        for value in (0, 1):  # open ground, then buildings
+            shapes = [scale_geometry(m.outline, scale, scale, origin=(0, 0)) for m in marks if m.building == value]
+            label[burn_polygons(shapes, Affine.identity(), label.shape).astype(bool)] = value
         yield LabeledImage(name=name, source=SOURCE, group=f"{SOURCE}/{name}", image=np.ascontiguousarray(image),
                            label=label, gsd_m=work_gsd_m, gsd_estimated=True,
                            extra={"sensor_gsd_m": pixel_m, "min_labelled_share": MIN_LABELLED_SHARE})
-
-
-def _identity():  # noqa: ANN202 - an affine.Affine: pixel coordinates are the polygons' own
-    from affine import Affine
-
-    return Affine.identity()
