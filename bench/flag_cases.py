@@ -27,7 +27,7 @@ from affine import Affine
 from PIL import Image
 
 from sitewatch.data.dsifn import DSIFN_GSD_M, dsifn_names, read_dsifn_pair
-from sitewatch.data.levir import levir_names, read_levir_pair
+from sitewatch.data.levir import levir_names, levir_tile_names, read_levir_pair, read_levir_tile
 
 LEVIR_GSD_M = 0.5
 
@@ -79,6 +79,15 @@ def labelled_cases(samples: Path) -> Iterator[Case]:
     for name in dsifn_names(samples):
         pair = read_dsifn_pair(samples, name)
         yield Case(name, "DSIFN", DSIFN_GSD_M, pair.earlier, pair.later, pair.transform, pair.crs, pair.change > 0)
+
+
+def full_tile_cases(data: Path) -> Iterator[Case]:
+    """The whole 1024 px LEVIR-CD tiles of ``data/levir_cd_full_dev`` (the shared data folder; none in a
+    user's clone)."""
+    for name in levir_tile_names(data):
+        pair = read_levir_tile(data, name)
+        yield Case(name, "LEVIR-CD full", LEVIR_GSD_M, pair.earlier, pair.later, pair.transform, pair.crs,
+                   pair.change > 0)
 
 
 def demo_case() -> Case:

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from flag_cases import Case, built_cases, demo_case, labelled_cases  # noqa: E402
+from flag_cases import Case, built_cases, demo_case, full_tile_cases, labelled_cases  # noqa: E402
 
 from sitewatch.checkpoint import load_model  # noqa: E402
 from sitewatch.data.pairs import write_pair_rasters  # noqa: E402
@@ -59,6 +59,8 @@ EXPECTED: dict[str, tuple[bool | None, bool | None, str]] = {
     "train_386_reimaged": (False, False, "the same ground re-imaged"),
     "6_3_edgecut": (True, False, "the industrial park cut diagonally by nodata"),
     "train_386_rebuilt": (False, False, "one warehouse replaced by houses"),
+    "test_1": (False, True, "a new subdivision of 12 houses (LEVIR-CD full tile)"),
+    "test_3": (False, True, "7 new detached houses along a new road (LEVIR-CD full tile)"),
 }
 CLASSES = ("new", "demolished", "replaced", "expanded", "shrunk")
 
@@ -145,11 +147,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/flags.json")
     parser.add_argument("--sizes", nargs="+", default=["native", "3"])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data",
+                        help="the shared data folder: its whole LEVIR-CD tiles join the pairs where present")
     args = parser.parse_args()
     model = load_model(args.model)
     predictor = Predictor(model, device="auto", backend="auto")
     samples = REPO / "data" / "samples"
-    cases = [*labelled_cases(samples), demo_case(), *built_cases(samples)]
+    cases = [*labelled_cases(samples), *full_tile_cases(args.data), demo_case(), *built_cases(samples)]
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_case(case, size, predictor, Path(tmp)) for case in cases for size in args.sizes]
     for row in rows:

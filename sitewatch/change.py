@@ -294,10 +294,15 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
         rules.shrunk_min_share * group_before, max(rules.shrunk_min_m2, least_m2)))
     change[shrank] = "shrunk"
     similarity = changed_ground_similarity(last.geometry.values, before_shape, change, evidence, last.crs)
+    sure_before = earlier_probability(first, links, len(last))
     change[replaced_buildings(last, before_shape, np.fmax(similarity.whole, similarity.earlier), rules,
-                              earlier_probability(first, links, len(last)))] = "replaced"
+                              sure_before)] = "replaced"
+    change[(change == "unchanged") & rebuilt_in_place(last, before_shape, similarity.whole, rules, sure_before,
+                                                      pixel_m)] = "replaced"
     similarity = np.where(change == "replaced", similarity.whole, similarity.changed)
-    confidence = sureness(last, before, similarity)
+    # a replaced building stands where one stood: the probability there at the first date is the earlier
+    # building's, not a doubt about the new one
+    confidence = sureness(last, np.where(change == "replaced", 0.0, before), similarity)
     changed = change != "unchanged"
     change[changed & (similarity >= rules.evidence_max_similarity)] = "unchanged"  # the picture did not change
     change[np.isin(change, ["new", "replaced"]) & too_weak(confidence, area, rules)] = "unchanged"
@@ -421,6 +426,29 @@ def replaced_buildings(last: gpd.GeoDataFrame, before: np.ndarray, similarity: n
     return out
 
 
+def rebuilt_in_place(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, rules: ChangeRules,
+                     before_probability: np.ndarray, pixel_m: float) -> np.ndarray:
+    """Buildings of the last date (metric CRS) linked to earlier ones on much the same ground whose
+    picture is another one: similarity under the whole footprint below ``rebuilt_max_similarity`` and
+    an outline that changed (IoU with what stood there, ``before``, below ``rebuilt_max_iou``); both
+    sure and large, as for :func:`replaced_buildings` (also ``demolished_min_pixels`` of ``pixel_m``).
+    NaN similarity (no picture evidence) is never a rebuild."""
+    out = np.zeros(len(last), bool)
+    stood = np.flatnonzero([b is not None for b in before])
+    if len(stood) == 0:
+        return out
+    old = np.array(list(before[stood]), dtype=object)
+    new = last.geometry.values[stood]
+    common, union = shapely.area(shapely.intersection(new, old)), shapely.area(shapely.union(new, old))
+    iou = np.divide(common, union, out=np.ones(len(stood)), where=union > 0)
+    least = max(rules.demolished_min_area_m2, rules.demolished_min_pixels * pixel_m * pixel_m)
+    big = np.minimum(shapely.area(new), shapely.area(old)) >= least
+    sure = ~(last["mean_probability"].to_numpy(float)[stood] < rules.replaced_min_probability_after) & \
+        ~(np.asarray(before_probability, float)[stood] < rules.replaced_min_probability_before)
+    out[stood] = big & sure & (iou < rules.rebuilt_max_iou) & (similarity[stood] < rules.rebuilt_max_similarity)
+    return out
+
+
 def _wkt_lonlat(shape: shapely.Geometry | None, crs: CRS) -> str:
     """A polygon as WKT in EPSG:4326 (6 decimals), for a record that names an earlier building."""
     if shape is None:
@@ -477,6 +505,7 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     blocks = roof_block_counts(changes)
     hall &= ~similar & (blocks < 2)  # touching blocks traced as one footprint are no hall
     changes.loc[hall, "flag"] = "assembly_hall"
+    changes["hall_note"] = hall_notes(changes, is_new & ~hall, similar, blocks, largest_existing_m2, rules, observed)
     changes.insert(0, "change_id", np.arange(1, len(changes) + 1))
     group = building_groups(changes, hall, blocks, rules, pixel_m)
     changes["unit"] = np.where(group, "building_group", "building")
@@ -489,6 +518,56 @@ def flag_changes(changes: gpd.GeoDataFrame, largest_existing_m2: float, rules: C
     for members in clusters["member_ids"]:
         changes.loc[changes["change_id"].isin(members), "flag"] = "housing"
     return clusters
+
+
+def hall_size_m2(largest_existing_m2: float, rules: ChangeRules) -> float:
+    """The least area (m²) of a hall: ``hall_min_area_m2``, or the share of the largest existing
+    building where that is smaller, never below the floor."""
+    size = rules.hall_min_area_m2
+    if largest_existing_m2 > 0:
+        size = min(size, max(rules.hall_min_share_of_largest * largest_existing_m2, rules.hall_min_area_floor_m2))
+    return size
+
+
+def hall_notes(changes: gpd.GeoDataFrame, unflagged: pd.Series, similar: pd.Series, blocks: pd.Series,
+               largest_existing_m2: float, rules: ChangeRules, observed: shapely.Geometry | None) -> pd.Series:
+    """Why each new building of hall size is no hall ('' for the others), in words an analyst reads.
+
+    Judged as :func:`assembly_hall_rule` judges, on the core a ``hall_min_width_m`` square sweeps
+    (every reason that applies, '; '-joined): "2 roof blocks", "one of 4 similar new buildings (an
+    estate)", "core 35 % of the outline (mostly paving or yard)", "core 800 m² (hall size
+    1,000 m²)", "rectangularity 0.62", "elongation 11".
+    """
+    notes = pd.Series("", index=changes.index, dtype=object)
+    size = hall_size_m2(largest_existing_m2, rules)
+    area = changes["area_m2"].to_numpy(float)
+    chosen = unflagged.to_numpy(bool) & (area >= size)
+    if not chosen.any():
+        return notes
+    cores = hall_cores(changes.geometry.values[chosen], rules.hall_min_width_m)
+    notch = rules.hall_min_width_m / 4
+    closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
+    shape = measure(gpd.GeoSeries(closed, crs=changes.crs))
+    rectangularity = seen_rectangularity(closed, observed)
+    core_area = shapely.area(cores)
+    neighbours = similar.to_numpy(bool)[chosen]
+    for k, index in enumerate(changes.index[chosen]):
+        reasons = []
+        if blocks.loc[index] >= 2:
+            reasons.append(f"{blocks.loc[index]} roof blocks")
+        if neighbours[k]:
+            reasons.append("one of several similar new buildings (an estate)")
+        if core_area[k] < rules.hall_min_core_share * area[chosen][k]:
+            reasons.append(f"core {100 * core_area[k] / area[chosen][k]:.0f} % of the outline (mostly paving, "
+                           "yard or narrow parts)")
+        if core_area[k] < size:
+            reasons.append(f"core {core_area[k]:,.0f} m² (hall size {size:,.0f} m²)")
+        if rectangularity[k] < rules.hall_min_rectangularity:
+            reasons.append(f"rectangularity {rectangularity[k]:.2f}")
+        if shape["elongation"][k] > rules.hall_max_elongation:
+            reasons.append(f"elongation {shape['elongation'][k]:.0f}")
+        notes.loc[index] = "; ".join(reasons) or "no single test fails alone"
+    return notes
 
 
 def building_groups(changes: gpd.GeoDataFrame, hall: pd.Series, blocks: pd.Series, rules: ChangeRules,
@@ -763,7 +842,8 @@ def _new_building(row) -> NewBuilding:
         first_seen=_iso(row.first_seen), last_seen=_iso(row.last_seen), presence=row.presence,
         lon=row.lonlat[0], lat=row.lonlat[1], image_similarity=_number(row.image_similarity),
         area_before_m2=_number(row.area_before_m2), before_outline=row.before_outline or None,
-        unit=getattr(row, "unit", "building"), estimated_count=int(getattr(row, "estimated_count", 1)))
+        unit=getattr(row, "unit", "building"), estimated_count=int(getattr(row, "estimated_count", 1)),
+        hall_note=getattr(row, "hall_note", "") or None)
 
 
 def _number(value) -> float | None:

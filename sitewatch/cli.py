@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from sitewatch.errors import SitewatchError, SitewatchWarning
-from sitewatch.outputs import check_output_dir
+from sitewatch.outputs import check_output_dir, check_output_files, record_files
 from sitewatch.summary import SiteSummary
 
 RULES_HELP = "Change rules YAML (default: the shipped ones; see `sitewatch rules`)."
@@ -82,7 +82,11 @@ def export(
     if multiscale_from and not multiscale:
         raise SitewatchError("--multiscale-from needs --multiscale")
     rule = FusionRule(min_input_gsd_m=multiscale_from) if multiscale else None
+    # one ownership rule: an existing file is replaced only when sitewatch exported it and it is unchanged since
+    inputs = [checkpoint] + ([blend_with] if blend_with is not None else [])
+    check_output_files(out.parent, [out.name], inputs, command="export")
     sha = export_model(checkpoint, out, "checkpoint" if multiscale is None else rule, blend=blend)
+    record_files(out.parent, [out.name], "export")
     typer.echo(f"wrote {out} (sha256 {sha})")
 
 
@@ -298,7 +302,6 @@ def vectorize(
     _check_threshold(threshold)
     _check_readable([raster] + ([probability] if probability else []))
     from sitewatch.footprints import FootprintOptions, vectorize_raster, write_footprints
-    from sitewatch.outputs import check_output_files, record_files
     from sitewatch.products import DEFAULT_THRESHOLD
 
     folder = out or raster.parent
@@ -442,7 +445,6 @@ def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_ad
                   udm: bool = True) -> tuple[list, object]:
     """Every check of a batch before any work or deletion: options, manifest, rules, output folders."""
     from sitewatch.batch import SUMMARY_FILES, check_ray_address, check_workers, read_manifest
-    from sitewatch.outputs import check_output_files
     from sitewatch.rules import ChangeRules
 
     if executor not in {"local", "ray"}:
@@ -456,7 +458,7 @@ def _batch_inputs(manifest: Path, out: Path, executor: str, workers: int, ray_ad
         site.udm = site.udm and udm
         _check_site_options(manifest, site)
     base_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
-    check_output_files(out, SUMMARY_FILES, [manifest])
+    check_output_files(out, SUMMARY_FILES, [manifest], command="batch")
     for site in sites:
         check_output_dir(out / site.id, site.rasters)
     return sites, base_rules

@@ -41,6 +41,7 @@ from sitewatch.errors import SitewatchError
 from sitewatch.files import atomic_path
 from sitewatch.products import DEFAULT_THRESHOLD, MASK_NODATA, PRODUCT_TAG, decode_probability
 from sitewatch.raster import open_raster, overview_shape, pixel_size_xy_m
+from sitewatch.regularize import regularize, step_size_m
 
 #: The footprint layer's attribute columns, in order (all float64 but ``building_id``).
 ATTRIBUTES = ["building_id", "area_m2", "perimeter_m", "length_m", "width_m", "orientation_deg",
@@ -264,160 +265,6 @@ def fill_small_holes(polygons: np.ndarray, max_hole_m2: float) -> np.ndarray:
     return polygons
 
 
-def dominant_orientations(polygons: np.ndarray) -> np.ndarray:
-    """Dominant edge direction of each polygon's outline, radians in 0..π/2 (metric CRS).
-
-    The length-weighted circular mean of the edge directions on the 90°-periodic circle, for
-    all polygons at once.
-    """
-    coords, owner = shapely.get_coordinates(shapely.get_exterior_ring(polygons), return_index=True)
-    within = owner[1:] == owner[:-1]  # consecutive vertices of one ring bound an edge
-    edges = (coords[1:] - coords[:-1])[within]
-    edge_owner = owner[1:][within]
-    lengths = np.hypot(edges[:, 0], edges[:, 1])
-    angles = np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2)
-    count = len(polygons)
-    real = np.bincount(edge_owner, lengths * np.cos(4 * angles), count)
-    imag = np.bincount(edge_owner, lengths * np.sin(4 * angles), count)
-    return np.mod(np.arctan2(imag, real) / 4, np.pi / 2)
-
-
-def orthogonalize_rings(rings: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Rectilinear polygons from (simplified) closed rings, edges along ``angle`` and angle+90°.
-
-    Edges are classed horizontal or vertical in each ring's rotated frame; runs of one class
-    collapse to their length-weighted mean line; corners are the crossings of consecutive
-    lines. All rings are processed together with NumPy over their concatenated vertices.
-
-    Args:
-        rings: closed rings (shapely LinearRing/LineString), one per building, metric CRS.
-        angles: dominant orientation of each (radians), e.g. from :func:`dominant_orientations`.
-
-    Returns:
-        An object array: the rectilinear polygon, or None where the outline does not
-        alternate into at least four runs or gives an invalid polygon.
-    """
-    result = np.full(len(rings), None, dtype=object)
-    if len(rings) == 0:
-        return result
-    edges = _RotatedEdges(rings, angles)
-    usable = np.nonzero(edges.changes_per_ring >= 4)[0]
-    if usable.size == 0:
-        return result
-    edges = _RotatedEdges(rings[usable], angles[usable])
-    runs_per_ring = edges.changes_per_ring
-    run_start = np.concatenate([[0], np.cumsum(runs_per_ring)[:-1]])
-    # run index of each edge: changes seen so far in its ring; edges before the first change
-    # close the cycle and belong to the ring's last run
-    seen = np.cumsum(edges.change)
-    before_ring = seen[edges.start] - edges.change[edges.start]
-    local = seen - before_ring[edges.owner] - 1
-    local = np.where(local < 0, runs_per_ring[edges.owner] - 1, local)
-    run = run_start[edges.owner] + local
-    total_runs = int(runs_per_ring.sum())
-    weight = np.bincount(run, edges.length, total_runs)
-    level = np.bincount(run, edges.length * edges.offset, total_runs) / np.maximum(weight, 1e-9)
-    run_horizontal = np.zeros(total_runs, bool)
-    run_horizontal[run[edges.change]] = edges.horizontal[edges.change]
-    following = np.arange(1, total_runs + 1)
-    following[run_start + runs_per_ring - 1] = run_start
-    # a horizontal run fixes y, the vertical one after it fixes x
-    corner_x = np.where(run_horizontal, level[following], level)
-    corner_y = np.where(run_horizontal, level, level[following])
-    run_owner = np.repeat(np.arange(len(usable)), runs_per_ring)
-    cos, sin = np.cos(-angles[usable])[run_owner], np.sin(-angles[usable])[run_owner]
-    corners = np.column_stack([corner_x * cos + corner_y * sin, -corner_x * sin + corner_y * cos])
-    polygons = shapely.polygons(shapely.linearrings(corners, indices=run_owner))
-    valid = shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
-    result[usable[valid]] = polygons[valid]
-    return result
-
-
-class _RotatedEdges:
-    """The edges of closed rings in each ring's rotated frame, concatenated (closing vertex dropped)."""
-
-    def __init__(self, rings: np.ndarray, angles: np.ndarray) -> None:
-        coords, owner = shapely.get_coordinates(rings, return_index=True)
-        counts = np.bincount(owner, minlength=len(rings))
-        closing = np.cumsum(counts) - 1
-        keep = np.ones(len(coords), bool)
-        keep[closing] = False
-        coords, self.owner = coords[keep], owner[keep]
-        counts = counts - 1
-        self.start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        last = self.start + counts - 1
-        cos, sin = np.cos(-angles)[self.owner], np.sin(-angles)[self.owner]
-        x = coords[:, 0] * cos - coords[:, 1] * sin
-        y = coords[:, 0] * sin + coords[:, 1] * cos
-        following = np.arange(1, len(coords) + 1)
-        following[last] = self.start
-        previous = np.arange(-1, len(coords) - 1)
-        previous[self.start] = last
-        dx, dy = x[following] - x, y[following] - y
-        self.horizontal = np.abs(dx) >= np.abs(dy)
-        self.length = np.hypot(dx, dy)
-        self.offset = np.where(self.horizontal, (y + y[following]) / 2, (x + x[following]) / 2)
-        self.change = self.horizontal != self.horizontal[previous]
-        self.changes_per_ring = np.bincount(self.owner, self.change, len(rings)).astype(np.int64)
-
-
-def orthogonalize(polygon: Polygon, angle: float) -> Polygon | None:
-    """Rectilinear version of one polygon (see :func:`orthogonalize_rings`), or None."""
-    return orthogonalize_rings(np.array([polygon.exterior], dtype=object), np.array([angle]))[0]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter = shapely.area(shapely.intersection(a, b))
-    union = shapely.area(a) + shapely.area(b) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def regularize(polygons: np.ndarray, min_iou: float, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Right-angled outlines along each polygon's dominant orientation, where they stay close.
-
-    For each polygon (metric CRS) the rectilinear outline is tried first, then the minimum
-    rotated rectangle; the first reaching ``min_iou`` with the traced shape replaces it.
-    Others are returned simplified with ``tolerance``. Courtyards inside a replacement are kept.
-
-    Returns:
-        ``(geometries, regularized flags)``.
-    """
-    polygons = np.asarray(polygons, dtype=object)
-    simplified = shapely.simplify(shapely.get_exterior_ring(polygons), tolerance * 2, preserve_topology=False)
-    candidates = np.full(len(polygons), None, dtype=object)
-    ring = np.nonzero(shapely.get_num_coordinates(simplified) >= 4)[0]
-    candidates[ring] = _best_rectilinear(polygons[ring], simplified[ring])
-    missing = shapely.is_missing(candidates)
-    envelopes = shapely.oriented_envelope(polygons)
-    candidates[missing] = envelopes[missing]
-    good = _iou(candidates, polygons) >= min_iou
-    retry = ~good & ~missing
-    if retry.any():
-        candidates[retry] = envelopes[retry]
-        good[retry] = _iou(candidates[retry], polygons[retry]) >= min_iou
-    out = candidates.copy()
-    out[~good] = shapely.simplify(polygons[~good], tolerance, preserve_topology=True)
-    for i in np.nonzero(good & (shapely.get_num_interior_rings(polygons) > 0))[0]:  # keep real courtyards
-        holes = [r for r in polygons[i].interiors if out[i].contains(Polygon(r))]
-        out[i] = Polygon(out[i].exterior, holes)
-    return out, good
-
-
-def _best_rectilinear(polygons: np.ndarray, simplified: np.ndarray) -> np.ndarray:
-    """The rectilinear outline of each polygon closer to it (IoU) of two orientations: the traced outline's
-    dominant edge direction, and the simplified outline's. A building at an angle to the pixel grid is traced
-    as a staircase whose edges all run along the grid; only its simplified outline shows its true direction."""
-    traced = orthogonalize_rings(simplified, dominant_orientations(polygons))
-    straightened = orthogonalize_rings(simplified, dominant_orientations(shapely.polygons(simplified)))
-    score_traced = np.where(shapely.is_missing(traced), -1.0, _iou(_or_empty(traced), polygons))
-    score_straight = np.where(shapely.is_missing(straightened), -1.0, _iou(_or_empty(straightened), polygons))
-    return np.where(score_straight > score_traced, straightened, traced)
-
-
-def _or_empty(geometries: np.ndarray) -> np.ndarray:
-    return np.where(shapely.is_missing(geometries), shapely.Polygon(), geometries)
-
-
 def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
     """Metric attributes of polygons in a metric CRS (areas m², lengths m, angles ° from north)."""
     geoms = geometries.values
@@ -546,7 +393,8 @@ def vectorize_raster(mask_path: Path, probability_path: Path | None = None,
         if prob_dataset is not None:
             prob_dataset.close()
     return clean_footprints(pieces, crs, options,
-                            have_probability=kind in ("probability", "sitewatch") or prob_dataset is not None)
+                            have_probability=kind in ("probability", "sitewatch") or prob_dataset is not None,
+                            pixel_m=pixel_m)
 
 
 def subpixel_factor(pixel_m: float, options: FootprintOptions) -> int:
@@ -640,8 +488,11 @@ def _as_probability(values: np.ndarray, dtype: str, ours: bool = False) -> np.nd
 
 
 def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOptions,
-                     have_probability: bool = True) -> gpd.GeoDataFrame:
-    """Filter, fill, simplify, regularize and measure traced pieces; return the layer."""
+                     have_probability: bool = True, pixel_m: float | None = None) -> gpd.GeoDataFrame:
+    """Filter, fill, simplify, regularize and measure traced pieces; return the layer.
+
+    ``pixel_m``: the traced raster's pixel (m), the size of the steps its outlines have.
+    """
     if not pieces:
         return empty_footprints(crs)
     frame = gpd.GeoDataFrame(
@@ -658,7 +509,8 @@ def clean_footprints(pieces: list[_Piece], crs: CRS | None, options: FootprintOp
                for g in metric.geometry.values]
     filled = fill_small_holes(np.array(largest, dtype=object), options.max_hole_m2)
     if options.regularize:
-        cleaned, regular = regularize(filled, options.regularize_min_iou, options.simplify_m)
+        cleaned, regular = regularize(filled, options.regularize_min_iou,
+                                      step_size_m(pixel_m, options.simplify_m))
     else:
         cleaned = shapely.simplify(filled, options.simplify_m, preserve_topology=True) \
             if options.simplify_m > 0 else filled

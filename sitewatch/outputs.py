@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from sitewatch.errors import SitewatchError
-from sitewatch.files import atomic_path
+from sitewatch.files import RESULT_MARK, STAGING_MARK, atomic_path, old_result_path
 from sitewatch.modelfile import file_sha256
 
 #: The marker file of a folder sitewatch wrote.
-MARKER = ".sitewatch-owned.json"
+MARKER = RESULT_MARK
 
 
 @dataclass
@@ -79,6 +79,8 @@ def file_changed(path: Path, record: dict[str, Any]) -> str | None:
 
     Size and SHA-256 decide (no modification time: a rerun's marker is byte-identical).
     """
+    if path.is_symlink():
+        return "replaced by a symbolic link"
     if not record:  # an old marker: names only
         return None
     if not path.is_file():
@@ -128,6 +130,19 @@ def _refuse_changed(folder: Path, marker: Marker) -> None:
                                  "now; move it away or choose another output folder")
 
 
+def _refuse_outside(folder: Path, name: str) -> None:
+    """Refuse a listed path that leads out of ``folder`` through a symbolic link (a folder on its way
+    replaced by a link since): removing it would delete a file outside the output folder."""
+    path = folder
+    for part in Path(name).parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise SitewatchError(f"{path}: is a symbolic link now, so what sitewatch wrote under it is not in the "
+                                 f"output folder any more; move it away or choose another output folder")
+    if not _inside((folder / name).parent.resolve(), folder.resolve()):
+        raise SitewatchError(f"{folder / name}: lies outside the output folder; choose another output folder")
+
+
 def _refuse_inputs(target: Path, inputs: Iterable[Path]) -> None:
     resolved = target.resolve()
     for path in inputs:
@@ -147,6 +162,8 @@ def check_output_dir(target: Path, inputs: Iterable[Path], command: str = "chang
     changed since sitewatch wrote it.
     """
     target = Path(target)
+    if target.is_symlink():
+        raise SitewatchError(f"{target}: is a symbolic link; give the folder it points to, or a new folder")
     _refuse_inputs(target, inputs)
     if target.exists() and not target.is_dir():
         raise SitewatchError(f"{target}: exists and is not a folder; choose another output folder")
@@ -160,21 +177,31 @@ def check_output_dir(target: Path, inputs: Iterable[Path], command: str = "chang
         raise SitewatchError(f"{target}: folder holds the result of 'sitewatch {marker.command}', not of "
                              f"'sitewatch {command}'; choose another output folder")
     _refuse_changed(target, marker)
+    for name in marker.files:
+        _refuse_outside(target, name)
 
 
-def check_output_files(folder: Path, names: Iterable[str], inputs: Iterable[Path]) -> None:
+def check_output_files(folder: Path, names: Iterable[str], inputs: Iterable[Path], command: str | None = None) -> None:
     """Refuse, before any work, to write files ``names`` into ``folder`` when one is the user's.
 
-    Refused: an output that is an input, or that exists and is not listed in the folder's marker
-    as sitewatch's, unchanged since (its size and SHA-256 as recorded).
+    Refused: an output that is an input, a symbolic link, or that exists and is not listed in the
+    folder's marker as sitewatch's, unchanged since (its size and SHA-256 as recorded); with
+    ``command``, a folder holding the result of another command (whose next run would remove these
+    files with its own).
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SitewatchError(f"{folder}: exists and is not a folder; choose another output folder")
     sources = {Path(path).resolve() for path in inputs}
     marker = read_marker(folder) if folder.is_dir() else None
+    if command is not None and marker is not None and marker.command != command:
+        raise SitewatchError(f"{folder}: folder holds the result of 'sitewatch {marker.command}'; write the "
+                             f"result of 'sitewatch {command}' into another folder")
     for name in names:
         target = folder / name
+        if target.is_symlink():
+            raise SitewatchError(f"{target}: is a symbolic link; sitewatch does not write through it. "
+                                 "Choose another output")
         if target.resolve() in sources:
             raise SitewatchError(f"{target}: is an input of this command and would be overwritten; "
                                  "choose another output folder")
@@ -217,6 +244,8 @@ def remove_owned(folder: Path) -> None:
         return
     _refuse_changed(folder, marker)
     for name in marker.files:
+        _refuse_outside(folder, name)
+    for name in marker.files:
         path = folder / name
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -238,6 +267,7 @@ def publish_dir(staging: Path, target: Path, command: str = "change") -> None:
     target is checked again first (nothing is touched when a file became the user's meanwhile).
     """
     staging, target = Path(staging), Path(target)
+    (staging / STAGING_MARK).unlink(missing_ok=True)
     new_files = mark_owned(staging, command)
     if target.is_dir() and not any(target.iterdir()):
         target.rmdir()
@@ -247,10 +277,11 @@ def publish_dir(staging: Path, target: Path, command: str = "change") -> None:
     check_output_dir(target, [], command)
     old = read_marker(target)
     assert old is not None  # checked above: a non-empty folder without a marker is refused
-    present = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() and p.name != MARKER)
+    present = sorted(str(p.relative_to(target)) for p in target.rglob("*")
+                     if p.is_file() and not p.is_symlink() and p.name != MARKER)
     theirs = set(present) - set(old.files)
     if not theirs:  # only our own files: swap the whole folder
-        previous = target.with_name(f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
+        previous = old_result_path(target)
         target.rename(previous)
         staging.rename(target)
         shutil.rmtree(previous, ignore_errors=True)

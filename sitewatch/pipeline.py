@@ -27,10 +27,16 @@ from rasterio.transform import array_bounds
 from sitewatch.change import ChangeResult, compare_dates, shift_footprints, shift_geometry, summarize
 from sitewatch.choice import ModelChoice
 from sitewatch.clearing import AnalysisGrid, empty_clearing, find_cleared_land
-from sitewatch.coverage import MIXED_SENSOR_RATIO, judge_at_resolution, mean_probability_under, observed_ground
+from sitewatch.coverage import (
+    MIXED_SENSOR_RATIO,
+    Coverage,
+    judge_at_resolution,
+    mean_probability_under,
+    observed_ground,
+)
 from sitewatch.errors import SitewatchError, SitewatchWarning
-from sitewatch.evidence import compare_pictures
-from sitewatch.files import staging_dir
+from sitewatch.evidence import ImageEvidence, compare_pictures
+from sitewatch.files import output_lock, staging_dir
 from sitewatch.footprints import (
     FootprintOptions,
     roof_blocks,
@@ -102,9 +108,21 @@ def run_site(
     out_dir = Path(out_dir)
     rasters, when, options = order_site(rasters, dates, options)
     check_output_dir(out_dir, rasters)
+    with output_lock(out_dir):
+        check_output_dir(out_dir, rasters)  # again, now that no other run writes it
+        return _run_site_locked(rasters, when, options, out_dir, predictor, say, rules, site, dates is not None,
+                                footprint_options, extra_files, window_progress, work_gsd_m, use_udm, model_choice)
+
+
+def _run_site_locked(rasters: list[Path], when: list, options: list[DateOptions], out_dir: Path,
+                     predictor: Predictor, say: Callable[[str], None], rules: ChangeRules, site: str | None,
+                     dates_given: bool, footprint_options: FootprintOptions | None, extra_files: dict[str, str] | None,
+                     window_progress: Callable[[int, int], None] | None, work_gsd_m: float | None, use_udm: bool,
+                     model_choice: ModelChoice | None) -> SiteRun:
+    """:func:`run_site` once the output folder is locked for this run."""
     staging = staging_dir(out_dir)
     try:
-        prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates is not None,
+        prepared = prepare_site(rasters, when, rules, staging / "aligned", say, dates_given=dates_given,
                                 options=options, use_udm=use_udm)
         segmented = segment_dates(prepared, staging / "segment", predictor, say, window_progress, work_gsd_m)
         options = footprint_options or FootprintOptions(threshold=predictor.model.threshold)
@@ -209,9 +227,28 @@ def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predic
         raise SitewatchError(str(error).replace(str(prepared.aligned[k]), where), error.setting) from None
 
 
-def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options: FootprintOptions,
-                 rules: ChangeRules, say: Callable[[str], None]) -> ChangeResult:
-    """Footprints of every date, moved back by their measured shift, compared by the change rules."""
+@dataclass
+class SiteFootprints:
+    """Every date's footprints of a site and what the change rules weigh them with (metric CRS)."""
+
+    frames: list[gpd.GeoDataFrame]  # per date, moved back by the measured shift
+    before: np.ndarray  # per last-date building, the first date's mean probability on its ground
+    after: np.ndarray  # per first-date building, the last date's
+    observed: shapely.Geometry  # ground seen at every date
+    seen: list[shapely.Geometry]  # per date
+    evidence: ImageEvidence | None
+    pixel_m: float
+    coverage: Coverage  # what ground each date saw
+
+    def compare(self, dates: list, rules: ChangeRules) -> ChangeResult:
+        """The change records of these footprints under ``rules`` (:func:`sitewatch.change.compare_dates`)."""
+        return compare_dates(self.frames, dates, rules, self.before, self.after, observed=self.observed,
+                             pixel_m=self.pixel_m, seen=self.seen, evidence=self.evidence)
+
+
+def site_footprints(prepared: PreparedSite, segmented: list[SegmentResult], options: FootprintOptions,
+                    rules: ChangeRules, say: Callable[[str], None]) -> SiteFootprints:
+    """Footprints of every date, moved back by their measured shift, with the evidence the rules weigh."""
     frames = []
     for k, (date, result) in enumerate(zip(prepared.dates, segmented, strict=True)):
         say(f"footprints {date}")
@@ -234,10 +271,16 @@ def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options
                        for geometry, shift in zip(seen[1:], prepared.shifts, strict=True))]
     observed, *seen = gpd.GeoSeries([shapely.intersection_all(seen), *seen], crs=prepared.crs).to_crs(metric_crs).values
     evidence = compare_pictures(prepared.aligned[0], prepared.aligned[-1], last_shift, prepared.pixel_m)
-    result = compare_dates([f.to_crs(metric_crs) for f in frames], prepared.dates, rules, before, after,
-                           observed=observed, pixel_m=float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])),
-                           seen=list(seen), evidence=evidence)
-    result.shifts, result.coverage = prepared.shifts, coverage
+    return SiteFootprints([f.to_crs(metric_crs) for f in frames], before, after, observed, list(seen), evidence,
+                          float(np.sqrt(prepared.pixel_m[0] * prepared.pixel_m[1])), coverage)
+
+
+def site_changes(prepared: PreparedSite, segmented: list[SegmentResult], options: FootprintOptions,
+                 rules: ChangeRules, say: Callable[[str], None]) -> ChangeResult:
+    """Footprints of every date, moved back by their measured shift, compared by the change rules."""
+    footprints = site_footprints(prepared, segmented, options, rules, say)
+    result = footprints.compare(prepared.dates, rules)
+    result.shifts, result.coverage = prepared.shifts, footprints.coverage
     if prepared.images:
         result.changes = judge_at_resolution(result.changes, [image.pixel_m for image in prepared.images])
     say("land clearing")

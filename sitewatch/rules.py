@@ -109,6 +109,8 @@ class ChangeRules:
     replaced_max_built_share: float
     replaced_min_probability_before: float
     replaced_min_probability_after: float
+    rebuilt_max_similarity: float
+    rebuilt_max_iou: float
     max_shift_px: float
     max_shift_m: float
     min_shift_response: float

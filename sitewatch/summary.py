@@ -92,6 +92,7 @@ class NewBuilding(_Record):
     judged_at_m: float | None = None  # a mixed-sensor series: the change judged at this pixel size (m)
     unit: str = "building"  # or building_group: buildings the pixels do not separate (docs/CHANGE_RULES.md)
     estimated_count: int = 1  # the buildings a building_group stands for, estimated from its area
+    hall_note: str | None = None  # of hall size but not flagged: why ("2 roof blocks", "elongation 11")
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,30 @@ def test_unchanged_levir_pair_raises_no_hall(samples: Path, tmp_path: Path, pred
     assert run.summary.flags.assembly_hall == 0
 
 
+def test_a_warehouse_pulled_down_and_rebuilt_as_houses_is_replaced(samples: Path, tmp_path: Path) -> None:
+    """Rebuilt ground is a change (issue 32): LEVIR train_386 with its southern warehouse's ground
+    (rows 60-116, columns 55-173, ~0.5 m) covered at the later date by real houses of the demo site's
+    2018 image. The new building stands where the warehouse stood: a replaced record on that ground,
+    never an unchanged one."""
+    pair = read_levir_pair(samples, "train_386_0512_0768")
+    with rasterio.open(default_model_path().parent / "demo_site" / "texas_train36_2018-01-01.tif") as dataset:
+        houses = np.moveaxis(dataset.read([1, 2, 3]), 0, -1)
+    later = pair.earlier.copy()
+    later[60:116, 55:173] = houses[8:64, 40:158]
+    rasters = [write_geotiff(tmp_path / "in" / "rebuilt_2012-05-01.tif", pair.earlier, pair.transform, pair.crs, {}),
+               write_geotiff(tmp_path / "in" / "rebuilt_2018-05-01.tif", later, pair.transform, pair.crs, {})]
+    run_site(rasters, tmp_path / "out", chosen(rasters))
+    changes = gpd.read_file(tmp_path / "out" / "changes.gpkg", layer="changes")
+    changes = changes.to_crs(changes.estimate_utm_crs())
+    rebuilt_ground = shapely.box(*rasterio.windows.bounds(rasterio.windows.Window(55, 60, 118, 56), pair.transform))
+    rebuilt_ground = gpd.GeoSeries([rebuilt_ground], crs=pair.crs).to_crs(changes.crs).values[0]
+    on_it = changes[changes.geometry.intersection(rebuilt_ground).area > 0.5 * changes.geometry.area]
+    assert (on_it["change"] == "replaced").any()
+    assert not ((on_it["change"] == "unchanged") & (on_it["area_m2"] > 300)).any()
+    replaced = on_it[on_it["change"] == "replaced"].iloc[0]
+    assert replaced["area_before_m2"] > 0 and replaced["before_outline"].startswith("POLYGON")
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "site"

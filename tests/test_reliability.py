@@ -58,7 +58,7 @@ def _tree(folder: Path) -> dict[str, str]:
 
 
 def _no_partials(folder: Path) -> None:
-    leftovers = [p for p in folder.rglob(".*") if ".partial-" in p.name or ".part" in p.name]
+    leftovers = [p for p in folder.rglob(".*") if ".sitewatch-" in p.name or ".part" in p.name]
     assert not leftovers, leftovers
 
 
@@ -222,7 +222,7 @@ def test_change_output_and_dates_mistakes(case: str, samples: Path, tmp_path: Pa
         needle = "holds files sitewatch did not write"
     result = run_sitewatch("change", *map(str, rasters), "--out", str(out), *extra)
     assert_one_line_error(result, needle)
-    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+    assert not [p for p in out.parent.iterdir() if ".sitewatch-" in p.name]
 
 
 @pytest.mark.parametrize("case", ["suffix", "missing", "sizes"])
@@ -282,7 +282,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(long_raster: Path, tmp_path: Path) 
     out = tmp_path / "out"
     process = _segment_process(long_raster, out)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(out.glob(".big.partial-*")):
+    while time.time() < deadline and not any(out.glob(".big.sitewatch-*.staging")):
         time.sleep(0.1)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)

@@ -38,9 +38,10 @@ ORDER = [
     # training
     "model", "training",
     # inference stages, in the order data flows
-    "prepare", "predict", "footprints", "coverage", "clearing", "evidence", "change", "pictures", "report",
+    "prepare", "predict", "regularize", "footprints", "coverage", "clearing", "evidence", "change", "pictures",
+    "report",
     # jobs
-    "pipeline", "scot", "evaluate", "labelled_change", "batch",
+    "pipeline", "scot", "evaluate", "outline_quality", "labelled_change", "batch",
     # the command line
     "cli",
 ]

@@ -45,18 +45,38 @@ def levir_names(root: Path) -> list[str]:
 
 def read_levir_pair(root: Path, name: str) -> LevirPair:
     """Read crop ``name`` of ``root/levir_cd_dev`` with its georeferencing."""
-    base = require_dir(root / "levir_cd_dev", "levir_cd_dev")
     match = CROP_NAME.match(name)
     if not match:
         raise SitewatchError(f"{name}: LEVIR crop names look like train_36_0512_0768")
-    coords = json.loads((base / "LEVIR_CD_name_coords.json").read_text())
-    parent = f"{match['parent']}.png"
+    return _read_levir(root / "levir_cd_dev", name, match["parent"], int(match["row"]), int(match["col"]),
+                       root / "levir_cd_dev" / "LEVIR_CD_name_coords.json")
+
+
+def levir_tile_names(root: Path) -> list[str]:
+    """Whole 1024 px tiles present in ``root/levir_cd_full_dev/A`` ([] where there is no such folder)."""
+    folder = root / "levir_cd_full_dev" / "A"
+    return sorted(p.stem for p in folder.glob("*.png")) if folder.is_dir() else []
+
+
+def read_levir_tile(root: Path, name: str) -> LevirPair:
+    """Read whole tile ``name`` (``test_1``) of ``root/levir_cd_full_dev``, georeferenced with the
+    coordinate file of ``root/levir_cd_dev``."""
+    return _read_levir(root / "levir_cd_full_dev", name, name, 0, 0,
+                       root / "levir_cd_dev" / "LEVIR_CD_name_coords.json")
+
+
+def _read_levir(base: Path, name: str, parent_name: str, row: int, col: int, coords_file: Path) -> LevirPair:
+    """One LEVIR image pair (``base/{A,B,label}/<name>.png``) at offsets ``row``, ``col`` of its parent."""
+    require_dir(base, base.name)
+    if not coords_file.is_file():
+        raise SitewatchError(f"{coords_file}: LEVIR coordinate file not found")
+    coords = json.loads(coords_file.read_text())
+    parent = f"{parent_name}.png"
     if parent not in coords:
         raise SitewatchError(f"{parent}: not in LEVIR_CD_name_coords.json")
     lon_left, lat_top, lon_right, lat_bottom = coords[parent]
     res_x = (lon_right - lon_left) / PARENT_SIZE
     res_y = (lat_top - lat_bottom) / PARENT_SIZE
-    row, col = int(match["row"]), int(match["col"])
     transform = Affine(res_x, 0, lon_left + col * res_x, 0, -res_y, lat_top - row * res_y)
     earlier, later = read_rgb(base / "A" / f"{name}.png"), read_rgb(base / "B" / f"{name}.png")
     change = read_binary_mask(base / "label" / f"{name}.png")
