@@ -40,7 +40,7 @@ from sitewatch.predict import Predictor  # noqa: E402
 from sitewatch.prepare import order_site, prepare_site  # noqa: E402
 from sitewatch.rules import ChangeRules  # noqa: E402
 
-GRID = {"hall_min_rectangularity": [0.65, 0.7, 0.75, 0.8, 0.85],
+GRID = {"hall_min_rectangularity": [0.65, 0.75, 0.85],
         "hall_min_core_share": [0.4, 0.5, 0.6],
         "hall_min_area_m2": [600.0, 1000.0, 1500.0]}
 

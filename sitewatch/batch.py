@@ -120,6 +120,9 @@ def read_manifest(path: Path, strict_paths: bool = False) -> list[Site]:
         site_id = str(entry.get("id", ""))
         if not SITE_ID.match(site_id):
             raise SitewatchError(f"{path}: site #{number}: id '{site_id}' must be letters, digits, '_', '-', '.'")
+        if site_id.casefold() in RESERVED_NAMES:
+            raise SitewatchError(f"{path}: site #{number}: id '{site_id}' is the name of a file the batch writes "
+                                 "into its output folder; choose another id")
         if site_id.casefold() in seen:  # Depot and depot are one folder on case-insensitive storage
             raise SitewatchError(f"{path}: duplicate site id '{site_id}' (ids differing only in case share "
                                  "one output folder on Windows and macOS)")
@@ -346,6 +349,8 @@ def run_ray(sites: list[Site], out_root: Path, choices: dict[str, ModelChoice], 
 
 #: The files ``batch`` writes into its output folder itself (each site has its own folder).
 SUMMARY_FILES = ("batch_summary.json", "batch_summary.csv")
+#: Names a site folder may not take: the batch's own files beside the sites (compared case-folded).
+RESERVED_NAMES = {name.casefold() for name in (*SUMMARY_FILES, ".sitewatch-owned.json")}
 
 
 def check_ray_address(address: str, timeout_s: float = 5.0) -> None:

@@ -297,12 +297,16 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
     sure_before = earlier_probability(first, links, len(last))
     change[replaced_buildings(last, before_shape, np.fmax(similarity.whole, similarity.earlier), rules,
                               sure_before)] = "replaced"
-    change[(change == "unchanged") & rebuilt_in_place(last, before_shape, similarity.whole, rules, sure_before,
-                                                      pixel_m)] = "replaced"
+    context = surroundings_similarity(last.geometry.values, evidence, last.crs, pixel_m)
+    rebuilt = (change == "unchanged") & rebuilt_in_place(last, before_shape, similarity.whole, context, rules,
+                                                         sure_before, pixel_m)
+    change[rebuilt] = "replaced"
     similarity = np.where(change == "replaced", similarity.whole, similarity.changed)
-    # a replaced building stands where one stood: the probability there at the first date is the earlier
-    # building's, not a doubt about the new one
-    confidence = sureness(last, np.where(change == "replaced", 0.0, before), similarity)
+    # a building rebuilt in place stands where one stood: the probability there at the first date is the
+    # earlier building's, not a doubt about the new one (the picture evidence carries the claim). Other
+    # replaced buildings keep the usual confidence: letting them all through this way added 5 wrong
+    # replaced records on the flags bench's real pairs (docs/BENCHMARKS.md)
+    confidence = sureness(last, np.where(rebuilt, 0.0, before), similarity)
     changed = change != "unchanged"
     change[changed & (similarity >= rules.evidence_max_similarity)] = "unchanged"  # the picture did not change
     change[np.isin(change, ["new", "replaced"]) & too_weak(confidence, area, rules)] = "unchanged"
@@ -426,13 +430,31 @@ def replaced_buildings(last: gpd.GeoDataFrame, before: np.ndarray, similarity: n
     return out
 
 
-def rebuilt_in_place(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, rules: ChangeRules,
-                     before_probability: np.ndarray, pixel_m: float) -> np.ndarray:
+#: Width (m) of the ground around a building whose picture tells a local change from a global one.
+SURROUNDINGS_M = 15.0
+
+
+def surroundings_similarity(geometries: np.ndarray, evidence: ImageEvidence | None, crs: CRS,
+                            pixel_m: float) -> np.ndarray:
+    """Mean picture similarity of the ground around each polygon (a ring of ``SURROUNDINGS_M`` from a
+    pixel outside it; NaN without evidence): high where only the building's ground changed, low where
+    the whole scene looks different (another season, another sensor)."""
+    if evidence is None or len(geometries) == 0:
+        return np.full(len(geometries), np.nan)
+    rings = shapely.difference(shapely.buffer(geometries, SURROUNDINGS_M),
+                               shapely.buffer(geometries, max(pixel_m, 1.0)))
+    return evidence.similarity_under(rings, crs)
+
+
+def rebuilt_in_place(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, context: np.ndarray,
+                     rules: ChangeRules, before_probability: np.ndarray, pixel_m: float) -> np.ndarray:
     """Buildings of the last date (metric CRS) linked to earlier ones on much the same ground whose
-    picture is another one: similarity under the whole footprint below ``rebuilt_max_similarity`` and
-    an outline that changed (IoU with what stood there, ``before``, below ``rebuilt_max_iou``); both
-    sure and large, as for :func:`replaced_buildings` (also ``demolished_min_pixels`` of ``pixel_m``).
-    NaN similarity (no picture evidence) is never a rebuild."""
+    picture is another one while the ground around them is not: similarity under the whole footprint
+    below ``rebuilt_max_similarity``, around it (``context``, :func:`surroundings_similarity`) at least
+    ``rebuilt_min_context_similarity`` (a pair of seasons or sensors changes every roof's picture; a
+    rebuild changes one), and an outline that changed (IoU with what stood there, ``before``, below
+    ``rebuilt_max_iou``); both sure and large, as for :func:`replaced_buildings` (also
+    ``demolished_min_pixels`` of ``pixel_m``). NaN similarity (no picture evidence) is never a rebuild."""
     out = np.zeros(len(last), bool)
     stood = np.flatnonzero([b is not None for b in before])
     if len(stood) == 0:
@@ -445,7 +467,9 @@ def rebuilt_in_place(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.
     big = np.minimum(shapely.area(new), shapely.area(old)) >= least
     sure = ~(last["mean_probability"].to_numpy(float)[stood] < rules.replaced_min_probability_after) & \
         ~(np.asarray(before_probability, float)[stood] < rules.replaced_min_probability_before)
-    out[stood] = big & sure & (iou < rules.rebuilt_max_iou) & (similarity[stood] < rules.rebuilt_max_similarity)
+    local = ((similarity[stood] < rules.rebuilt_max_similarity)
+             & (context[stood] >= rules.rebuilt_min_context_similarity))
+    out[stood] = big & sure & (iou < rules.rebuilt_max_iou) & local
     return out
 
 

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sitewatch.errors import SitewatchError
+from sitewatch.modelfile import MAX_WORK_GSD_M, MIN_WORK_GSD_M
 from sitewatch.paths import DEFAULT_MODEL_NAME, SHIPPED_MODELS, model_path
 
 #: Inputs of at least this ground pixel size (m) are PlanetScope-class: the PlanetScope network sees them.
@@ -119,6 +121,16 @@ def _sensor_by_name(raster: Path) -> tuple[str | None, str]:
     return None, ""
 
 
+def check_pixel_sizes(looks: list[InputLook]) -> None:
+    """Refuse an input whose pixels cannot show buildings, or that no network works at (before any model
+    loads): a 250 m MODIS raster would be blown up into millions of tiles."""
+    for look in looks:
+        if look.pixel_m is not None and not MIN_WORK_GSD_M <= look.pixel_m <= MAX_WORK_GSD_M:
+            raise SitewatchError(f"{look.path}: pixels of {look.pixel_m:.3g} m; sitewatch reads imagery of "
+                                 f"{MIN_WORK_GSD_M:g}-{MAX_WORK_GSD_M:g} m pixels (buildings are not resolved "
+                                 "beyond that)")
+
+
 def choose_model(given: Path | str | None, looks: list[InputLook]) -> ModelChoice:
     """The network for inputs seen together (one raster, or a site's dates): see the module's rule.
 
@@ -126,6 +138,7 @@ def choose_model(given: Path | str | None, looks: list[InputLook]) -> ModelChoic
         given: ``--model`` as typed (a path or a shipped name), or None for the automatic choice.
         looks: the inputs (:func:`look_at`); a site's coarsest date decides.
     """
+    check_pixel_sizes(looks)
     if given is not None:
         return ModelChoice(model_path(given), automatic=False, reason=f"named with --model ({given})")
     if os.environ.get("SITEWATCH_MODEL"):

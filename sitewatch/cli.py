@@ -172,6 +172,14 @@ def _check_sizes(values: dict[str, float | None], zero_allowed: bool) -> None:
         raise SitewatchError(f"--{name.replace('_', '-')} must be {need}, got {value}")
 
 
+def _check_work_gsd(work_gsd: float | None) -> None:
+    """Refuse a working pixel size no network works at (it would mean millions of tiles, or one pixel)."""
+    from sitewatch.modelfile import MAX_WORK_GSD_M, MIN_WORK_GSD_M
+
+    if work_gsd is not None and not MIN_WORK_GSD_M <= work_gsd <= MAX_WORK_GSD_M:
+        raise SitewatchError(f"--work-gsd must be {MIN_WORK_GSD_M:g}-{MAX_WORK_GSD_M:g} m, got {work_gsd:g}")
+
+
 def _check_threshold(threshold: float | None) -> None:
     """Refuse a probability threshold outside 0 < t < 1 (or NaN)."""
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -220,6 +228,7 @@ def segment(
     """Segment buildings: DIR/<stem>/probability.tif, mask.tif and footprints on each input's grid."""
     band_list = _parse_bands(bands)
     _check_positive(gsd=gsd, work_gsd=work_gsd, tile_size=tile_size, batch_size=batch_size)
+    _check_work_gsd(work_gsd)
     _check_threshold(threshold)
     _check_readable(rasters)  # before torch and the model load
     _date_options(rasters, [bands] if bands else None, [str(mask)] if mask else None)
@@ -392,6 +401,7 @@ def change(
     change_rules = ChangeRules.from_yaml(rules) if rules else ChangeRules.default()
     date_list = dates.split(",") if dates else None
     _check_positive(work_gsd=work_gsd)
+    _check_work_gsd(work_gsd)
     _check_readable(rasters)  # before torch and the model load
     check_output_dir(out, rasters)
     from sitewatch.prepare import order_site

@@ -16,7 +16,9 @@ import rasterio.errors
 from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.planet import scene_info
 
-_DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
+#: A date in a name: ``2024-08-27``, ``2024_08_27`` or ``20240827``, one separator used twice or none (a
+#: LEVIR-style crop ``tile_2017_0512_0768`` holds pixel offsets, not 2017-05-12).
+_DATE_IN_NAME = re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})(?P<sep>[-_]?)(?P<month>\d{2})(?P=sep)(?P<day>\d{2})(?!\d)")
 #: A Planet monthly basemap (``global_monthly_2018_01_mosaic``, ``planet_medres_..._2021-06_mosaic``): its month.
 _MONTHLY_MOSAIC = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_](\d{2})_mosaic", re.IGNORECASE)
 #: Tags that hold an acquisition date, most specific first.
@@ -29,7 +31,7 @@ def parse_date(text: str) -> dt.date | None:
     """An ISO-like date (``2024-08-27``, ``20240827``, ``2024:08:27 10:00:00``) or None."""
     for match in _DATE_IN_NAME.finditer(text.replace(":", "-")):
         try:
-            return dt.date(*(int(g) for g in match.groups()))
+            return dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
         except ValueError:
             continue
     return None

@@ -135,6 +135,7 @@ def output_lock(target: str | os.PathLike[str]) -> Iterator[None]:
         SitewatchError: another living sitewatch process is writing ``target``.
     """
     lock = lock_path(Path(target))
+    made = [folder for folder in [lock.parent, *lock.parent.parents] if not folder.exists()]
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -160,6 +161,9 @@ def output_lock(target: str | os.PathLike[str]) -> Iterator[None]:
     finally:
         if _lock_holder(lock) == os.getpid():
             lock.unlink(missing_ok=True)
+        for folder in made:  # folders made only for the lock, left empty by a refused run
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _age_s(path: Path) -> float:

@@ -10,7 +10,6 @@ picks the ground pixel size inference works at.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sitewatch.errors import SitewatchError
+from sitewatch.jsontext import parse_json
 
 #: The ``format`` value of every exported model's metadata.
 MODEL_FORMAT = "sitewatch-model/1"
@@ -46,11 +46,17 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise SitewatchError(f"{path}: not a readable model file ({error.strerror or error})") from None
     try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = parse_json(raw)
+    except ValueError:
         raise SitewatchError(f"{path}: not a readable model file (broken safetensors header)") from None
     if not isinstance(header, dict):
         raise SitewatchError(f"{path}: not a readable model file (broken safetensors header)")
+    ends = [entry.get("data_offsets", [0, 0])[1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict)]
+    expected = 8 + length + max([end for end in ends if isinstance(end, int)], default=0)
+    size = path.stat().st_size
+    if size < expected:
+        raise SitewatchError(f"{path}: model file truncated ({size:,} of {expected:,} bytes)")
     return header
 
 
@@ -199,8 +205,8 @@ def read_model_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(extra, dict) or "sitewatch" not in extra:
         raise SitewatchError(f"{path}: safetensors file without sitewatch metadata")
     try:
-        metadata = json.loads(extra["sitewatch"])
-    except (json.JSONDecodeError, TypeError) as error:
+        metadata = parse_json(extra["sitewatch"])
+    except (ValueError, TypeError) as error:
         raise SitewatchError(f"{path}: broken model metadata ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
         found = metadata.get("format") if isinstance(metadata, dict) else None
@@ -211,6 +217,12 @@ def read_model_metadata(path: Path) -> dict[str, Any]:
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+#: The pixel sizes (m) a model may work at: from drone imagery to the coarsest satellite imagery with
+#: buildings in it (a 30 m Landsat pixel is wider than most buildings).
+MIN_WORK_GSD_M = 0.01
+MAX_WORK_GSD_M = 30.0
 
 
 def check_metadata(metadata: dict[str, Any], path: Path | str) -> None:
@@ -243,6 +255,15 @@ def check_metadata(metadata: dict[str, Any], path: Path | str) -> None:
         raise SitewatchError(f"{path}: model metadata 'threshold' must be a number between 0 and 1")
     if not isinstance(metadata.get("network"), dict):
         raise SitewatchError(f"{path}: model metadata lacks the network settings")
+    channels = metadata["network"].get("in_channels", 3)
+    if channels != len(bands):
+        raise SitewatchError(f"{path}: model metadata names {len(bands)} bands but its network takes {channels} "
+                             "input channels; the file is inconsistent")
+    # pixel sizes a network can work at: far outside, every raster becomes millions of tiles (or one pixel)
+    for value in [metadata["gsd_m"], *(gsd_range or [])]:
+        if not MIN_WORK_GSD_M <= value <= MAX_WORK_GSD_M:
+            raise SitewatchError(f"{path}: model metadata pixel size {value:g} m is outside "
+                                 f"{MIN_WORK_GSD_M:g}-{MAX_WORK_GSD_M:g} m")
 
 
 def working_gsd_m(metadata: ModelMetadata, input_gsd_m: float, override_m: float | None = None) -> tuple[float, str]:

@@ -31,6 +31,7 @@ from typing import Any
 
 from sitewatch.errors import SitewatchError
 from sitewatch.files import RESULT_MARK, STAGING_MARK, atomic_path, old_result_path
+from sitewatch.jsontext import parse_json
 from sitewatch.modelfile import file_sha256
 
 #: The marker file of a folder sitewatch wrote.
@@ -101,7 +102,7 @@ def read_marker(folder: Path) -> Marker | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
         names = [str(name) for name in data["files"]]
         records = data.get("records") or {}
         command = str(data.get("command") or ("change" if "summary.json" in names else "segment"))
@@ -143,6 +144,18 @@ def _refuse_outside(folder: Path, name: str) -> None:
         raise SitewatchError(f"{folder / name}: lies outside the output folder; choose another output folder")
 
 
+def _refuse_unwritable(target: Path) -> None:
+    """Refuse an output whose nearest existing folder cannot be written (before any work, naming the
+    user's path, not a temporary's)."""
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise SitewatchError(f"{target}: cannot write there ({folder} is not writable); choose another output")
+    if folder.exists() and not folder.is_dir():
+        raise SitewatchError(f"{target}: {folder} is a file, not a folder; choose another output")
+
+
 def _refuse_inputs(target: Path, inputs: Iterable[Path]) -> None:
     resolved = target.resolve()
     for path in inputs:
@@ -165,6 +178,7 @@ def check_output_dir(target: Path, inputs: Iterable[Path], command: str = "chang
     if target.is_symlink():
         raise SitewatchError(f"{target}: is a symbolic link; give the folder it points to, or a new folder")
     _refuse_inputs(target, inputs)
+    _refuse_unwritable(target)
     if target.exists() and not target.is_dir():
         raise SitewatchError(f"{target}: exists and is not a folder; choose another output folder")
     if not target.is_dir() or not any(target.iterdir()):
@@ -194,6 +208,7 @@ def check_output_files(folder: Path, names: Iterable[str], inputs: Iterable[Path
         raise SitewatchError(f"{folder}: exists and is not a folder; choose another output folder")
     sources = {Path(path).resolve() for path in inputs}
     marker = read_marker(folder) if folder.is_dir() else None
+    _refuse_unwritable(folder)
     if command is not None and marker is not None and marker.command != command:
         raise SitewatchError(f"{folder}: folder holds the result of 'sitewatch {marker.command}'; write the "
                              f"result of 'sitewatch {command}' into another folder")

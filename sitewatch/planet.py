@@ -18,12 +18,13 @@ NIR; visual products are red, green, blue.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sitewatch.jsontext import parse_json
 
 #: Planet's band names per band count of an analytic product.
 BANDS_4 = ("blue", "green", "red", "nir")
@@ -158,7 +159,7 @@ def _number(value: Any) -> float | None:
 
 def _from_json(path: Path) -> dict[str, Any]:
     try:
-        properties = json.loads(path.read_text()).get("properties", {})
+        properties = parse_json(path.read_text()).get("properties", {})
     except (OSError, ValueError, AttributeError):
         return {}
     if not isinstance(properties, dict):

@@ -39,7 +39,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from sitewatch.checkpoint import LoadedModel
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.files import output_lock, staging_dir
 from sitewatch.fusion import FusionResult, fuse_passes
 from sitewatch.modelfile import FusionRule, working_gsd_m
@@ -147,7 +147,19 @@ def export_onnx(model: LoadedModel, target: Path | None = None) -> Path:
         return target
     import torch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:  # a read-only home: the run goes on with a cache of its own
+        fallback = Path(tempfile.gettempdir()) / f"sitewatch-onnx-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        warnings.warn(f"{target.parent}: cannot keep the ONNX cache there ({error.strerror or error}); set "
+                      f"SITEWATCH_CACHE to a writable folder (this run uses {fallback})", SitewatchWarning,
+                      stacklevel=2)
+        fallback.mkdir(parents=True, exist_ok=True)
+        target = fallback / target.name
+        if target.is_file():
+            return target
     network = model.network.to("cpu").eval()
     example = torch.zeros(1, len(model.bands), 256, 256)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
@@ -694,9 +706,10 @@ def _segment_locked(path: Path, out_dir: Path, predictor: Predictor, settings: _
             plans[0].notes.append(f"one pass: the model runs its multi-scale pass on inputs of "
                                   f"{rule.min_input_gsd_m:g} m or coarser (--multiscale forces it)")
         _check_not_all_nodata(dataset)
+        windows = [len(_TileGrid(dataset.height, dataset.width, plan).windows) for plan in plans]
+        check_tile_budget(path, sum(windows), plans[0])
         staging = staging_dir(out_dir)
         threshold = predictor.model.threshold if settings.threshold is None else settings.threshold
-        windows = [len(_TileGrid(dataset.height, dataset.width, plan).windows) for plan in plans]
         counter = _Progress(progress, sum(windows))
         passes = [_run_pass(staging, index, dataset, plan, predictor, threshold, settings, counter)
                   for index, plan in enumerate(plans)]
@@ -746,6 +759,22 @@ def _fuse(staging: Path, dataset: rasterio.DatasetReader, plan: InputPlan,
         mask.unlink()
     _to_cogs(staging, *outputs)
     return result
+
+
+#: Model tiles one raster may take without being asked for (about an hour at the 2-core CPU's
+#: 15-20 tiles/s, docs/BENCHMARKS.md); ``$SITEWATCH_MAX_TILES`` sets another limit.
+DEFAULT_MAX_TILES = 60_000
+
+
+def check_tile_budget(path: Path, tiles: int, plan: InputPlan) -> None:
+    """Refuse, before the model runs, a raster that would take more tiles than the limit."""
+    limit_text = os.environ.get("SITEWATCH_MAX_TILES", "")
+    limit = int(limit_text) if limit_text.isdigit() else DEFAULT_MAX_TILES
+    if tiles > limit:
+        raise SitewatchError(
+            f"{path}: {tiles:,} model tiles at {plan.work_gsd_m:g} m (about {tiles / 15 / 3600:,.1f} h on a 2-core "
+            f"CPU), above the limit of {limit:,}; crop the raster, choose a coarser working pixel size, or set "
+            "SITEWATCH_MAX_TILES to allow it", setting="work_gsd")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,29 @@ from sitewatch.errors import SitewatchError
 from sitewatch.paths import default_rules_path
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as people write it in settings files: ``1e3`` is a number (YAML 1.1 wants ``1.0e+3``), and
+    a key given twice in one mapping is an error (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SitewatchError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def load_yaml(path: Path) -> Any:
-    """Parse a small YAML settings file safely: UTF-8 (a BOM is fine), no aliases.
+    """Parse a small YAML settings file safely: UTF-8 (a BOM is fine), no aliases, no key given twice,
+    ``1e3`` read as a number.
 
     Aliases are refused before anything is built, so an alias bomb (a few hundred bytes that
     expand to gigabytes) costs nothing.
@@ -36,7 +58,11 @@ def load_yaml(path: Path) -> Any:
             if isinstance(event, yaml.AliasEvent):
                 mark = event.start_mark
                 raise SitewatchError(f"{path}: YAML aliases (*name) are not allowed (line {mark.line + 1})")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except SitewatchError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise SitewatchError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -111,6 +137,7 @@ class ChangeRules:
     replaced_min_probability_after: float
     rebuilt_max_similarity: float
     rebuilt_max_iou: float
+    rebuilt_min_context_similarity: float
     max_shift_px: float
     max_shift_m: float
     min_shift_response: float
@@ -149,6 +176,10 @@ def _rules_in(path: Path) -> dict[str, Any]:
     data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise SitewatchError(f"{path}: change rules must be a mapping")
+    if "rules" in data and len(data) > 1:
+        others = sorted(str(key) for key in data if key != "rules")
+        raise SitewatchError(f"{path}: key(s) {others} beside the 'rules:' block would be ignored; put every rule "
+                             "under 'rules:'")
     data = data.get("rules", data)
     if not isinstance(data, dict):
         raise SitewatchError(f"{path}: 'rules' must be a mapping of rule names to values")

@@ -62,13 +62,30 @@ def samples() -> Path:
     return SAMPLES
 
 
+def in_ci() -> bool:
+    """CI (``.ci/run`` sets ``SITEWATCH_CI``): every test runs, nothing skips."""
+    return bool(os.environ.get("SITEWATCH_CI") or os.environ.get("CI"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests (``@pytest.mark.slow``: Ray, DDP, kill-and-rerun, training runs) run in CI
+    and when asked for (``-m slow``, or ``SITEWATCH_CI=1``); elsewhere they are skipped, saying so, so that
+    the README's test command stays within a few minutes on 2 cores."""
+    if in_ci() or config.getoption("-m"):
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: CI runs it (run it with SITEWATCH_CI=1 or -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def browser() -> str:
     """Debian's Chromium for the report tests. In CI (``.ci/run`` installs it and sets ``SITEWATCH_CI``) a
     missing browser fails; elsewhere the test is skipped, saying why."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    if os.environ.get("SITEWATCH_CI") or os.environ.get("CI"):
+    if in_ci():
         pytest.fail("Debian's chromium package is needed (.ci/run installs it)")
     pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")
 

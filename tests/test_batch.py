@@ -40,6 +40,7 @@ def _site_outputs(out: Path, site: str) -> dict[str, bytes]:
             "changes": (folder / "changes.geojson").read_bytes()}
 
 
+@pytest.mark.slow
 def test_local_batch_resume_and_changed_input(sites: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = run_sitewatch("batch", str(sites), "--out", str(out))
@@ -83,6 +84,7 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
+@pytest.mark.slow
 def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same manifest locally, on a local Ray the command starts with 2 workers, and on an
     existing cluster (``ray start --head`` beforehand, then ``--ray-address``): identical outputs.
@@ -121,6 +123,7 @@ def test_ray_executors_match_local(sites: Path, tmp_path: Path, monkeypatch: pyt
         assert _site_outputs(tmp_path / "cluster", site) == reference
 
 
+@pytest.mark.slow
 def test_failing_site_does_not_stop_the_others(sites: Path, tmp_path: Path) -> None:
     broken = sites.parent / "broken"
     broken.mkdir()
@@ -176,6 +179,7 @@ def test_csv_manifest(sites: Path, tmp_path: Path) -> None:
     assert from_csv[0].dates == ["2012-05-01", "2018-05-01"]
 
 
+@pytest.mark.slow
 def test_ddp_smoke_on_cpu_with_gloo(tmp_path: Path) -> None:
     """Two CPU processes train a few steps through Lightning's DDP strategy (gloo backend)."""
     result = run_cli(

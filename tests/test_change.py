@@ -243,6 +243,25 @@ def test_a_warehouse_pulled_down_and_rebuilt_as_houses_is_replaced(samples: Path
     assert replaced["area_before_m2"] > 0 and replaced["before_outline"].startswith("POLYGON")
 
 
+def test_rebuilt_in_place_needs_a_local_change_and_a_new_outline() -> None:
+    """A building linked to an earlier one on much the same ground is rebuilt (replaced) only where its
+    picture changed while the ground around it did not, and its outline changed: a pair of seasons
+    changes every roof's picture and everything around it."""
+    from sitewatch.change import rebuilt_in_place
+
+    earlier = box(0, 0, 40, 20)
+    rebuilt = shapely.Polygon([(0, 0), (40, 0), (40, 10), (20, 10), (20, 30), (0, 30)])  # an L on the same ground
+    last = gpd.GeoDataFrame({"mean_probability": [0.9] * 4}, geometry=[rebuilt, rebuilt, rebuilt, earlier],
+                            crs=32633)
+    before = np.array([earlier] * 4, dtype=object)
+    similarity = np.array([0.05, 0.05, 0.6, 0.05])  # the picture under it
+    context = np.array([0.7, 0.1, 0.7, 0.7])  # ... and around it
+    rules = ChangeRules.default()
+    got = rebuilt_in_place(last, before, similarity, context, rules, np.full(4, 0.95), 0.5)
+    # rebuilt; a whole scene that looks different; the same picture; the same outline
+    assert got.tolist() == [True, False, False, False]
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "site"

@@ -113,6 +113,7 @@ def readme_command() -> list[str]:
     return shlex.split(command, comments=True)
 
 
+@pytest.mark.slow
 def test_readme_command_fine_tunes_the_default_model_on_the_sample(tmp_path: Path) -> None:
     """The README's command as written (outputs redirected to a temporary folder) trains and exports."""
     command = readme_command()

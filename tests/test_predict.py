@@ -75,6 +75,7 @@ def real_mosaic(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return path, image
 
 
+@pytest.mark.slow
 def test_tiled_output_matches_whole_image_inference(real_mosaic: tuple[Path, np.ndarray], tmp_path: Path,
                                                     model: LoadedModel) -> None:
     path, image = real_mosaic

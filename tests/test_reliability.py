@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def _tree(folder: Path) -> dict[str, str]:
 
 
 def _no_partials(folder: Path) -> None:
-    leftovers = [p for p in folder.rglob(".*") if ".sitewatch-" in p.name or ".part" in p.name]
+    leftovers = [p for p in folder.rglob(".*")
+                 if re.search(r"\.sitewatch-(\d+-|lock$)", p.name) or ".part" in p.name]
     assert not leftovers, leftovers
 
 
@@ -222,7 +224,7 @@ def test_change_output_and_dates_mistakes(case: str, samples: Path, tmp_path: Pa
         needle = "holds files sitewatch did not write"
     result = run_sitewatch("change", *map(str, rasters), "--out", str(out), *extra)
     assert_one_line_error(result, needle)
-    assert not [p for p in out.parent.iterdir() if ".sitewatch-" in p.name]
+    assert not [p for p in out.parent.iterdir() if re.search(r"\.sitewatch-(\d+-|lock$)", p.name)]
 
 
 @pytest.mark.parametrize("case", ["suffix", "missing", "sizes"])
@@ -292,6 +294,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(long_raster: Path, tmp_path: Path) 
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_kill_and_rerun_is_byte_identical(big_raster: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     assert run_sitewatch("segment", str(big_raster), "--out", str(reference)).returncode == 0
@@ -309,6 +312,7 @@ def test_kill_and_rerun_is_byte_identical(big_raster: Path, tmp_path: Path) -> N
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # stale partials were removed
 
 
+@pytest.mark.slow
 def test_batch_kill_and_resume(samples: Path, tmp_path: Path) -> None:
     folder = tmp_path / "sites"
     lines = ["sites:"]

@@ -218,6 +218,7 @@ def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
     assert REPO.is_dir()
 
 
+@pytest.mark.slow
 def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
     """``--ckpt_path latest.ckpt`` continues the run: epochs and steps carry on from where it stopped."""
     latest = smoke_run / "checkpoints" / "latest.ckpt"
@@ -232,6 +233,7 @@ def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
     assert resumed["global_step"] > read_checkpoint(latest)["global_step"]
 
 
+@pytest.mark.slow
 def test_fine_tune_starts_from_an_exported_model(smoke_run: Path, tmp_path: Path) -> None:
     """``--model.init_weights`` loads every network weight of a trained model before training."""
     exported = smoke_run / "model.safetensors"

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sitewatch"
 #: jobs that sequence them, and the command line.
 ORDER = [
     # contracts: plain values and rules shared by the stages (no raster or torch work)
-    "errors", "paths", "products", "summary", "rules", "planet", "dates", "modelfile",
+    "errors", "jsontext", "paths", "products", "summary", "rules", "planet", "dates", "modelfile",
     # files and rasters in and out
     "files", "raster", "outputs", "radiometry", "fusion",
     # which network sees an input (before any model loads)
