@@ -25,11 +25,41 @@ from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.outputs import check_output_dir, check_output_files, record_files
 from sitewatch.summary import SiteSummary
 
+
+def _plain_help() -> None:
+    """Help as a Python user reads it: typer 0.29 tags every parameter with its Python type (``<bool>`` on
+    every flag, ``<list[Path]>``, ``{rasters}...`` in the usage line); flags show nothing, options the
+    kind of value they take (``PATH``, ``FLOAT``, ``TEXT``), arguments their name."""
+    import typer.core
+
+    option, argument = getattr(typer.core, "TyperOption", None), getattr(typer.core, "TyperArgument", None)
+    if option is None or argument is None or not hasattr(option, "display_type"):
+        return  # another typer: its own help
+    def value_kind(self: typer.core.TyperOption, ctx: object) -> str:
+        if getattr(self, "is_flag", False):
+            return ""
+        try:
+            kind = "PATH" if self.type_descriptor.is_path else self.bare_type().upper()
+            return {"STR": "TEXT", "INT": "INTEGER"}.get(kind, kind)
+        except (AttributeError, TypeError, AssertionError):
+            return ""
+
+    option.display_type = value_kind
+    argument.display_type = lambda self, ctx: ""
+    if hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = lambda self: (
+            (self.display_name_raw.upper() if self.required else f"[{self.display_name_raw.upper()}]")
+            + ("..." if self.nargs != 1 else ""))
+
+
+_plain_help()
+
+TTA_HELP = "Average over the 4 flips (3.5-3.7x the time measured: docs/BENCHMARKS.md)."
 RULES_HELP = "Change rules YAML (default: the shipped ones; see `sitewatch rules`)."
 MODEL_HELP = ("Model file, or 'planetscope' for the shipped model for PlanetScope-class imagery "
               "(default: the shipped default model).")
 MULTISCALE_HELP = ("Look at every place at two working sizes (fine, and twice as coarse) and fuse them: large roofs "
-                   "the fine pass misses come from the coarse one (about 1.25x the time).")
+                   "the fine pass misses come from the coarse one (1.2-1.3x the time measured: docs/BENCHMARKS.md).")
 
 app = typer.Typer(
     name="sitewatch",
@@ -205,7 +235,7 @@ def segment(
     device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
     backend: Annotated[str, typer.Option(
         help="auto, torch, onnx (ONNX Runtime on CPU) or onnx-int8 (the model quantized to int8, CPU).")] = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help=TTA_HELP)] = False,
     bands: Annotated[str | None, typer.Option(help="1-based input bands for R,G,B, e.g. 6,4,2 (default: what "
                                                    "the file or its Planet metadata says).")] = None,
     mask: Annotated[Path | None, typer.Option(help="A raster of ground not seen (0), e.g. a cloud mask.")] = None,
@@ -387,10 +417,10 @@ def change(
     backend: Annotated[str, typer.Option(help="auto, torch, onnx or onnx-int8.")] = "auto",
     work_gsd: Annotated[float | None, typer.Option(
         help="Ground pixel size (m) to run the model at (default: the model's rule, from the "
-             "first raster's pixel size).")] = None,
+             "coarsest date's pixel size).")] = None,
     multiscale: Annotated[bool | None, typer.Option(
         "--multiscale/--single-scale", help=MULTISCALE_HELP, show_default="the model's default")] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average over flips (4x slower).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help=TTA_HELP)] = False,
     bands: Annotated[list[str] | None, typer.Option(help=BANDS_HELP)] = None,
     mask: Annotated[list[str] | None, typer.Option(help=MASK_HELP)] = None,
     udm: Annotated[bool, typer.Option("--udm/--no-udm", help=UDM_HELP)] = True,
@@ -596,6 +626,8 @@ def main(argv: list[str] | None = None) -> None:
         reason = error.strerror or (str(error).splitlines()[0] if str(error) else type(error).__name__)
         _fail(f"{where}{reason}")
     except click_exception as error:
+        if not error.format_message().strip():  # bare `sitewatch`: the help was printed, nothing went wrong
+            sys.exit(0)
         context = getattr(error, "ctx", None)
         command = context.command_path if context is not None else "sitewatch"
         _fail(f"{' '.join(error.format_message().split())} (see '{command} --help')", error.exit_code or 2)

@@ -42,6 +42,22 @@ def test_usage_error_of_the_installed_console_script() -> None:
         "sitewatch: error: Missing argument 'rasters'. (see 'sitewatch segment --help')"]
 
 
+@pytest.mark.parametrize("command", ["segment", "change", "batch", "vectorize", "export"])
+def test_help_reads_without_python_type_tags(command: str) -> None:
+    result = run_sitewatch(command, "--help")
+    assert result.returncode == 0
+    text = result.stdout + result.stderr
+    assert "<bool>" not in text and "<list[" not in text and "<path>" not in text and "{" not in text
+    assert "Usage: sitewatch " + command in " ".join(text.split())
+
+
+def test_bare_command_prints_the_help_and_no_empty_error() -> None:
+    result = subprocess.run([sys.executable, "-m", "sitewatch.cli"], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 0
+    assert "sitewatch: error" not in result.stderr and "change" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--gsd", "nan"], "--gsd must be a positive number"),
     (["--gsd", "inf"], "--gsd must be a positive number"),
