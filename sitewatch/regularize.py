@@ -172,7 +172,7 @@ def rectilinear(polygon: Polygon, angle: float, step_m: float) -> Polygon | None
     count = _fold_short_runs(kind, level, extent, MIN_RUN_STEPS * step_m)
     if count < 4 or count % 2 or any(kind[i] == kind[(i + 1) % count] for i in range(count)):
         return None
-    outline = shapely.get_coordinates(shapely.segmentize(local_ring, step_m / 4))
+    outline = shapely.get_coordinates(shapely.segmentize(local_ring, step_m / 2))
     level = _fit_levels(outline, kind, level)
     world = _corners(kind, level) @ np.array([[cos, sin], [-sin, cos]]) + centre
     result = Polygon(world)
