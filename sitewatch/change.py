@@ -122,11 +122,9 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             ``width_m``, ``elongation``, ``rectangularity`` and ``mean_probability``.
         dates: the dates, ascending.
         rules: thresholds.
-        before_probability: per building of the last date (in the order of
-            ``footprints[-1]``), the mean building probability on its ground at the first date.
-            It sets ``confidence``, and a building whose ground already scored at least
-            ``absent_max_probability`` is not called new (the model saw it, only weaker).
-            None treats it as 0.
+        before_probability: per building of the last date (in the order of ``footprints[-1]``), the mean
+            building probability on its ground at the first date. It sets ``confidence``, and a building whose
+            ground already scored ``absent_max_probability`` is not new (the model saw it, weaker). None: 0.
         after_probability: the same, per first-date building, at the last date: a building
             whose ground still scores ``absent_max_probability`` is not called demolished.
         observed: the ground with valid data at every date (metric CRS). A building that would
@@ -134,14 +132,14 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
             of the dates did not see its ground. Buildings within about two pixels of its edge
             are marked ``cut_by_edge`` (their area is a lower bound).
         pixel_m: ground pixel size (m) of the rasters, for that margin.
-        seen: per date, the ground that date saw (metric CRS); a building is only called absent
-            at a date that saw its ground. With three or more dates a building is new from the
-            date it appears and stays (present at every later date that saw it: ``first_seen``),
-            and a detection that comes and goes is not a change. Every record carries
-            ``first_seen``, ``last_seen`` and ``presence`` (one character a date: 1 present,
-            0 absent, - not seen).
+        seen: per date, the ground that date saw (metric CRS); a building is only called absent at a date
+            that saw its ground. With three or more dates a building is new from the date it appears and
+            stays (present at every later date that saw it: ``first_seen``); a detection that comes and goes
+            is no change. Records carry ``first_seen``, ``last_seen`` and ``presence`` (1 present, 0 absent,
+            - not seen, one character a date).
         evidence: the first and last date's pictures compared (:mod:`sitewatch.evidence`): no change
             where the picture did not change; it sets part of the confidence (None: footprints only).
+    Every building of every date is in one record (``unconfirmed``: :func:`unconfirmed_records`).
     """
     if len(footprints) < 2:
         raise SitewatchError("change detection needs rasters of at least two dates")
@@ -165,10 +163,47 @@ def compare_dates(footprints: list[gpd.GeoDataFrame], dates: list[dt.date], rule
     demolished = classify_gone(first, links, rules, after_probability, observed, evidence, pixel_m).assign(
         ratio_to_largest_existing=np.nan, last_seen=lambda gone: [tracks.last_seen(t) for t in gone["track_id"]],
         date_seen=dates[0], presence=lambda gone: [tracks.presence(t) for t in gone["track_id"]])
-    changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns]], ignore_index=True), crs=crs)
+    held_nowhere = unconfirmed_records(frames, tracks, links, demolished, rules).reindex(columns=columns)
+    changes = gpd.GeoDataFrame(pd.concat([present[columns], demolished[columns], held_nowhere], ignore_index=True),
+                               crs=crs)
     clusters = flag_changes(changes, largest_existing, rules, observed, pixel_m)
     return ChangeResult(dates=dates, footprints=frames, changes=changes, clusters=clusters,
                         largest_existing_m2=largest_existing, tracks=tracks)
+
+
+def unconfirmed_records(frames: list[gpd.GeoDataFrame], tracks: Tracks, links: pd.DataFrame,
+                        demolished: gpd.GeoDataFrame, rules: ChangeRules) -> gpd.GeoDataFrame:
+    """Records for the buildings no other record holds, so that every building found at every date is in
+    exactly one record: ``unconfirmed`` (found at an earlier date, not at the last, and no change is claimed:
+    a weak detection, a flicker, or a loss the pictures do not confirm as a demolition).
+
+    Held by other records: the last date's buildings (their tracks), the first date's buildings linked to them
+    (what stood under them), reported demolitions, and a building that merged into a later one (its footprint
+    links to a building of the next date). Each other track gets one record: its footprint at its last
+    presence, with ``date_seen`` that date.
+    """
+    held = set(frames[-1]["track_id"].tolist()) | set(demolished["track_id"].tolist())
+    if not links.empty:
+        held |= set(frames[0]["track_id"].to_numpy()[links["earlier"].to_numpy()].tolist())
+    rows = []
+    for k in range(len(frames) - 2, -1, -1):  # latest presence first: a track is recorded once
+        frame = frames[k]
+        alone = frame[~frame["track_id"].isin(held)]
+        if alone.empty:
+            continue
+        merged = set(link_dates(alone.reset_index(drop=True), frames[k + 1], rules)["earlier"].tolist())
+        for position, (index, row) in enumerate(alone.iterrows()):
+            held.add(int(row["track_id"]))
+            if position in merged:
+                continue
+            rows.append(frame.loc[[index]].assign(
+                change="unconfirmed", area_before_m2=float(row["area_m2"]), ratio_to_largest_existing=np.nan,
+                confidence=np.nan, image_similarity=np.nan, outline_contrast=np.nan, before_outline="",
+                last_seen=tracks.last_seen(int(row["track_id"])), date_seen=tracks.dates[k],
+                presence=tracks.presence(int(row["track_id"]))))
+    if not rows:
+        return frames[0].iloc[:0].assign(**{name: pd.Series(dtype=object) for name in RECORD_COLUMNS})
+    return gpd.GeoDataFrame(pd.concat(rows, ignore_index=True), crs=frames[0].crs)
 
 
 #: The columns a change record adds to a footprint's, in the order the change layer keeps them.
@@ -810,8 +845,8 @@ def summarize(result: ChangeResult, site: str, model: ModelRun, coverage: Covera
     flags = FlagCounts(**{name: int((changes["flag"] == name).sum()) for name in FLAGS},
                        housing_clusters=len(result.clusters), land_cleared=len(cleared))
     new = changes[changes["change"].isin(["new", "expanded", "replaced"])].sort_values("area_m2", ascending=False)
-    gone = changes[(changes["date_seen"] == result.dates[0]) | (changes["change"] == "shrunk")].sort_values(
-        "area_m2", ascending=False)
+    gone = changes[(changes["date_seen"] == result.dates[0]) | changes["change"].isin(["shrunk", "unconfirmed"])
+                   ].sort_values("area_m2", ascending=False)
     return SiteSummary(
         site=site, dates=[d.isoformat() for d in result.dates], counts=counts, flags=flags,
         largest_existing_building_m2=round(result.largest_existing_m2, 1),

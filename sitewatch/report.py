@@ -28,11 +28,12 @@ from sitewatch.summary import ClearedArea, GoneBuilding, HousingCluster, ImageRe
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180),
            "replaced": (255, 60, 120), "unchanged": (90, 200, 250),
-           "demolished": (180, 80, 255), "not_observed": (160, 160, 160)}
+           "demolished": (180, 80, 255), "not_observed": (160, 160, 160), "unconfirmed": (255, 255, 255)}
 FLAG_COLOURS = {"assembly hall": (255, 0, 200), "housing cluster": (255, 230, 0), "land cleared": (150, 255, 0)}
 CLASS_WORDS = {"new": "new", "expanded": "enlarged", "shrunk": "shrunk (part gone)",
                "replaced": "replaced (demolished and rebuilt)", "unchanged": "unchanged",
-               "demolished": "demolished", "not_observed": "not observed"}
+               "demolished": "demolished", "not_observed": "not observed",
+               "unconfirmed": "found earlier, not at the last date, no change claimed"}
 FLAG_WORDS = {"assembly_hall": "new assembly halls", "housing": "new houses in a housing cluster",
               "housing_clusters": "housing clusters", "land_cleared": "areas of land cleared", None: "", "": ""}
 #: The shipped model's measured accuracy and limits (models/MODEL_CARD.md), by its SHA-256.
@@ -195,10 +196,14 @@ def _overview(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.Geo
     gone = changes[changes["change"].isin(["demolished", "not_observed"]) & first_date]
     cleared_outline = _cleared_outline(cleared)
     replaced = replaced_before(changes)
+    unconfirmed = changes[(changes["change"] == "unconfirmed") & first_date]
     pictures = [picture(rasters[0], None, 900, [Outline(footprints[0], COLOURS["unchanged"]),
                                                  Outline(gone, COLOURS["demolished"], 3, ids=True),
+                                                 Outline(unconfirmed, COLOURS["unconfirmed"], 2, ids=True),
                                                  Outline(replaced, COLOURS["replaced"], 3, ids=True), cleared_outline],
                         summary.dates[0], f"{summary.dates[0]}: the buildings found (demolished ones in purple"
+                        + (", found only before the last date and not confirmed as gone in white"
+                           if len(unconfirmed) else "")
                         + (", those replaced later in pink, with the id of the building that replaced them"
                            if len(replaced) else "") + ")"
                         + (", and the ground cleared later (green)" if len(cleared) else ""))]

@@ -12,7 +12,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-CHANGE_CLASSES = ("new", "expanded", "shrunk", "replaced", "unchanged", "demolished", "not_observed")
+CHANGE_CLASSES = ("new", "expanded", "shrunk", "replaced", "unchanged", "demolished", "not_observed", "unconfirmed")
 FLAGS = ("assembly_hall", "housing")
 
 
@@ -48,6 +48,7 @@ class ChangeCounts(_Record):
     unchanged: int = 0
     demolished: int = 0
     not_observed: int = 0
+    unconfirmed: int = 0  # found at an earlier date, not at the last; no change claimed
 
 
 @dataclass(frozen=True)

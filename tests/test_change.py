@@ -276,7 +276,7 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
             "footprints_2002-01-01.gpkg", "footprints_2018-01-01.gpkg"} <= names
     summary = SiteSummary.from_json((demo_run / "summary.json").read_text())
     assert set(summary.counts.as_dict()) == {"new", "expanded", "shrunk", "replaced", "unchanged", "demolished",
-                                             "not_observed"}
+                                             "not_observed", "unconfirmed"}
     assert summary.coverage.observed_at_every_date_share > 0.99
     assert set(summary.flags.as_dict()) == {"assembly_hall", "housing", "housing_clusters", "land_cleared"}
     # scrub became houses with lawns: green ground, not bare, so no land cleared
@@ -290,6 +290,47 @@ def test_demo_writes_every_output(demo_run: Path) -> None:
     assert summary.counts.new == (changes.change == "new").sum()
     geojson = json.loads((demo_run / "changes.geojson").read_text())
     assert "crs" not in geojson  # RFC 7946: WGS84 only, no crs member
+
+
+def _records_add_up(folder: Path) -> None:
+    """Every building found at every date is in exactly one record: its track's record, or (first date) the
+    record of what stands on its ground now, or (a merge) the record of what it merged into; and records
+    describe themselves truly (presence, dates, class)."""
+    summary = SiteSummary.from_json((folder / "summary.json").read_text())
+    changes = gpd.read_file(folder / "changes.gpkg", layer="changes")
+    metric = changes.estimate_utm_crs()
+    changes = changes.to_crs(metric)
+    assert changes["track_id"].is_unique  # one record a track
+    for k, date in enumerate(summary.dates):
+        found = gpd.read_file(folder / f"footprints_{date}.gpkg").to_crs(metric)
+        assert len(found) == summary.per_date[k].buildings
+        own = found["track_id"].isin(changes["track_id"])
+        under = np.array([changes.geometry.intersection(g).area.max() >= 0.3 * g.area if len(changes) else False
+                          for g in found.geometry])
+        assert (own | under).all(), (date, found[~(own | under)]["track_id"].tolist())
+    for row in changes.itertuples():
+        assert len(row.presence) == len(summary.dates)
+        k_seen = summary.dates.index(str(row.date_seen)[:10])
+        assert row.presence[k_seen] == "1", (row.change_id, row.change, row.presence, row.date_seen)
+        if row.change in ("new", "expanded", "shrunk", "replaced", "unchanged", "unconfirmed"):
+            assert row.presence[-1] == ("0" if row.change == "unconfirmed" else "1") or "-" in row.presence
+        if row.change == "demolished":
+            assert row.presence[0] == "1" and row.presence[-1] != "1"
+
+
+def test_demo_records_add_up(demo_run: Path) -> None:
+    _records_add_up(demo_run)
+
+
+def test_records_add_up_on_a_real_series(samples: Path, tmp_path: Path) -> None:
+    """LEVIR-CD val_27 (new houses beside old ones) as three dates: 2012, the 2012 image again re-graded,
+    2018: every building of every date is in one record."""
+    pair = read_levir_pair(samples, "val_27_0000_0256")
+    middle = np.clip(pair.earlier.astype(float) * 1.1 + 8, 0, 255).astype(np.uint8)
+    rasters = [write_geotiff(tmp_path / "in" / f"val27_{date}.tif", image, pair.transform, pair.crs, {})
+               for date, image in (("2012-05-01", pair.earlier), ("2015-05-01", middle), ("2018-05-01", pair.later))]
+    run_site(rasters, tmp_path / "out", chosen(rasters))
+    _records_add_up(tmp_path / "out")
 
 
 def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
@@ -429,7 +470,10 @@ def test_a_house_lost_at_planetscope_size_is_not_demolished_a_hall_is() -> None:
     house, hall = box(0, 0, 15, 12), box(100, 0, 160, 25)
     rules = ChangeRules.default()
     coarse = compare_dates([layer([house, hall]), layer([])], [D1, D2], rules, pixel_m=3.76).changes
-    assert coarse.change.tolist() == ["demolished"] and coarse.area_m2.iloc[0] == pytest.approx(1500)
+    # the house (180 m², under 40 pixels of 3.76 m) is no demolition: it stays in a record, unconfirmed
+    assert sorted(coarse.change) == ["demolished", "unconfirmed"]
+    assert coarse[coarse.change == "demolished"].area_m2.iloc[0] == pytest.approx(1500)
+    assert coarse[coarse.change == "unconfirmed"].area_m2.iloc[0] == pytest.approx(180)
     fine = compare_dates([layer([house, hall]), layer([])], [D1, D2], rules, pixel_m=0.5).changes
     assert sorted(fine.change) == ["demolished", "demolished"]
     regrown = compare_dates([layer([hall]), layer([box(100, 0, 163, 27)])], [D1, D2], rules, pixel_m=3.76).changes
