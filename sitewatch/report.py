@@ -99,7 +99,10 @@ def map_data(summary: SiteSummary, changes: gpd.GeoDataFrame, clusters: gpd.GeoD
     records = changes[[c for c in columns if c in changes.columns]].copy()
     for column in ("first_seen", "last_seen"):
         records[column] = records[column].astype(str)
-    hulls = clusters[["cluster_id", "count", "geometry"]] if len(clusters) else clusters.iloc[:0]
+    keep = [c for c in ("cluster_id", "count", "total_area_m2", "member_ids", "geometry") if c in clusters.columns]
+    hulls = clusters[keep].copy() if len(clusters) else clusters.iloc[:0][keep]
+    if "member_ids" in hulls:
+        hulls["member_ids"] = hulls["member_ids"].map(lambda ids: ", ".join(f"#{i}" for i in ids))
     return {"dates": [asdict(map_image(raster, date)) for raster, date in zip(rasters, summary.dates, strict=True)],
             "changes": json.loads(records.to_crs(4326).to_json(drop_id=True)),
             "clusters": json.loads(gpd.GeoDataFrame(hulls, crs=clusters.crs).to_crs(4326).to_json(drop_id=True)),

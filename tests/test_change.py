@@ -363,6 +363,32 @@ def test_report_renders_in_chromium(demo_run: Path, tmp_path: Path) -> None:
     assert pixels.std() > 20  # pictures and text, not a blank page
 
 
+def test_report_map_polygons_are_filled_and_carry_a_tooltip(demo_run: Path, tmp_path: Path) -> None:
+    """Issue 34: on the map every record and every housing cluster is a filled, hoverable polygon (a hover
+    anywhere on a building shows its record, not only on a 2-3 px outline)."""
+    chromium = browser()
+    check = """<script>window.addEventListener('load', () => setTimeout(() => {
+      const paths = [...document.querySelectorAll('#site-map path.leaflet-interactive')];
+      const filled = paths.filter(p => p.getAttribute('fill') !== 'none' && Number(p.getAttribute('fill-opacity')) > 0);
+      const result = document.createElement('pre');
+      result.id = 'paths';
+      result.textContent = `PATHS ${paths.length} ${filled.length} END`;
+      document.body.appendChild(result);
+    }, 500));</script>"""
+    page = tmp_path / "report.html"
+    page.write_text((demo_run / "report.html").read_text().replace("</body>", check + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--window-size=1400,1800"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    paths, filled = map(int, dom.split('<pre id="paths">PATHS ')[1].split(" END")[0].split(" "))
+    changes = gpd.read_file(demo_run / "changes.gpkg", layer="changes")
+    clusters = gpd.read_file(demo_run / "changes.gpkg", layer="housing_clusters")
+    assert paths == filled == len(changes) + len(clusters)
+    assert "housing cluster ' + f.properties.cluster_id" in page.read_text()  # clusters carry a tooltip too
+
+
 def test_report_makes_no_network_request(demo_run: Path, tmp_path: Path) -> None:
     """Every resource the page loads, as Chromium's Resource Timing lists it: none (pictures are
     inline data), and no http(s) address anywhere in the file."""
