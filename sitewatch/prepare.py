@@ -264,20 +264,29 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
         choice = choice or band_choice(dataset, list(RGB), None)
         grey = len(set(choice.bands)) == 1  # one band as grey: a 1-band copy (no colour to read from it)
         bands = choice.bands[:1] if grey else [*choice.bands, *([choice.has_nir()] if choice.has_nir() else [])]
-        nodata = dataset.nodata if dataset.nodata is not None else 0
+        # a file that declares no nodata has none: pure black pixels (shadows) are ground it saw. Where the
+        # grid reaches beyond the file, an alpha band of the warp says so, kept as the copy's internal mask
+        # (a nodata value of 0 would also blank every black pixel)
+        declared = dataset.nodata
+        own_mask = any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
+        options = {"nodata": declared} if declared is not None else {} if own_mask else {"add_alpha": True}
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
                        width=reference.width, height=reference.height,
-                       resampling=Resampling.bilinear, nodata=nodata) as vrt:
+                       resampling=Resampling.bilinear, **options) as vrt:
             profile = {"driver": "GTiff", "width": reference.width, "height": reference.height,
                        "count": len(bands), "dtype": dataset.dtypes[0], "crs": reference.crs,
-                       "transform": reference.transform, "nodata": nodata, "tiled": True,
-                       "compress": "deflate", "BIGTIFF": "IF_SAFER"}
-            with rasterio.open(target, "w", **profile) as out:
+                       "transform": reference.transform, "tiled": True,
+                       "compress": "deflate", "BIGTIFF": "IF_SAFER", **({"nodata": declared} if declared is not None
+                                                                         else {})}
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(target, "w", **profile) as out:
                 out.descriptions = ("pan",) if grey else ("red", "green", "blue", "nir")[:len(bands)]
                 out.colorinterp = [ColorInterp.gray] if grey else [ColorInterp.red, ColorInterp.green,
                                                                    ColorInterp.blue, ColorInterp.undefined][:len(bands)]
                 for _, window in out.block_windows(1):
                     out.write(vrt.read(bands, window=window), window=window)
+                    if declared is None:  # the file's own alpha or mask, else the warp's alpha band
+                        seen = vrt.dataset_mask(window=window) if own_mask else vrt.read(vrt.count, window=window)
+                        out.write_mask(seen > 0, window=window)
 
 
 # --- ground a date did not see -------------------------------------------------------------------

@@ -142,3 +142,26 @@ def test_pixel_offsets_in_a_levir_name_are_no_date() -> None:
 
     assert parse_date("tile_2017_0512_0768") is None
     assert parse_date("site_2024-08-27") == parse_date("site_20240827") == parse_date("site_2024_08_27")
+
+
+def test_black_shadows_in_a_file_without_nodata_are_ground_it_saw(tmp_path: Path) -> None:
+    """Issue 33: pure black pixels of a file that declares no nodata (deep shadow) were read as nodata by
+    the site's aligned copies (24 % of a site "not seen"); they are seen ground."""
+    from conftest import chosen
+
+    from sitewatch.pipeline import run_site
+
+    rasters = []
+    for source in sorted(DEMO_SITE.glob("*.tif")):
+        with rasterio.open(source) as dataset:
+            data, profile = dataset.read(), dataset.profile
+        assert profile.get("nodata") is None
+        data[:, 60:160, 20:120] = 0  # a deep shadow: every band 0
+        target = tmp_path / "in" / source.name
+        target.parent.mkdir(exist_ok=True)
+        with rasterio.open(target, "w", **profile) as out:
+            out.write(data)
+        rasters.append(target)
+    summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
+    assert summary.coverage.observed_at_every_date_share > 0.99
+    assert summary.counts.not_observed == 0
