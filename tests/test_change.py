@@ -504,3 +504,15 @@ def test_a_house_lost_at_planetscope_size_is_not_demolished_a_hall_is() -> None:
     assert sorted(fine.change) == ["demolished", "demolished"]
     regrown = compare_dates([layer([hall]), layer([box(100, 0, 163, 27)])], [D1, D2], rules, pixel_m=3.76).changes
     assert regrown.change.tolist() == ["unchanged"]  # traced a pixel wider: 201 m² more, under 12 pixels
+
+
+def test_a_building_cut_by_the_edge_of_a_cloud_mask_is_not_observed_not_shrunk() -> None:
+    """Issue 33: a 960 m² building whose later footprint is cut to 88 m² by a cloud mask (the ground east of
+    x = 5 m not seen at the later date) lost nothing anyone saw: not observed, never shrunk."""
+    before, after = box(0, 0, 40, 24), box(0, 0, 4, 22)
+    observed = box(-100, -100, 5, 100)  # seen at every date: west of the cloud's edge
+    rules = ChangeRules.default()
+    changes = compare_dates([layer([before]), layer([after])], [D1, D2], rules, observed=observed).changes
+    assert changes.change.tolist() == ["not_observed"]
+    seen = compare_dates([layer([before]), layer([after])], [D1, D2], rules, observed=box(-100, -100, 100, 100))
+    assert seen.changes.change.tolist() == ["shrunk"]  # the same loss on seen ground is a change
