@@ -175,7 +175,8 @@ def unconfirmed_records(frames: list[gpd.GeoDataFrame], tracks: Tracks, links: p
                         demolished: gpd.GeoDataFrame, rules: ChangeRules) -> gpd.GeoDataFrame:
     """Records for the buildings no other record holds, so that every building found at every date is in
     exactly one record: ``unconfirmed`` (found at an earlier date, not at the last, and no change is claimed:
-    a weak detection, a flicker, or a loss the pictures do not confirm as a demolition).
+    a weak detection, a flicker, or a loss the pictures do not confirm as a demolition). A building found at
+    the last date only, too small or too unsure to be called new, is ``unconfirmed`` too (classify_present).
 
     Held by other records: the last date's buildings (their tracks), the first date's buildings linked to them
     (what stood under them), reported demolitions, and a building that merged into a later one (its footprint
@@ -344,7 +345,9 @@ def classify_present(first: gpd.GeoDataFrame, last: gpd.GeoDataFrame, links: pd.
     confidence = sureness(last, np.where(rebuilt, 0.0, before), similarity)
     changed = change != "unchanged"
     change[changed & (similarity >= rules.evidence_max_similarity)] = "unchanged"  # the picture did not change
-    change[np.isin(change, ["new", "replaced"]) & too_weak(confidence, area, rules)] = "unchanged"
+    weak = too_weak(confidence, area, rules)
+    change[(change == "replaced") & weak] = "unchanged"  # it stands where one stood
+    change[(change == "new") & weak] = "unconfirmed"  # found now, too small or unsure to claim as new
     change[(change == "new") & mostly_unseen(last.geometry.values, observed)] = "not_observed"
     claimed = np.isin(change, ["new", "expanded", "shrunk", "replaced"])
     change[claimed & partly_unseen(changed_ground(last.geometry.values, before_shape, change), observed)] = \

@@ -33,7 +33,7 @@ FLAG_COLOURS = {"assembly hall": (255, 0, 200), "housing cluster": (255, 230, 0)
 CLASS_WORDS = {"new": "new", "expanded": "enlarged", "shrunk": "shrunk (part gone)",
                "replaced": "replaced (demolished and rebuilt)", "unchanged": "unchanged",
                "demolished": "demolished", "not_observed": "not observed",
-               "unconfirmed": "found earlier, not at the last date, no change claimed"}
+               "unconfirmed": "not confirmed (found at some dates only, or too small or unsure; no change claimed)"}
 FLAG_WORDS = {"assembly_hall": "new assembly halls", "housing": "new houses in a housing cluster",
               "housing_clusters": "housing clusters", "land_cleared": "areas of land cleared", None: "", "": ""}
 #: The shipped model's measured accuracy and limits (models/MODEL_CARD.md), by its SHA-256.

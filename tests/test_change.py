@@ -312,8 +312,8 @@ def _records_add_up(folder: Path) -> None:
         assert len(row.presence) == len(summary.dates)
         k_seen = summary.dates.index(str(row.date_seen)[:10])
         assert row.presence[k_seen] == "1", (row.change_id, row.change, row.presence, row.date_seen)
-        if row.change in ("new", "expanded", "shrunk", "replaced", "unchanged", "unconfirmed"):
-            assert row.presence[-1] == ("0" if row.change == "unconfirmed" else "1") or "-" in row.presence
+        if row.change in ("new", "expanded", "shrunk", "replaced", "unchanged"):
+            assert row.presence[-1] == "1" or "-" in row.presence
         if row.change == "demolished":
             assert row.presence[0] == "1" and row.presence[-1] != "1"
 
