@@ -274,7 +274,17 @@ def segment(
         raise SitewatchError("two input rasters have the same file name (ignoring case); their outputs would collide")
     for raster in rasters:
         check_output_dir(out / raster.stem, rasters, "segment")
-    choices = [choose_model(model, [look_at(raster, gsd)]) for raster in rasters]
+    looks = [look_at(raster, gsd) for raster in rasters]
+    for look in looks:  # refused now, not after the model loads
+        if look.pixel_m is None:
+            from sitewatch.raster import no_grid_reason, open_raster
+
+            with open_raster(look.path) as dataset:
+                reason = no_grid_reason(dataset)
+            gcps = "ground control points" in reason
+            raise SitewatchError(f"{look.path}: {reason}" + ("" if gcps else "; give its pixel size in metres"),
+                                 setting=None if gcps else "gsd")
+    choices = [choose_model(model, [look]) for look in looks]
     predictors: dict[Path, Predictor] = {}
     for raster, choice in zip(rasters, choices, strict=True):
         if choice.path not in predictors:

@@ -165,3 +165,20 @@ def test_black_shadows_in_a_file_without_nodata_are_ground_it_saw(tmp_path: Path
     summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.coverage.observed_at_every_date_share > 0.99
     assert summary.counts.not_observed == 0
+
+
+def test_an_ungeoreferenced_input_is_refused_before_the_model_loads(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 34: a PNG without --gsd is refused at once (it used to load the model first)."""
+    from PIL import Image
+
+    import sitewatch.checkpoint
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was refused")
+
+    monkeypatch.setattr(sitewatch.checkpoint, "load_for_inference", refuse)
+    png = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), (120, 110, 100)).save(png)
+    result = run_sitewatch("segment", str(png), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "plain.png", "no georeferencing", "--gsd")
