@@ -210,6 +210,21 @@ def _check_work_gsd(work_gsd: float | None) -> None:
         raise SitewatchError(f"--work-gsd must be {MIN_WORK_GSD_M:g}-{MAX_WORK_GSD_M:g} m, got {work_gsd:g}")
 
 
+def _with_grids(looks: list) -> list:
+    """The looks, once no input has an unknown pixel size (no CRS and no ``--gsd``; ground control points
+    only): refused before the model loads."""
+    from sitewatch.raster import no_grid_reason, open_raster
+
+    for look in looks:
+        if look.pixel_m is None:
+            with open_raster(look.path) as dataset:
+                reason = no_grid_reason(dataset)
+            gcps = "ground control points" in reason
+            raise SitewatchError(f"{look.path}: {reason}" + ("" if gcps else "; give its pixel size in metres"),
+                                 setting=None if gcps else "gsd")
+    return looks
+
+
 def _check_threshold(threshold: float | None) -> None:
     """Refuse a probability threshold outside 0 < t < 1 (or NaN)."""
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -274,17 +289,7 @@ def segment(
         raise SitewatchError("two input rasters have the same file name (ignoring case); their outputs would collide")
     for raster in rasters:
         check_output_dir(out / raster.stem, rasters, "segment")
-    looks = [look_at(raster, gsd) for raster in rasters]
-    for look in looks:  # refused now, not after the model loads
-        if look.pixel_m is None:
-            from sitewatch.raster import no_grid_reason, open_raster
-
-            with open_raster(look.path) as dataset:
-                reason = no_grid_reason(dataset)
-            gcps = "ground control points" in reason
-            raise SitewatchError(f"{look.path}: {reason}" + ("" if gcps else "; give its pixel size in metres"),
-                                 setting=None if gcps else "gsd")
-    choices = [choose_model(model, [look]) for look in looks]
+    choices = [choose_model(model, [look]) for look in _with_grids([look_at(raster, gsd) for raster in rasters])]
     predictors: dict[Path, Predictor] = {}
     for raster, choice in zip(rasters, choices, strict=True):
         if choice.path not in predictors:
