@@ -27,6 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sitewatch.files import atomic_path  # noqa: E402
 from sitewatch.network import build_network  # noqa: E402
 
 DECODER = (128, 64, 48, 32, 16)
@@ -103,10 +104,8 @@ def main() -> None:
               "machine": {"cpu": platform.processor() or platform.machine(),
                           "threads": args.threads, "torch": torch.__version__},
               "batch": args.batch, "tile": args.size, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:  # a JSON whole or not at all
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -33,6 +33,7 @@ from flag_cases import built_cases, demo_case, full_tile_cases, labelled_cases  
 from flags import EXPECTED, write_case  # noqa: E402
 
 from sitewatch.checkpoint import load_model  # noqa: E402
+from sitewatch.files import atomic_path  # noqa: E402
 from sitewatch.footprints import FootprintOptions  # noqa: E402
 from sitewatch.paths import default_model_path  # noqa: E402
 from sitewatch.pipeline import segment_dates, site_footprints  # noqa: E402
@@ -112,10 +113,8 @@ def main() -> None:
               "settings": grid, "shipped": {"setting": grid[0], "right": shipped_score, "of": total},
               "tuned": {"setting": grid[best], "right": all_scores[best], "of": total},
               "leave_one_pair_out": {"right": held_out, "of": total, "chosen": chosen}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    with atomic_path(args.out) as tmp:  # a JSON whole or not at all
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -20,6 +20,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sitewatch.files import atomic_path  # noqa: E402
+
 SOURCES = ("shanghai", "inria_austin", "benchmark_samples")
 #: The held-out IoU swings from one validation to the next (0.01-0.36 on shanghai for lite0): runs are
 #: compared on the mean of their last validations, not on the best one (which would be picked on the
@@ -74,10 +78,8 @@ def main() -> None:
         for row in rows:
             print(f"{row['step']:>6} {row['cpu_hours']:>6.2f} " + " ".join(
                 f"{row[s]:>12.3f}" if row[s] is not None else f"{'-':>12}" for s in SOURCES) + f" {row['mean']:>6.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:  # a JSON whole or not at all
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

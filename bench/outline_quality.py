@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from sitewatch.data.geodata import read_footprints  # noqa: E402
 from sitewatch.data.xbd import read_xbd_json  # noqa: E402
+from sitewatch.files import atomic_path  # noqa: E402
 from sitewatch.footprints import FootprintOptions, utm_crs, vectorize_raster  # noqa: E402
 from sitewatch.outline_quality import outline_quality  # noqa: E402
 
@@ -130,10 +131,8 @@ def main() -> None:
     print_table(summary)
     result = {"command": " ".join(["python", "bench/outline_quality.py", *sys.argv[1:]]),
               "label": args.label, "rows": rows, "by_source": summary}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    tmp_out.replace(args.out)
+    with atomic_path(args.out) as tmp:  # a JSON whole or not at all
+        tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {args.out}")
 
 
