@@ -631,12 +631,8 @@ def hall_notes(changes: gpd.GeoDataFrame, unflagged: pd.Series, similar: pd.Seri
     chosen = unflagged.to_numpy(bool) & (area >= size)
     if not chosen.any():
         return notes
-    cores = hall_cores(changes.geometry.values[chosen], rules.hall_min_width_m)
-    notch = rules.hall_min_width_m / 4
-    closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
-    shape = measure(gpd.GeoSeries(closed, crs=changes.crs))
-    rectangularity = seen_rectangularity(closed, observed)
-    core_area = shapely.area(cores)
+    core = hall_core_shape(changes.geometry.values[chosen], rules.hall_min_width_m, rules, changes.crs, observed)
+    core_area, rectangularity, elongation = core.area_m2, core.rectangularity, core.elongation
     neighbours = similar.to_numpy(bool)[chosen]
     for k, index in enumerate(changes.index[chosen]):
         reasons = []
@@ -651,8 +647,8 @@ def hall_notes(changes: gpd.GeoDataFrame, unflagged: pd.Series, similar: pd.Seri
             reasons.append(f"core {core_area[k]:,.0f} m² (hall size {size:,.0f} m²)")
         if rectangularity[k] < rules.hall_min_rectangularity:
             reasons.append(f"rectangularity {rectangularity[k]:.2f}")
-        if shape["elongation"][k] > rules.hall_max_elongation:
-            reasons.append(f"elongation {shape['elongation'][k]:.0f}")
+        if elongation[k] > rules.hall_max_elongation:
+            reasons.append(f"elongation {elongation[k]:.0f}")
         notes.loc[index] = "; ".join(reasons) or "no single test fails alone"
     return notes
 
@@ -768,23 +764,35 @@ def assembly_hall_rule(buildings: gpd.GeoDataFrame, largest_existing_m2: float, 
     return pd.Series(hall, index=buildings.index)
 
 
+@dataclass
+class HallCore:
+    """What the hall tests measure on each building's core (a ``width_m`` square's sweep): its area (m²),
+    its rectangularity on the ground seen and its elongation, notches narrower than half the least span
+    closed (bites of shadow or trees in a traced roof), not every wiggle of the outline."""
+
+    area_m2: np.ndarray
+    rectangularity: np.ndarray
+    elongation: np.ndarray
+
+
+def hall_core_shape(geometries: np.ndarray, width_m: float, rules: ChangeRules, crs: CRS | None,
+                    observed: shapely.Geometry | None) -> HallCore:
+    """The measures of :class:`HallCore` for each polygon (metric CRS)."""
+    cores = hall_cores(geometries, width_m)
+    notch = rules.hall_min_width_m / 4
+    closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
+    return HallCore(shapely.area(cores), seen_rectangularity(closed, observed),
+                    measure(gpd.GeoSeries(closed, crs=crs))["elongation"])
+
+
 def _hall_at_span(buildings: gpd.GeoDataFrame, width_m: float, least_rectangularity: float,
                   largest_existing_m2: float, rules: ChangeRules, observed: shapely.Geometry | None) -> np.ndarray:
     """The hall tests of :func:`assembly_hall_rule` on the core a ``width_m`` square sweeps, its
     rectangularity at least ``least_rectangularity``."""
-    cores = hall_cores(buildings.geometry.values, width_m)
-    core_area = shapely.area(cores)
-    # the shape tests see the core with notches narrower than half the least span closed (bites of
-    # shadow or trees in a traced roof), not every wiggle of the outline
-    notch = rules.hall_min_width_m / 4
-    closed = shapely.buffer(shapely.buffer(cores, notch, join_style="mitre"), -notch, join_style="mitre")
-    shape = measure(gpd.GeoSeries(closed, crs=buildings.crs))
-    large = (core_area >= rules.hall_min_area_m2) | (
-        (largest_existing_m2 > 0) & (core_area >= rules.hall_min_share_of_largest * largest_existing_m2)
-        & (core_area >= rules.hall_min_area_floor_m2))
-    solid = core_area >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
-    compact = (seen_rectangularity(closed, observed) >= least_rectangularity) & (
-        shape["elongation"] <= rules.hall_max_elongation)
+    core = hall_core_shape(buildings.geometry.values, width_m, rules, buildings.crs, observed)
+    large = core.area_m2 >= hall_size_m2(largest_existing_m2, rules)
+    solid = core.area_m2 >= rules.hall_min_core_share * buildings["area_m2"].to_numpy(float)
+    compact = (core.rectangularity >= least_rectangularity) & (core.elongation <= rules.hall_max_elongation)
     return large & solid & compact
 
 
