@@ -502,11 +502,9 @@ def surroundings_similarity(geometries: np.ndarray, evidence: ImageEvidence | No
     """Mean picture similarity of the ground around each polygon (a ring of ``SURROUNDINGS_M`` from a
     pixel outside it; NaN without evidence): high where only the building's ground changed, low where
     the whole scene looks different (another season, another sensor)."""
-    if evidence is None or len(geometries) == 0:
+    if evidence is None:
         return np.full(len(geometries), np.nan)
-    rings = shapely.difference(shapely.buffer(geometries, SURROUNDINGS_M),
-                               shapely.buffer(geometries, max(pixel_m, 1.0)))
-    return evidence.similarity_under(rings, crs)
+    return evidence.similarity_around(geometries, crs, SURROUNDINGS_M, max(pixel_m, 1.0))
 
 
 def rebuilt_in_place(last: gpd.GeoDataFrame, before: np.ndarray, similarity: np.ndarray, context: np.ndarray,

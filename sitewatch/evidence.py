@@ -90,6 +90,12 @@ class ImageEvidence:
             return np.zeros(0)
         return self._mean(self.similarity, self._labels(self._on_grid(geometries, crs)), len(geometries), self.seen)
 
+    def similarity_around(self, geometries: np.ndarray, crs: CRS, outer_m: float, inner_m: float) -> np.ndarray:
+        """Mean similarity of the ground around each polygon: a ring from ``inner_m`` to ``outer_m`` outside it."""
+        if len(geometries) == 0:
+            return np.zeros(0)
+        return self.similarity_under(rings_around(geometries, outer_m, inner_m), crs)
+
     def contrast(self, geometries: np.ndarray, crs: CRS, later: bool) -> np.ndarray:
         """How distinct each polygon (in a metric ``crs``) is from a ring of :data:`RING_M` around it
         at one date: the distance of the mean standardised colours inside and in the ring (0: the
@@ -97,14 +103,18 @@ class ImageEvidence:
         if len(geometries) == 0:
             return np.zeros(0)
         bands = self.after if later else self.before
-        ring_m = max(RING_M, 2 * self.pixel_m)
-        rings = shapely.difference(shapely.buffer(geometries, ring_m), shapely.buffer(geometries, self.pixel_m))
+        rings = rings_around(geometries, max(RING_M, 2 * self.pixel_m), self.pixel_m)
         inside, around = self._labels(self._on_grid(geometries, crs)), self._labels(self._on_grid(rings, crs))
         squared = np.zeros(len(geometries))
         for band in bands:
             squared += (self._mean(band, inside, len(geometries), self.seen)
                         - self._mean(band, around, len(geometries), self.seen)) ** 2
         return np.sqrt(squared)
+
+
+def rings_around(geometries: np.ndarray, outer_m: float, inner_m: float) -> np.ndarray:
+    """The ground from ``inner_m`` to ``outer_m`` outside each polygon (metric CRS)."""
+    return shapely.difference(shapely.buffer(geometries, outer_m), shapely.buffer(geometries, inner_m))
 
 
 def _read_rgb(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
