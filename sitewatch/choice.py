@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import MAX_WORK_GSD_M, MIN_WORK_GSD_M
-from sitewatch.paths import DEFAULT_MODEL_NAME, SHIPPED_MODELS, model_path
+from sitewatch.paths import DEFAULT_MODEL_NAME, MODELS_DIR, SHIPPED_MODELS, model_path
 
 #: Inputs of at least this ground pixel size (m) are PlanetScope-class: the PlanetScope network sees them.
 PLANETSCOPE_FROM_M = 2.5
@@ -159,3 +159,13 @@ def choose_model(given: Path | str | None, looks: list[InputLook]) -> ModelChoic
         return ModelChoice(default, automatic=True, reason=f"{pixel} (< {PLANETSCOPE_FROM_M:g} m)")
     return ModelChoice(default, automatic=True,
                        reason="the pixel size is unknown (no CRS; --gsd gives it): the default network")
+
+
+def automatic_use(model: Path) -> str | None:
+    """The inputs sitewatch gives a shipped model by itself (``sitewatch info`` says so), None for other files."""
+    resolved = Path(model).resolve()
+    if resolved == model_path(PLANETSCOPE).resolve():
+        return f"PlanetScope products and any input of {PLANETSCOPE_FROM_M:g} m pixels or coarser"
+    if resolved == (MODELS_DIR / DEFAULT_MODEL_NAME).resolve():
+        return f"inputs finer than {PLANETSCOPE_FROM_M:g} m (or of unknown pixel size) that are not PlanetScope"
+    return None

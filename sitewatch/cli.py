@@ -123,8 +123,9 @@ def export(
 @app.command()
 def info(model: Annotated[Path | None, typer.Argument(
         help="Model file (.safetensors or .ckpt); default: the default model.")] = None) -> None:
-    """Print a model file's metadata as JSON."""
-    from sitewatch.modelfile import file_sha256, read_model_metadata
+    """Print a model file's metadata as JSON, with the pixel sizes it works at for typical inputs."""
+    from sitewatch.choice import automatic_use
+    from sitewatch.modelfile import ModelMetadata, file_sha256, read_model_metadata, working_sizes_by_input
     from sitewatch.paths import model_path
 
     model = model_path(model)
@@ -138,7 +139,11 @@ def info(model: Annotated[Path | None, typer.Argument(
         if not model.is_file():
             raise SitewatchError(f"{model}: model file not found")
         metadata, sha = read_model_metadata(model), file_sha256(model)
-    typer.echo(json.dumps({"path": str(model), "sha256": sha, **metadata}, indent=2))
+    # gsd_range_m is the range of working sizes it trained at; say what an input of each size runs at
+    working = working_sizes_by_input(ModelMetadata.from_document(metadata, model))
+    typer.echo(json.dumps({"path": str(model), "sha256": sha, **metadata,
+                           "working_gsd_m_by_input_gsd_m": working,
+                           "chosen_automatically_for": automatic_use(model)}, indent=2))
 
 
 @app.command()
@@ -334,6 +339,8 @@ def _print_raster(raster: Path, run, choice) -> None:  # noqa: ANN001 - a pipeli
         f"{result.windows} tile{'s' if result.windows != 1 else ''}, {result.seconds:.1f} s on {result.device}, "
         f"model at {result.work_gsd_m:g} m, buildings {100 * result.building_share:.1f}%"
         + (f", {run.footprints} footprints" if run.footprints is not None else "") + f" -> {result.out_dir}"
+        + (" (no georeference: footprints.gpkg in metres from the top-left corner, no footprints.geojson)"
+           if run.footprints is not None and not run.geojson else "")
     )
 
 
@@ -625,6 +632,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", SitewatchWarning)
+            # rasterio's NotGeoreferencedWarning (a multi-line traceback each time a PNG opens): sitewatch says it once
+            warnings.filterwarnings("ignore", message="Dataset has no geotransform")
             warnings.showwarning = _show_warning
             code = app(args=argv, prog_name="sitewatch", standalone_mode=False)
         if isinstance(code, int) and code:

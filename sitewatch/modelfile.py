@@ -293,3 +293,23 @@ def working_gsd_m(metadata: ModelMetadata, input_gsd_m: float, override_m: float
     side = "finest" if chosen == finest else "coarsest"
     return chosen, (f"the model's {side} trained pixel size "
                     f"(input {input_gsd_m:.2f} m is outside {finest:g}-{coarsest:g} m)")
+
+
+TYPICAL_INPUT_GSD_M = (0.3, 0.5, 1.0, 2.0, 3.0, 4.8)
+
+
+def working_sizes_by_input(metadata: ModelMetadata) -> dict[str, list[float]]:
+    """The pixel sizes (m) inference works at for typical input pixel sizes (m), as ``sitewatch info`` shows.
+
+    ``gsd_range_m`` in a model file is the range of *working* pixel sizes the network was trained at,
+    not the input sizes it serves: a 3 m PlanetScope scene works at 1 m (and 2 m in the coarse pass
+    of a multi-scale model). This table says so for each typical input, keyed by the input's size.
+    """
+    table: dict[str, list[float]] = {}
+    for input_gsd in TYPICAL_INPUT_GSD_M:
+        fine = working_gsd_m(metadata, input_gsd)[0]
+        passes = [fine]
+        if metadata.multiscale is not None and metadata.multiscale.applies_to(input_gsd):
+            passes.append(fine * metadata.multiscale.coarse_factor)
+        table[f"{input_gsd:g}"] = [round(value, 3) for value in passes]
+    return table

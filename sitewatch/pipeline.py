@@ -175,6 +175,7 @@ class RasterRun:
 
     result: SegmentResult
     footprints: int | None  # None when none were asked for
+    geojson: bool = False  # footprints.geojson written (only for a georeferenced input: GeoJSON is lon/lat)
 
 
 def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints: bool = True,
@@ -187,13 +188,13 @@ def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints
     beside the image is used (clouds, heavy haze, shadow, snow are nodata). ``segment_options`` are
     :func:`sitewatch.predict.segment_raster`'s (tile size, bands...).
     """
-    traced: list[int] = []
+    traced: list[tuple[int, bool]] = []
 
     def trace(folder: Path) -> None:
         options = FootprintOptions(threshold=predictor.model.threshold if threshold is None else threshold)
         frame = vectorize_raster(folder / "mask.tif", folder / "probability.tif", options, gsd_m=gsd_m)
         write_footprints(frame, folder / "footprints.gpkg", folder / "footprints.geojson" if frame.crs else None)
-        traced.append(len(frame))
+        traced.append((len(frame), frame.crs is not None))
 
     with tempfile.TemporaryDirectory(prefix="sitewatch-mask-") as scratch, open_raster(raster) as dataset:
         choice = band_choice(dataset, list(RGB), segment_options.get("bands"))
@@ -208,7 +209,7 @@ def segment_one(raster: Path, out_dir: Path, predictor: Predictor, *, footprints
         result = segment_raster(raster, out_dir, predictor, gsd_m=gsd_m, threshold=threshold, progress=progress,
                                 finish=trace if footprints else None, ground_mask=ground,
                                 stretch=stretch[0] if stretch else None, **segment_options)
-    return RasterRun(result, traced[0] if traced else None)
+    return RasterRun(result, traced[0][0], traced[0][1]) if traced else RasterRun(result, None)
 
 
 def segment_date(prepared: PreparedSite, k: int, folder: Path, predictor: Predictor, say: Callable[[str], None],

@@ -85,6 +85,22 @@ def test_change_on_planetscope_months_records_the_choice(tmp_path: Path) -> None
     assert model["name"] == "sitewatch-unet-lite0-ps.safetensors" and model["chosen_automatically"] is True
     assert "PlanetScope imagery" in model["choice"]
     assert "chosen by sitewatch: global_monthly_2018_01_mosaic" in (out / "report.html").read_text()
+    # the README's PlanetScope example: scored against the sample's own labelled footprints (ids across months)
+    score = _scored_against_labels(out)
+    assert score.found >= 55 and score.right_new_records >= 12  # measured 67 of 102 and 16 of 29 (README)
+    assert score.false_demolitions == 0
+
+
+def _scored_against_labels(out: Path):  # noqa: ANN202 - a sitewatch.labelled_change.LabelledChangeScore
+    import geopandas as gpd
+
+    from sitewatch.data.spacenet7 import months, read_month_buildings
+    from sitewatch.labelled_change import score_labelled_change
+
+    early, late = months(SN7.parent)
+    utm = "EPSG:32610"
+    changes = gpd.read_file(out / "changes.gpkg", layer="changes").to_crs(utm)
+    return score_labelled_change(changes, None, read_month_buildings(early, utm), read_month_buildings(late, utm))
 
 
 def test_change_with_model_named_says_so(tmp_path: Path) -> None:
@@ -108,6 +124,9 @@ def test_the_planetscope_sample_with_its_pixel_size_gets_the_planetscope_network
     png = SAMPLES / "planetscope_dev" / "planesnet_scene_3_ne.png"  # LAX at ~3 m, no georeferencing
     chosen = run_sitewatch("segment", str(png), "--gsd", "3", "--out", str(tmp_path / "auto"), "-q")
     assert chosen.returncode == 0 and "model planetscope" in chosen.stderr
+    # rasterio's NotGeoreferencedWarning is not repeated as tracebacks; the missing GeoJSON is said once
+    assert "NotGeoreferencedWarning" not in chosen.stderr and "no footprints.geojson" in chosen.stdout
+    assert not (tmp_path / "auto" / png.stem / "footprints.geojson").exists()
     assert int(chosen.stdout.split(" footprints")[0].rsplit(" ", 1)[1]) >= 20
     forced = run_sitewatch("segment", str(png), "--gsd", "3", "--model", str(DEFAULT_FILE), "--out",
                            str(tmp_path / "forced"), "-q")

@@ -164,3 +164,8 @@ def test_the_planetscope_model_is_shipped_by_name_with_its_checksum(tmp_path: Pa
     assert info["radiometry"]["kind"] == "percentile" and info["multiscale"]["min_input_gsd_m"] == 2.5
     assert info["blend"]["tuned_weight"] == 0.6  # 0.6 x stage 5b + 0.4 x the previous PlanetScope model (model card)
     assert info["blend"]["base_sha256"].startswith("79ed4d17")
+    # gsd_range_m lists the working sizes it trained at; info says what a 3 m input runs at, and who gets it
+    assert info["gsd_range_m"] == [0.3, 2.0]
+    assert info["working_gsd_m_by_input_gsd_m"]["3"] == [1.0, 2.0]
+    assert info["working_gsd_m_by_input_gsd_m"]["0.5"] == [0.5]
+    assert "PlanetScope products" in info["chosen_automatically_for"]
