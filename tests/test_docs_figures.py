@@ -1,5 +1,6 @@
-"""The figures docs/BENCHMARKS.md quotes are the ones in bench/results (issue 34: documents and
-measurements cannot drift apart). Checked for the tables written from this session's benches."""
+"""The figures the documents quote are the ones in bench/results (issue 34: documents and measurements
+cannot drift apart): docs/BENCHMARKS.md's tables, the model card's held-out tables, the README's status
+figures, the report's measured sentences and the costs in the command-line help."""
 
 from __future__ import annotations
 
@@ -57,3 +58,96 @@ def test_encoder_table_is_the_bench_result() -> None:
         name = re.sub(r"^tu-tf_efficientnet_lite(\d)$", r"EfficientNet-Lite\1", row["encoder"])
         line = _line(f"| {name}", f"| {row['parameters']:,} |")
         assert f"| {row['forward_s']:.3f} | {row['forward_vs_first']:.2f} | {row['train_step_s']:.2f} |" in line
+
+
+# --- the older figures: model card tables, README status lines, the report's sentences, CLI help, sizing ---
+
+CARD = (REPO / "models" / "MODEL_CARD.md").read_text()
+README = (REPO / "README.md").read_text()
+
+
+def _result(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _heldout_table(before: str, after: str) -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare_heldout import table_lines
+
+    return [line for line in table_lines(_result(before), _result(after)) if line.startswith("| ")]
+
+
+def test_model_card_held_out_tables_are_the_bench_results() -> None:
+    for before, after in (("heldout_previous_0.5m_model.json", "heldout.json"),  # previous -> default model
+                          ("heldout.json", "heldout_planetscope_model.json")):  # default -> previous PlanetScope
+        missing = [line for line in _heldout_table(before, after) if line not in CARD]
+        assert not missing, (before, after, missing)
+    # previous PlanetScope model -> the shipped blend: per source, and the means in the comparison table
+    rows = _heldout_table("heldout_planetscope_model.json", "heldout_ps_stage5_0.5_3m.json")
+    assert not [line for line in rows if "→" in line and line.count("|") == 8 and line not in CARD]
+    means = _result("heldout_ps_stage5_0.5_3m.json")["mean_satellite_pixel_iou"]
+    assert f"**{means['0.5']:.3f}** |" in _card_line("fine sources at 0.5 m (simulated)")
+    assert f"**{means['3']:.3f}** |" in _card_line("at 3 m (area-averaged, simulated)")
+
+
+def _card_line(needle: str) -> str:
+    lines = [line for line in CARD.splitlines() if needle in line]
+    assert len(lines) == 1, (needle, lines)
+    return lines[0]
+
+
+def test_readme_and_report_quote_the_default_models_held_out_means() -> None:
+    from sitewatch.report import MEASURED
+
+    means = _result("heldout.json")["mean_satellite_pixel_iou"]
+    quoted = ", ".join(f"{means[size]:.3f} at {size} m" for size in ("0.5", "1", "2", "3"))
+    assert quoted in " ".join(README.split()), quoted
+    sentence = MEASURED[_result("inference.json")["model_sha256"]]
+    assert ", ".join(f"{means[size]:.2f} at {size} m" for size in ("0.5", "1", "2")) in sentence
+
+
+def test_report_quotes_the_planetscope_models_measurements() -> None:
+    from sitewatch.report import MEASURED
+
+    crops = _result("planetscope_ps_stage5.json")
+    sentence = MEASURED[crops["sha256"]]
+    kinds = crops["totals"]["by_kind"]
+    aircraft, boats = kinds["open_ground/aircraft"], kinds["open_ground/boat"]
+    ground = [value for kind, value in kinds.items()
+              if kind.startswith("open_ground/") and kind not in ("open_ground/aircraft", "open_ground/boat")]
+    assert f"finds {crops['totals']['found']} of {crops['totals']['large_buildings']} large buildings" in sentence
+    assert f"calls {sum(v['hit'] for v in ground)} of {sum(v['total'] for v in ground)} open-ground spots" in sentence
+    assert f"{aircraft['hit']} of {aircraft['total']} parked aircraft" in sentence
+    assert f"{boats['hit']} of {boats['total']} boats" in sentence
+    (pair,) = [run for run in _result("spacenet7.json")["runs"]
+               if (run["earlier"], run["later"], run["dates"]) == ("2018_01", "2020_01", 2)]
+    held_out = pair["scores"]["held_out"]
+    assert f"finds {held_out['found']} of {held_out['labelled_new']} buildings" in sentence
+    assert f"{held_out['right_new_records']} of its {held_out['new_records']} new records" in sentence
+    means = _result("heldout_ps_stage5_0.5_3m.json")["mean_satellite_pixel_iou"]
+    assert f"{means['0.5']:.2f} at 0.5 m and {means['3']:.2f} at 3 m" in sentence
+
+
+def test_costs_in_readme_and_help_are_the_bench_results() -> None:
+    from sitewatch.cli import MULTISCALE_HELP, TTA_HELP
+
+    passes = {(row["multiscale"], row["tta"]): row["relative"] for row in _result("inference.json")["passes"]}
+    tta, multiscale = passes[(False, True)], passes[(True, False)]
+    assert 3.5 <= tta <= 3.75 and "3.5-3.7x" in TTA_HELP and "3.5-3.7× the time" in README
+    assert 1.2 <= multiscale <= 1.3 and "1.2-1.3x" in MULTISCALE_HELP
+    onnx = next(row for row in _result("inference.json")["efficiency"] if row["backend"] == "onnx")
+    assert 1.8 <= onnx["end_to_end_tiles_per_s"] <= 3.3 and "~1.8-3.3 tiles of 1,024² per second" in README
+    assert f"At the {onnx['end_to_end_tiles_per_s']:.2f} end-to-end tiles/s of the latest run" in BENCHMARKS
+    own = [row["peak_rss_mib"] for row in _result("peers.json")["rows"] if row["tool"] == "sitewatch"]
+    assert [round(mib / 1024, 1) for mib in own] == [0.7, 1.1]  # 2,048² then 8,192²
+    assert "peak memory ~0.7 GiB for a 2,048² raster, ~1.1 GiB for 8,192²" in " ".join(README.split())
+    per_s = _result("vectorize.json")["results"][0]["buildings_per_s"]
+    assert f"~{round(per_s, -1):.0f} buildings/s" in " ".join(README.split())
+    speed = next(row for row in _result("gsd_speed.json")["rows"]
+                 if row["model"].startswith("sitewatch") and row["raster_gsd_m"] > 2)
+    assert f"~{speed['km2_per_minute']:.0f} km² per minute" in README
+    startup = _result("startup.json")["results"]
+    assert max(entry["median_s"] for entry in startup.values()) < 0.35 and "answer in ~0.3 s" in " ".join(
+        README.split())
