@@ -250,12 +250,14 @@ def _flagged(changes: gpd.GeoDataFrame, clusters: gpd.GeoDataFrame) -> list[tupl
 
 def _crop(title: str, bounds: tuple, changes: gpd.GeoDataFrame, members: gpd.GeoDataFrame, rasters: list[Path],
           dates: list[str]) -> Crop:
-    """Close-ups at the first and last date: the flagged buildings thick, every neighbour thin."""
+    """Close-ups at the first and last date: the flagged buildings thick, every neighbour thin, each in the
+    colour of its own change class (as on the site's pictures, the map and the tables)."""
     window = crop_window(rasters[-1], bounds, 0.3)
-    neighbours = Outline(changes[changes["date_seen"].astype(str) == dates[-1]], COLOURS["unchanged"], 1, ids=True)
-    flagged = Outline(members, COLOURS["new"], 3, ids=True)
-    before = picture(rasters[0], window, 420, [flagged], dates[0], dates[0])
-    after = picture(rasters[-1], window, 420, [neighbours, flagged], dates[-1], dates[-1])
+    last = changes[changes["date_seen"].astype(str) == dates[-1]]
+    neighbours = [Outline(last[last["change"] == name], colour, 1, ids=True) for name, colour in COLOURS.items()]
+    flagged = [Outline(members[members["change"] == name], colour, 3, ids=True) for name, colour in COLOURS.items()]
+    before = picture(rasters[0], window, 420, flagged, dates[0], dates[0])
+    after = picture(rasters[-1], window, 420, [*neighbours, *flagged], dates[-1], dates[-1])
     return Crop(title, before, after)
 
 
