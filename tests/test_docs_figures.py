@@ -142,6 +142,8 @@ def test_costs_in_readme_and_help_are_the_bench_results() -> None:
     assert f"At the {onnx['end_to_end_tiles_per_s']:.2f} end-to-end tiles/s of the latest run" in BENCHMARKS
     own = [row["peak_rss_mib"] for row in _result("peers.json")["rows"] if row["tool"] == "sitewatch"]
     assert [round(mib / 1024, 1) for mib in own] == [0.7, 1.1]  # 2,048² then 8,192²
+    assert (f"**{own[0]:,.0f} MiB for a 2,048² raster and {own[1]:,.0f} MiB for 8,192²**" in BENCHMARKS
+            and f"+{own[1] - own[0]:.0f} MiB for 16× the pixels" in BENCHMARKS)
     assert "peak memory ~0.7 GiB for a 2,048² raster, ~1.1 GiB for 8,192²" in " ".join(README.split())
     per_s = _result("vectorize.json")["results"][0]["buildings_per_s"]
     assert f"~{round(per_s, -1):.0f} buildings/s" in " ".join(README.split())
