@@ -172,8 +172,35 @@ def check_date_options(path: Path, option: DateOptions) -> BandChoice:
     if option.mask is not None:
         if not Path(option.mask).is_file():
             raise SitewatchError(f"{option.mask}: mask raster not found", setting="mask")
-        open_raster(Path(option.mask)).close()
+        check_mask(Path(option.mask), path, generic=True)
     return choice
+
+
+def check_mask(mask: Path, image: Path, generic: bool) -> None:
+    """Refuse a mask raster that would be read wrongly for ``image``: one without georeferencing unless it is
+    on the image's own pixel grid (same size), one covering none of the image (another scene, place or CRS),
+    and, for a ``--mask`` (``generic``), one of more than two values (a cloud probability is no 0/1 mask)."""
+    with open_raster(mask) as layer, open_raster(image) as picture:
+        if not is_georeferenced(layer):
+            if (layer.width, layer.height) != (picture.width, picture.height):
+                raise SitewatchError(
+                    f"{mask}: no georeferencing, and {layer.width}×{layer.height} px where {image.name} is "
+                    f"{picture.width}×{picture.height}; georeference the mask or give one on the image's own pixel "
+                    "grid", setting="mask")
+        elif is_georeferenced(picture):
+            bounds = transform_bounds(layer.crs, picture.crs, *layer.bounds, densify_pts=21)
+            if shapely.box(*bounds).intersection(shapely.box(*picture.bounds)).area <= 0:
+                raise SitewatchError(f"{mask}: covers none of {image.name} (a mask of another scene, place or "
+                                     "CRS?)", setting="mask")
+        if generic:
+            scale = max(1.0, max(layer.width, layer.height) / 1024)
+            sample = layer.read(1, out_shape=(max(1, int(layer.height / scale)), max(1, int(layer.width / scale))))
+            values = np.unique(sample)
+            if len(values) > 2:
+                raise SitewatchError(
+                    f"{mask}: holds {len(values)} different values ({values.min():g}-{values.max():g}); a mask is 0 "
+                    "where the date did not see the ground and one other value where it did (a cloud probability "
+                    "is not a mask: write 0 where it is too high, 1 elsewhere)", setting="mask")
 
 
 def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, workdir: Path,
@@ -304,7 +331,8 @@ def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOpt
     used: list[str] = []
     udm = usable_data_mask(source) if use_udm else None
     for path in [p for p in (udm, option.mask) if p is not None]:
-        layers += mask_classes(Path(path), generic=path == option.mask)
+        check_mask(Path(path), source, generic=path == option.mask)
+        layers += [_on_image_grid(layer, source) for layer in mask_classes(Path(path), generic=path == option.mask)]
         used.append(Path(path).name)
     try:
         with rasterio.open(source) as dataset:
@@ -351,6 +379,16 @@ def mask_classes(path: Path, generic: bool) -> list[tuple[str, np.ndarray, raste
     if "udm" in path.name.lower() and not generic:
         return [("cloud", (values & 2) > 0, *where), ("unusable", (values & ~np.uint8(2)) > 0, *where)]
     return [("masked (--mask)", values == 0, *where)]
+
+
+def _on_image_grid(layer: tuple[str, np.ndarray, rasterio.Affine, object],
+                   image: Path) -> tuple[str, np.ndarray, rasterio.Affine, object]:
+    """A mask layer without georeferencing (checked to be the image's size) placed on the image's own grid."""
+    name, values, transform, crs = layer
+    if crs is not None and transform != Affine.identity():
+        return layer
+    with rasterio.open(image) as dataset:
+        return name, values, dataset.transform, dataset.crs
 
 
 def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[float, float]) -> list[Shift]:

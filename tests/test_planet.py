@@ -409,3 +409,55 @@ def test_planet_file_names_give_the_band_order(name: str, count: int, bands, tmp
 
     found = product_bands(tmp_path / name, count)
     assert (found[0] if found else None) == bands
+
+
+def _mask_like(image: Path, target: Path, values: np.ndarray, *, georeferenced: bool = True,
+               crs: str | None = None, shift_m: float = 0.0) -> Path:
+    with rasterio.open(image) as source:
+        profile = {"driver": "GTiff", "width": source.width, "height": source.height, "count": 1, "dtype": "uint8"}
+        if georeferenced:
+            transform = source.transform @ rasterio.Affine.translation(shift_m / source.res[0], 0)
+            profile.update(crs=crs or source.crs, transform=transform)
+    with rasterio.open(target, "w", **profile) as out:
+        out.write(values.astype(np.uint8), 1)
+    return target
+
+
+def test_masks_that_would_be_misread_are_refused_before_the_model_loads(analytic: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """Issue 33: a 0-99 cloud probability read as a 0/1 mask, a mask of another scene that masks nothing,
+    a mask without georeferencing of another size: each one line, naming the file, before any work."""
+    from conftest import assert_one_line_error, run_sitewatch
+
+    image = analytic["4b"]
+    with rasterio.open(image) as source:
+        shape = (source.height, source.width)
+    probability = _mask_like(image, tmp_path / "cloud_probability.tif", np.arange(shape[0] * shape[1]).reshape(
+        shape) % 100)
+    elsewhere = _mask_like(image, tmp_path / "other_scene_udm.tif", np.ones(shape), shift_m=50_000)
+    loose = tmp_path / "loose.tif"
+    with rasterio.open(loose, "w", driver="GTiff", width=100, height=80, count=1, dtype="uint8") as out:
+        out.write(np.ones((1, 80, 100), np.uint8))
+    for mask, needle in ((probability, "holds 100 different values (0-99)"),
+                         (elsewhere, "covers none of"), (loose, "no georeferencing, and 100×80 px")):
+        result = run_sitewatch("change", str(analytic["4b"]), str(analytic["8b"]), "--mask", str(mask),
+                               "--out", str(tmp_path / "o"))
+        assert_one_line_error(result, str(mask), needle)
+        assert "model" not in result.stderr.split("error:")[0] and not (tmp_path / "o").exists()
+
+
+def test_a_mask_without_georeferencing_on_the_images_own_grid_masks_where_it_says(analytic: dict[str, Path],
+                                                                                  tmp_path: Path) -> None:
+    from sitewatch.prepare import DateOptions, ground_mask
+
+    image = analytic["4b"]
+    with rasterio.open(image) as source:
+        shape = (source.height, source.width)
+        unseen = np.ones(shape, np.uint8)
+        unseen[:, : shape[1] // 4] = 0  # the western quarter not seen
+        mask = _mask_like(image, tmp_path / "plain_mask.tif", unseen, georeferenced=False)
+        written, used, removed = ground_mask(source, image, DateOptions(mask=mask), False, tmp_path / "ground.tif")
+    assert used == ["plain_mask.tif"] and removed["all"] == pytest.approx(0.25, abs=0.01)
+    with rasterio.open(written) as ground:
+        seen = ground.read(1)
+    assert (seen[:, : shape[1] // 4] == 0).all() and (seen[:, shape[1] // 4:] == 255).all()
