@@ -243,7 +243,7 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
             _warn_guessed(path, choice)
         pixel_m = pixel_size_xy_m(reference)
         grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
-    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m),
+    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m, rasters),
                         date_sources(rasters, dates_given), images, grounds)
 
 
@@ -391,15 +391,27 @@ def _on_image_grid(layer: tuple[str, np.ndarray, rasterio.Affine, object],
         return name, values, dataset.transform, dataset.crs
 
 
-def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[float, float]) -> list[Shift]:
-    """The shift of each later date against the first, measured on decimated grey imagery (full pixels)."""
+def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[float, float],
+                        rasters: list[Path] | None = None) -> list[Shift]:
+    """The shift of each later date against the first, measured on decimated grey imagery (full pixels).
+
+    A clear peak (``misregistered_min_response``) beyond the shift sitewatch corrects is an error naming the
+    user's files (``rasters``): uncorrected, such a misregistration invents new and demolished buildings.
+    """
     first, factor = grey_image(aligned[0])
+    names = rasters or aligned
     shifts = []
-    for path in aligned[1:]:
+    for path, name in zip(aligned[1:], names[1:], strict=True):
         grey, _ = grey_image(path)
         shift = estimate_shift(first, grey, rules, (pixel_m[0] * factor, pixel_m[1] * factor))
         shift.dx_px *= factor
         shift.dy_px *= factor
+        if not shift.applied and shift.response >= rules.misregistered_min_response:
+            raise SitewatchError(
+                f"{name}: lies {shift.dx_m:+.0f} m east and {-shift.dy_m:+.0f} m north of {names[0].name} by the "
+                f"image content (a clear correlation peak, {shift.response:.2f}), more than the "
+                f"{rules.max_shift_m:g} m sitewatch corrects; co-register the dates first (e.g. gdalwarp with ground control points), or "
+                "raise max_shift_m in a rules file if the shift is real", setting="rules")
         shifts.append(shift)
     return shifts
 

@@ -141,6 +141,7 @@ class ChangeRules:
     max_shift_px: float
     max_shift_m: float
     min_shift_response: float
+    misregistered_min_response: float
     clearing_green_min: float
     clearing_bare_max: float
     clearing_max_pattern_corr: float

@@ -516,3 +516,28 @@ def test_a_building_cut_by_the_edge_of_a_cloud_mask_is_not_observed_not_shrunk()
     assert changes.change.tolist() == ["not_observed"]
     seen = compare_dates([layer([before]), layer([after])], [D1, D2], rules, observed=box(-100, -100, 100, 100))
     assert seen.changes.change.tolist() == ["shrunk"]  # the same loss on seen ground is a change
+
+
+def test_a_misregistration_beyond_what_sitewatch_corrects_is_refused_not_diffed(tmp_path: Path) -> None:
+    """Issue 33: a later date 44 m off (its georeference wrong by 44 m east) was measured, dropped without a
+    word and diffed into new and demolished buildings. A clear peak beyond max_shift_m is one line, no output."""
+    from conftest import assert_one_line_error, run_sitewatch
+
+    source = default_model_path().parent / "demo_site" / "texas_train36_2018-01-01.tif"
+    from sitewatch.raster import pixel_size_xy_m
+
+    with rasterio.open(source) as dataset:
+        profile, pixels, pixel_m = dataset.profile, dataset.read(), pixel_size_xy_m(dataset)[0]
+    earlier = tmp_path / "site_2017-01-01.tif"
+    with rasterio.open(earlier, "w", **profile) as out:
+        out.write(pixels)
+    moved = {**profile, "transform": profile["transform"] @ rasterio.Affine.translation(44 / pixel_m, 0)}
+    later = tmp_path / "site_2018-01-01.tif"
+    with rasterio.open(later, "w", **moved) as out:
+        out.write(pixels)
+    result = run_sitewatch("change", str(earlier), str(later), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, f"{later}: lies", "m east", "more than the 30 m sitewatch corrects",
+                          "(--rules)")
+    east = float(result.stderr.split("lies ")[1].split(" m east")[0])
+    assert 40 <= abs(east) <= 48
+    assert not (tmp_path / "o").exists()
