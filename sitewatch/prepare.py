@@ -410,8 +410,8 @@ def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[
             raise SitewatchError(
                 f"{name}: lies {shift.dx_m:+.0f} m east and {-shift.dy_m:+.0f} m north of {names[0].name} by the "
                 f"image content (a clear correlation peak, {shift.response:.2f}), more than the "
-                f"{rules.max_shift_m:g} m sitewatch corrects; co-register the dates first (e.g. gdalwarp with ground control points), or "
-                "raise max_shift_m in a rules file if the shift is real", setting="rules")
+                f"{rules.max_shift_m:g} m sitewatch corrects; co-register the dates first (e.g. gdalwarp with "
+                "ground control points), or raise max_shift_m in a rules file if the shift is real", setting="rules")
         shifts.append(shift)
     return shifts
 
