@@ -196,6 +196,9 @@ def check_mask(mask: Path, image: Path, generic: bool) -> None:
             scale = max(1.0, max(layer.width, layer.height) / 1024)
             sample = layer.read(1, out_shape=(max(1, int(layer.height / scale)), max(1, int(layer.width / scale))))
             values = np.unique(sample)
+            if values.tolist() == [0]:
+                raise SitewatchError(f"{mask}: is 0 everywhere: {image.name} would have seen none of its ground; "
+                                     "nothing to compare at this date (leave it out of the series)", setting="mask")
             if len(values) > 2:
                 raise SitewatchError(
                     f"{mask}: holds {len(values)} different values ({values.min():g}-{values.max():g}); a mask is 0 "
@@ -236,6 +239,7 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
             warp_onto(reference, path, target, choice)
             check_has_data(target, path)
             ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif")
+            check_some_ground_seen(path, removed)
             aligned.append(target)
             grounds.append(ground)
             images.append(DateImage(choice, 4 if choice.has_nir() else None, round(pixel_m, 3), masks, removed,
@@ -245,6 +249,20 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
         grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
     return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m, rasters),
                         date_sources(rasters, dates_given), images, grounds)
+
+
+#: A date whose masks leave less of the site seen than this share has nothing to compare: refused, not
+#: diffed into "every building gone" (issue 33: a fully clouded date emptied every earlier count).
+MIN_SEEN_SHARE = 0.01
+
+
+def check_some_ground_seen(path: Path, removed: dict[str, float]) -> None:
+    """Refuse a date whose masks (UDM2, ``--mask``, its mask band) leave almost none of the site seen."""
+    if 1.0 - removed.get("all", 0.0) >= MIN_SEEN_SHARE:
+        return
+    classes = ", ".join(f"{name} {100 * share:.0f} %" for name, share in removed.items() if name != "all" and share)
+    raise SitewatchError(f"{path}: its masks leave {100 * (1 - removed['all']):.1f} % of the site seen ({classes}): "
+                         "nothing to compare at this date; leave it out of the series", setting="mask")
 
 
 def _warn_guessed(path: Path, choice: BandChoice) -> None:

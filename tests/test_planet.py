@@ -461,3 +461,23 @@ def test_a_mask_without_georeferencing_on_the_images_own_grid_masks_where_it_say
     with rasterio.open(written) as ground:
         seen = ground.read(1)
     assert (seen[:, : shape[1] // 4] == 0).all() and (seen[:, shape[1] // 4:] == 255).all()
+
+
+def test_a_date_its_masks_hide_entirely_is_refused_not_diffed(analytic: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 33: a fully masked date made every earlier building vanish from every count (20 'unconfirmed')."""
+    from conftest import assert_one_line_error, run_sitewatch
+
+    from sitewatch.errors import SitewatchError
+    from sitewatch.prepare import check_some_ground_seen
+
+    image = analytic["4b"]
+    with rasterio.open(image) as source:
+        shape = (source.height, source.width)
+    zero = _mask_like(image, tmp_path / "all_clouds.tif", np.zeros(shape))
+    result = run_sitewatch("change", str(analytic["4b"]), str(analytic["8b"]), "--mask", "none", "--mask", str(zero),
+                           "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, str(zero), "is 0 everywhere", "nothing to compare")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SitewatchError, match=r"0\.4 % of the site seen \(cloud 99 %, shadow 1 %\)"):
+        check_some_ground_seen(image, {"cloud": 0.99, "shadow": 0.006, "all": 0.996})
+    check_some_ground_seen(image, {"cloud": 0.95, "all": 0.95})  # 5 % seen: compared where it saw
