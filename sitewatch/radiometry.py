@@ -85,7 +85,8 @@ class BandChoice:
         used = ", ".join(self.names[b - 1] for b in self.bands)
         text = f"{','.join(str(b) for b in self.bands)} ({used}; {self.source})"
         if self.guessed:
-            text += f": the file does not say which band is which of its {len(self.names)}; choose with --bands"
+            text += (f": the file does not say which band is which of its {len(self.names)}; choose with --bands "
+                     "(3,2,1 for a blue, green, red file)")
         return text
 
     def has_nir(self) -> int | None:
@@ -100,14 +101,16 @@ def band_names(dataset: rasterio.DatasetReader) -> tuple[list[str] | None, str]:
                  for d in dataset.descriptions]
     if {"red", "green", "blue"} <= set(described):
         return [n or f"band {i + 1}" for i, n in enumerate(described)], "band descriptions"
-    product = product_bands(Path(dataset.name), dataset.count) if dataset.name else None
-    if product is not None:
-        return list(product[0]), product[1]
     interp = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue", ColorInterp.alpha: "alpha"}
     named = [interp.get(ci) for ci in dataset.colorinterp]
-    if {"red", "green", "blue"} <= set(named):
-        return [n or f"band {i + 1}" for i, n in enumerate(named)], "colour interpretation"
-    return None, ""
+    by_interp = ([n or f"band {i + 1}" for i, n in enumerate(named)], "colour interpretation") \
+        if {"red", "green", "blue"} <= set(named) else None
+    product = product_bands(Path(dataset.name), dataset.count) if dataset.name else None
+    # the file's own colour interpretation outranks a guess from its name alone (an RGBA drone ortho with a
+    # time-stamp name is no Planet BGRN product); Planet metadata beside the file outranks both
+    if product is not None and (by_interp is None or "metadata" in product[1]):
+        return list(product[0]), product[1]
+    return by_interp or (None, "")
 
 
 def band_choice(dataset: rasterio.DatasetReader, wanted: list[str], override: list[int] | None) -> BandChoice:
@@ -129,9 +132,9 @@ def band_choice(dataset: rasterio.DatasetReader, wanted: list[str], override: li
         return BandChoice([names.index(w) + 1 for w in wanted], names, source)
     if count == 1:
         return BandChoice([1] * len(wanted), known, "one band, as grey")  # panchromatic
-    if count >= len(wanted):
+    if count >= len(wanted):  # nothing in the file names its bands: a guess, said as one (BGR files exist)
         return BandChoice(list(range(1, len(wanted) + 1)), known, f"bands 1-{len(wanted)} taken in order",
-                          guessed=count > len(wanted))
+                          guessed=True)
     raise SitewatchError(
         f"{dataset.name}: {count} bands, the model needs {len(wanted)} ({', '.join(wanted)}); "
         "choose which bands feed them", setting="bands"

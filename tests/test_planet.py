@@ -481,3 +481,27 @@ def test_a_date_its_masks_hide_entirely_is_refused_not_diffed(analytic: dict[str
     with pytest.raises(SitewatchError, match=r"0\.4 % of the site seen \(cloud 99 %, shadow 1 %\)"):
         check_some_ground_seen(image, {"cloud": 0.99, "shadow": 0.006, "all": 0.996})
     check_some_ground_seen(image, {"cloud": 0.95, "all": 0.95})  # 5 % seen: compared where it saw
+
+
+def test_the_files_own_colour_interpretation_outranks_a_planet_like_name(tmp_path: Path) -> None:
+    """Issue 33: an RGBA drone ortho named by its time stamp was read as a Planet BGRN product (blue as red);
+    a 3-band file that names none of its bands is read in order with the guess said, not silently."""
+    from rasterio.enums import ColorInterp
+
+    from sitewatch.radiometry import RGB, band_choice
+
+    profile, rgb = _profile(DEMO[1])
+    ortho = tmp_path / "20240827_101112_ortho.tif"  # a Planet-like item id and an asset word, no metadata
+    rgba = {**profile, "count": 4, "dtype": "uint8", "photometric": "RGB", "alpha": "YES"}
+    with rasterio.open(ortho, "w", **rgba) as out:
+        out.write(np.concatenate([rgb, np.full((1, *rgb.shape[1:]), 255, np.uint8)]))
+    with rasterio.open(ortho) as dataset:
+        assert dataset.colorinterp[3] == ColorInterp.alpha
+        choice = band_choice(dataset, list(RGB), None)
+    assert choice.bands == [1, 2, 3] and choice.source == "colour interpretation" and not choice.guessed
+    plain = tmp_path / "site_2024-08-27.tif"
+    with rasterio.open(plain, "w", **{**profile, "count": 3, "dtype": "uint8", "photometric": "MINISBLACK"}) as out:
+        out.write(rgb[::-1])  # blue, green, red, named nowhere
+    with rasterio.open(plain) as dataset:
+        guess = band_choice(dataset, list(RGB), None)
+    assert guess.bands == [1, 2, 3] and guess.guessed and "3,2,1 for a blue, green, red file" in guess.describe()
