@@ -138,3 +138,29 @@ def test_unknown_source_and_missing_folder(samples: Path, tmp_path: Path) -> Non
     with pytest.raises(SitewatchError, match="not found"):
         read_source(tmp_path, "dubai")
 
+
+
+def test_a_0_1_mask_with_a_255_ignore_border_keeps_its_buildings(tmp_path: Path) -> None:
+    """Issue 33: read as 'value > 127', every building of such a mask became background and only the
+    border 'building' (a model exported at validation IoU 0.025)."""
+    from sitewatch.data.common import read_binary_mask
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 20:40] = 1
+    mask[:4], mask[-4:], mask[:, :4], mask[:, -4:] = IGNORE, IGNORE, IGNORE, IGNORE
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    read = read_binary_mask(tmp_path / "mask.png")
+    assert (read[20:40, 20:40] == 1).all() and (read[:4] == IGNORE).all() and int((read == 1).sum()) == 400
+    Image.fromarray(np.where(mask == 1, 255, 0).astype(np.uint8)).save(tmp_path / "plain.png")
+    assert int((read_binary_mask(tmp_path / "plain.png") == 1).sum()) == 400  # 0/255 as before
+
+
+def test_training_labels_that_cannot_be_buildings_are_said() -> None:
+    from sitewatch.data.datamodule import check_label_shares
+    from sitewatch.errors import SitewatchError, SitewatchWarning
+
+    with pytest.raises(SitewatchError, match="no building pixel in any of the 12 training chips"):
+        check_label_shares({"own": {"building_share": 0.0, "chips": 12}})
+    with pytest.warns(SitewatchWarning, match="own: labels cover 85 % .* mapped-area polygon"):
+        check_label_shares({"own": {"building_share": 0.848, "chips": 12}, "xbd": {"building_share": 0.2, "chips": 3}})
+    check_label_shares({"own": {"building_share": 0.3, "chips": 12}})  # a dense town: nothing said

@@ -121,9 +121,15 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_binary_mask(path: Path) -> np.ndarray:
-    """Read a 0/255 (or 0/1) building mask, single- or multi-channel, as 0/1 uint8."""
+    """Read a 0/255 (or 0/1) building mask, single- or multi-channel, as 0/1 uint8.
+
+    A 0/1 mask that also holds 255 (an ignore border, the segmentation convention) keeps 255 as
+    :data:`IGNORE` rather than turning every 1 into background (issue 33).
+    """
     array = read_picture(path)[..., 0]
     values = np.unique(array)
+    if set(values.tolist()) == {0, 1, IGNORE} or set(values.tolist()) == {1, IGNORE}:
+        return array.copy()
     # JPEG-like noise around 0/255 is tolerated; a real multi-class mask is not.
     noisy = values.size > 2 and not np.all(np.isin(values, [0, 1, 255]))
     if noisy and np.mean((array > 30) & (array < 225)) > 0.01:

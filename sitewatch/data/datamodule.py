@@ -8,6 +8,7 @@ split into training and validation by *group* (an area or a whole source: never 
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from sitewatch.data.owndata import VAL_GROUPS as OWN_VAL_GROUPS
 from sitewatch.data.owndata import OwnData
 from sitewatch.data.sources import SOURCES, available_sources
 from sitewatch.data.transforms import eval_transform, train_transform
-from sitewatch.errors import SitewatchError
+from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.radiometry import LEGACY, InputMapping
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -292,6 +293,7 @@ class BuildingDataModule(L.LightningDataModule):
             )
         if not self.train_indices:
             raise SitewatchError(f"training split is empty: val_groups {self.val_groups} take all")
+        check_label_shares(self.cache.summary(self.train_indices))
 
     def input_mapping(self) -> InputMapping:
         """The input mapping the model learns (and inference must apply)."""
@@ -355,6 +357,24 @@ class BuildingDataModule(L.LightningDataModule):
             summary["val"] = self.cache.summary(self.val_indices)
             summary["train_chips_by_gsd"] = self.cache.count_by_gsd(self.train_indices)
         return summary
+
+
+#: A source whose labels cover more of its training ground than this is most likely not building footprints
+#: (issue 33: a label layer holding the mapped-area polygon trained to 84.8 % "building" without a word).
+MAX_PLAUSIBLE_BUILDING_SHARE = 0.7
+
+
+def check_label_shares(train: dict[str, dict[str, float]]) -> None:
+    """Refuse training where no chip holds a building pixel (labels empty or misread); warn of a source whose
+    labels cover more ground than buildings do (the mapped area given as a building?)."""
+    if train and all(float(entry["building_share"]) == 0 for entry in train.values()):
+        raise SitewatchError(f"no building pixel in any of the {sum(int(e['chips']) for e in train.values())} "
+                             "training chips: the labels are empty or were read wrongly (a 0/1 mask read as 0/255?)")
+    for source, entry in train.items():
+        if float(entry["building_share"]) > MAX_PLAUSIBLE_BUILDING_SHARE:
+            warnings.warn(f"{source}: labels cover {100 * float(entry['building_share']):.0f} % of its training "
+                          "ground; is the mapped-area polygon in the label layer? (give it as data.label_extent)",
+                          SitewatchWarning, stacklevel=2)
 
 
 def check_sources(root: Path, sources: list[str] | None) -> list[str]:
