@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,30 +224,50 @@ def prepare_site(rasters: list[Path], dates: list[dt.date], rules: ChangeRules, 
     """
     options = options or [DateOptions()] * len(rasters)
     workdir.mkdir(parents=True, exist_ok=True)
-    with open_raster(rasters[0]) as reference:
-        if not is_georeferenced(reference):
-            raise SitewatchError(f"{rasters[0]}: {no_grid_reason(reference)}; change detection needs "
+    with open_raster(rasters[0]) as first:
+        if not is_georeferenced(first):
+            raise SitewatchError(f"{rasters[0]}: {no_grid_reason(first)}; change detection needs "
                                  "georeferenced rasters")
-        aligned, images, grounds = [], [], []
-        for k, (path, option) in enumerate(zip(rasters, options, strict=True)):
-            with open_raster(path) as other:
-                if k:
-                    check_overlap(reference, other)
-                choice = check_date_options(path, option)
-                pixel_m = float(np.sqrt(np.prod(pixel_size_xy_m(other))))
-            progress(f"aligning {path.name} onto {rasters[0].name}" if k else f"reading {path.name}")
-            target = workdir / f"{k}_{path.stem}.tif"
-            warp_onto(reference, path, target, choice)
-            check_has_data(target, path)
-            ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif")
-            check_some_ground_seen(path, removed)
-            aligned.append(target)
-            grounds.append(ground)
-            images.append(DateImage(choice, 4 if choice.has_nir() else None, round(pixel_m, 3), masks, removed,
-                                    scene_info(path).provenance()))
-            _warn_guessed(path, choice)
-        pixel_m = pixel_size_xy_m(reference)
-        grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
+        with north_up(first) as reference:
+            return _prepare_on(reference, rasters, dates, rules, workdir, progress, dates_given, options, use_udm)
+
+
+@contextmanager
+def north_up(dataset: rasterio.DatasetReader) -> Iterator[rasterio.DatasetReader | WarpedVRT]:
+    """The site's grid: the first raster's own when it is north-up, else the north-up grid GDAL gives it in
+    the same CRS (a south-up or rotated first date is warped like every other date, never misread)."""
+    transform = dataset.transform
+    if transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0:
+        yield dataset
+        return
+    with WarpedVRT(dataset, resampling=Resampling.bilinear) as vrt:
+        yield vrt
+
+
+def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Path], dates: list[dt.date],
+                rules: ChangeRules, workdir: Path, progress: Callable[[str], None], dates_given: bool,
+                options: list[DateOptions], use_udm: bool) -> PreparedSite:
+    """:func:`prepare_site` on the site's north-up grid ``reference`` (the first raster's)."""
+    aligned, images, grounds = [], [], []
+    for k, (path, option) in enumerate(zip(rasters, options, strict=True)):
+        with open_raster(path) as other:
+            if k:
+                check_overlap(reference, other, rasters[0].name)
+            choice = check_date_options(path, option)
+            pixel_m = float(np.sqrt(np.prod(pixel_size_xy_m(other))))
+        progress(f"aligning {path.name} onto {rasters[0].name}" if k else f"reading {path.name}")
+        target = workdir / f"{k}_{path.stem}.tif"
+        warp_onto(reference, path, target, choice)
+        check_has_data(target, path)
+        ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif")
+        check_some_ground_seen(path, removed)
+        aligned.append(target)
+        grounds.append(ground)
+        images.append(DateImage(choice, 4 if choice.has_nir() else None, round(pixel_m, 3), masks, removed,
+                                scene_info(path).provenance()))
+        _warn_guessed(path, choice)
+    pixel_m = pixel_size_xy_m(reference)
+    grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
     return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m, rasters),
                         date_sources(rasters, dates_given), images, grounds)
 
@@ -270,7 +291,8 @@ def _warn_guessed(path: Path, choice: BandChoice) -> None:
         warnings.warn(f"{path}: bands {choice.describe()}", SitewatchWarning, stacklevel=3)
 
 
-def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetReader) -> float:
+def check_overlap(reference: rasterio.DatasetReader | WarpedVRT, other: rasterio.DatasetReader,
+                  reference_name: str = "the site's first raster") -> float:
     """Share (0-1) of the reference footprint covered by ``other``; error if they do not meet."""
     if not is_georeferenced(other):
         raise SitewatchError(f"{other.name}: {no_grid_reason(other)}; change detection needs georeferenced rasters")
@@ -278,7 +300,7 @@ def check_overlap(reference: rasterio.DatasetReader, other: rasterio.DatasetRead
     ref = shapely.box(*reference.bounds)
     share = shapely.box(*bounds).intersection(ref).area / ref.area
     if share <= 0:
-        raise SitewatchError(f"{other.name}: does not overlap {Path(reference.name).name}")
+        raise SitewatchError(f"{other.name}: does not overlap {reference_name}")
     return share
 
 

@@ -541,3 +541,23 @@ def test_a_misregistration_beyond_what_sitewatch_corrects_is_refused_not_diffed(
     east = float(result.stderr.split("lies ")[1].split(" m east")[0])
     assert 40 <= abs(east) <= 48
     assert not (tmp_path / "o").exists()
+
+
+def test_a_south_up_first_date_is_warped_north_up_not_misread(tmp_path: Path, predictor: Predictor) -> None:
+    """Issue 33: a south-up first date stopped with "disk full, unreadable or locked file?" (GDAL's "Bounds and
+    transform are inconsistent"). The site grid is now the north-up grid of the first date; the result is the
+    north-up file's."""
+    demo = sorted((default_model_path().parent / "demo_site").glob("*.tif"))
+    with rasterio.open(demo[0]) as dataset:
+        profile, pixels, t = dataset.profile, dataset.read(), dataset.transform
+    flipped = rasterio.Affine(t.a, t.b, t.c, t.d, -t.e, t.f + t.e * profile["height"])  # row 0 is the south edge
+    south_up = tmp_path / "in" / "southup_2002-01-01.tif"
+    south_up.parent.mkdir()
+    with rasterio.open(south_up, "w", **{**profile, "transform": flipped}) as out:
+        out.write(pixels[:, ::-1, :])
+    turned = run_site([south_up, demo[1]], tmp_path / "south", predictor).summary
+    plain = run_site(demo, tmp_path / "north", predictor).summary
+    assert turned.counts == plain.counts and turned.counts.new >= 10
+    areas = [gpd.read_file(tmp_path / side / "footprints_2002-01-01.gpkg")["area_m2"].sum()
+             for side in ("south", "north")]
+    assert areas[0] == pytest.approx(areas[1], rel=0.02)  # the same buildings, in the same place
