@@ -34,10 +34,12 @@ def test_footprint_quality_table_is_the_bench_result() -> None:
 
 
 def test_flags_table_is_the_bench_result() -> None:
-    scores = json.loads((RESULTS / "flags.json").read_text())["scores"]
+    now = json.loads((RESULTS / "flags.json").read_text())["scores"]
+    after = json.loads((RESULTS / "flags_ee48119.json").read_text())["scores"]
     before = json.loads((RESULTS / "flags_before_issue32.json").read_text())["scores"]
     for size, label in (("native", "native"), ("3", "3 m")):
-        for name, result in ((f"{label}, after", scores[size]), (f"{label}, before", before[size])):
+        for name, result in ((f"{label}, now", now[size]), (f"{label}, after", after[size]),
+                             (f"{label}, before", before[size])):
             line = _line(f"| {name} |")
             assert f"{result['hall_right']} of {result['hall_scored']}" in line
             assert f"{result['new_right']} / {result['new_scored']}" in line
@@ -155,3 +157,24 @@ def test_costs_in_readme_and_help_are_the_bench_results() -> None:
     startup = _result("startup.json")["results"]
     assert max(entry["median_s"] for entry in startup.values()) < 0.35 and "answer in ~0.3 s" in " ".join(
         README.split())
+
+
+def test_roof_cut_table_and_choice_are_the_bench_result() -> None:
+    from sitewatch.footprints import FootprintOptions
+
+    result = _result("roof_trim.json")
+    options = FootprintOptions()
+    shipped = (f"core ≥ {options.roof_core_p:g}, grown {options.roof_core_grow_m:g} m, "
+               f"from {options.roof_core_min_m2:g} m²")
+    assert set(result["leave_one_source_out"].values()) == {shipped}  # every held-out source chose the shipped one
+    by = {(row["source"], row["size"], row["setting"]): row for row in result["rows"]}
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for (source, size, setting), after in by.items():
+        if setting != shipped:
+            continue
+        before = by[(source, size, "no cut (before)")]
+        line = _line(f"| {source} | {size} | {fmt(before['pixel_iou'])} → **{fmt(after['pixel_iou'])}** |")
+        assert f"{fmt(before['large_mean_iou'])} → **{fmt(after['large_mean_iou'])}** |" in line

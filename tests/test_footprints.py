@@ -233,3 +233,36 @@ def test_a_hall_off_a_coarse_grid_is_traced_straight_not_as_a_staircase(tmp_path
     on_grid = vectorize_raster(raster, options=FootprintOptions(subpixel_from_m=math.inf)).iloc[0]
     # traced on its own 3 m grid the outline is a staircase, which regularization now straightens too
     assert on_grid["rectangularity"] > 0.95 and on_grid["regularized"]
+
+
+def _probability_raster(path: Path, values: np.ndarray, pixel_m: float) -> Path:
+    transform = rasterio.Affine(pixel_m, 0, 500000.0, 0, -pixel_m, 4000000.0)
+    with rasterio.open(path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0], count=1,
+                       dtype="float32", crs="EPSG:32633", transform=transform) as out:
+        out.write(values.astype("float32"), 1)
+    return path
+
+
+def test_a_roof_is_cut_from_the_paving_it_touches(tmp_path: Path) -> None:
+    """Issue 32: a 60 x 60 m hall roof (probability 0.95) with a 30 x 60 m yard beside it that the network
+    scored 0.7: the outline is the hall, not hall and yard; a building with no confident roof keeps its outline,
+    and a building under roof_core_min_m2 is never cut."""
+    pixel_m = 0.5
+    values = np.zeros((240, 240), np.float32)
+    values[40:160, 40:160] = 0.95  # the roof, 60 x 60 m
+    values[40:160, 160:220] = 0.7  # the yard, 30 x 60 m, touching it
+    (hall,) = vectorize_raster(_probability_raster(tmp_path / "hall.tif", values, pixel_m)).itertuples()
+    assert hall.area_m2 == pytest.approx(3600, rel=0.04)  # the roof (its 1 m rim grown back), not 5,400 m²
+    unsure = np.where(values > 0, 0.7, 0.0)  # no roof core: kept as found
+    (whole,) = vectorize_raster(_probability_raster(tmp_path / "unsure.tif", unsure, pixel_m)).itertuples()
+    assert whole.area_m2 == pytest.approx(5400, rel=0.02)
+    small = np.zeros((240, 240), np.float32)
+    small[40:100, 40:80], small[40:100, 80:110] = 0.95, 0.7  # 600 + 450 m²: below 2,000 m², not cut
+    (house,) = vectorize_raster(_probability_raster(tmp_path / "small.tif", small, pixel_m)).itertuples()
+    assert house.area_m2 == pytest.approx(1050, rel=0.03)
+    kept = vectorize_raster(_probability_raster(tmp_path / "off.tif", values, pixel_m),
+                            options=FootprintOptions(roof_core_p=None))
+    assert kept.area_m2.iloc[0] == pytest.approx(5400, rel=0.02)  # the cut can be switched off
+    coarse = values[::4, ::4]  # the same ground at 2 m: not cut (measured to cost pixel IoU at 2-3 m)
+    (blurred,) = vectorize_raster(_probability_raster(tmp_path / "coarse.tif", coarse, 2.0)).itertuples()
+    assert blurred.area_m2 == pytest.approx(5400, rel=0.06)
