@@ -178,3 +178,15 @@ def test_roof_cut_table_and_choice_are_the_bench_result() -> None:
         before = by[(source, size, "no cut (before)")]
         line = _line(f"| {source} | {size} | {fmt(before['pixel_iou'])} → **{fmt(after['pixel_iou'])}** |")
         assert f"{fmt(before['large_mean_iou'])} → **{fmt(after['large_mean_iou'])}** |" in line
+
+
+def test_leave_one_source_out_rules_are_the_bench_result() -> None:
+    rules = _result("loso_rules.json")
+    work = rules["working_size"]
+    agree = [row for row in work if row["chosen_on_others"] == row["shipped"]]
+    (other,) = [row for row in work if row["chosen_on_others"] != row["shipped"]]
+    assert f"the shipped rule's in {len(agree)} of {len(work)} source-size cases" in " ".join(CARD.split())
+    assert f"would score {other['held_out_iou']:.3f} against the rule's {other['shipped_iou']:.3f}" in " ".join(
+        CARD.split())
+    assert all(row["chosen_on_others"] == "multi-scale" for row in rules["multiscale_real_planetscope"])
+    assert all(row["chosen_on_others"] == "one pass" for row in rules["multiscale"])
