@@ -302,7 +302,8 @@ def image_records(prepared: PreparedSite, segmented: list[SegmentResult]) -> lis
         records.append(ImageRecord(date.isoformat(), source, path.name, result.width, result.height, own,
                                    image.bands.describe() if image else result.bands,
                                    list(image.masks) if image else [], dict(image.mask_removed) if image else {},
-                                   result.input_mapping, dict(image.provenance) if image else {}))
+                                   result.input_mapping, dict(image.provenance) if image else {},
+                                   image.cloud_like if image else 0.0))
     return records
 
 

@@ -36,6 +36,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling, reproject, transform_bounds
+from scipy import ndimage
 
 from sitewatch.dates import date_sources, resolve_dates
 from sitewatch.errors import SitewatchError, SitewatchWarning
@@ -98,6 +99,7 @@ class DateImage:
     masks: list[str] = field(default_factory=list)
     mask_removed: dict[str, float] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    cloud_like: float = 0.0  # share (0-1) of the site bright and colourless at this date only, no mask given
 
 
 @dataclass
@@ -267,9 +269,66 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
                                 scene_info(path).provenance()))
         _warn_guessed(path, choice)
     pixel_m = pixel_size_xy_m(reference)
+    say_cloud_like(rasters, aligned, images, float(np.sqrt(pixel_m[0] * pixel_m[1])))
     grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
     return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m, rasters),
                         date_sources(rasters, dates_given), images, grounds)
+
+
+#: Ground bright and colourless at one date only (clouds, or a new white roof): the thresholds of
+#: :func:`cloud_like_share` on the 1-99 % stretched mean of red, green, blue (0-1) and its chroma.
+CLOUD_LIKE_BRIGHT, CLOUD_LIKE_BRIGHTENED, CLOUD_LIKE_CHROMA = 0.7, 0.25, 0.12
+#: Smallest patch (m²) and softest edge (brightening just outside ÷ inside) of a cloud-like patch.
+CLOUD_LIKE_MIN_M2, CLOUD_LIKE_SOFT = 5000.0, 0.35
+#: A date without a mask whose cloud-like ground reaches this share of the site is said (never masked: a
+#: detector that cannot tell a cloud from a new white roof must not hide ground; docs/RELIABILITY.md).
+CLOUD_LIKE_WARN_SHARE = 0.02
+
+
+def cloud_like_share(date: Path, others: list[Path], pixel_m: float) -> float:
+    """Share (0-1) of the site in soft-edged patches of at least :data:`CLOUD_LIKE_MIN_M2` that are bright,
+    colourless and much brighter than at every other date (on a decimated copy; ``pixel_m``: the site's pixel)."""
+    def stretched(path: Path) -> tuple[np.ndarray, float]:
+        with rasterio.open(path) as dataset:
+            scale = max(1.0, max(dataset.width, dataset.height) / 1024)
+            shape = (max(1, int(dataset.height / scale)), max(1, int(dataset.width / scale)))
+            count = min(3, dataset.count)
+            values = dataset.read(list(range(1, count + 1)), out_shape=(count, *shape),
+                                  resampling=Resampling.average).astype(np.float32)
+        low, high = np.percentile(values, (1, 99))
+        return np.clip((values - low) / max(float(high - low), 1e-6), 0, 1), scale
+
+    here, scale = stretched(date)
+    bright = here.mean(axis=0)
+    chroma = (here.max(axis=0) - here.min(axis=0)) / (here.max(axis=0) + 1e-3)
+    brightened = bright - np.min([stretched(other)[0].mean(axis=0) for other in others], axis=0)
+    like = ndimage.binary_opening((bright >= CLOUD_LIKE_BRIGHT) & (chroma <= CLOUD_LIKE_CHROMA)
+                                  & (brightened >= CLOUD_LIKE_BRIGHTENED))
+    labels, _ = ndimage.label(like)
+    cloud = np.zeros_like(like)
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        patch = labels[window] == index
+        if patch.sum() * (pixel_m * scale) ** 2 < CLOUD_LIKE_MIN_M2:
+            continue
+        # a cloud's edge is soft: just outside the patch the ground is still brighter than at the other date
+        grown = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
+        inside = float(brightened[window][patch].mean())
+        if grown.any() and float(brightened[window][grown].mean()) >= CLOUD_LIKE_SOFT * inside:
+            cloud[window] |= patch
+    return float(cloud.mean())
+
+
+def say_cloud_like(rasters: list[Path], aligned: list[Path], images: list[DateImage], pixel_m: float) -> None:
+    """Record on each date without a mask how much of the site looks like cloud, and warn from a few percent."""
+    for k, image in enumerate(images):
+        if image.masks or len(aligned) < 2:
+            continue
+        others = [path for j, path in enumerate(aligned) if j != k]
+        image.cloud_like = round(cloud_like_share(aligned[k], others, pixel_m), 4)
+        if image.cloud_like >= CLOUD_LIKE_WARN_SHARE:
+            warnings.warn(f"{rasters[k]}: {100 * image.cloud_like:.0f} % of the site is bright and colourless at this "
+                          "date only and no usable-data mask was given: clouds? A cloud reads as ground (land cleared, "
+                          "buildings lost); give the UDM2 or a cloud mask (--mask)", SitewatchWarning, stacklevel=3)
 
 
 #: A date whose masks leave less of the site seen than this share has nothing to compare: refused, not

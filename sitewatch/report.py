@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from sitewatch.files import atomic_path
 from sitewatch.pictures import Outline, Picture, crop_window, map_image, picture
+from sitewatch.prepare import CLOUD_LIKE_WARN_SHARE
 from sitewatch.summary import ClearedArea, GoneBuilding, HousingCluster, ImageRecord, NewBuilding, SiteSummary
 
 COLOURS = {"new": (230, 40, 40), "expanded": (255, 150, 0), "shrunk": (255, 105, 180),
@@ -117,6 +118,9 @@ def _image_cells(image: ImageRecord) -> dict[str, str]:
                         if share > 0 and name != "all")
     masks = "none" if not image.masks else (f"{', '.join(image.masks)}: {removed or 'nothing'} "
                                             f"({image.mask_removed.get('all', 0) * 100:.1f} % of the site in all)")
+    if not image.masks and image.cloud_like >= CLOUD_LIKE_WARN_SHARE:
+        masks += (f" ({image.cloud_like * 100:.0f} % of the site bright and colourless at this date only: clouds? "
+                  "read as ground)")
     words = {"acquired": "acquired", "provider": "", "satellite": "satellite", "instrument": "instrument",
              "sun_elevation_deg": "sun elevation °", "cloud_cover": "cloud cover (0-1)"}
     provenance = ", ".join(f"{label} {image.provenance[key]}".strip() for key, label in words.items()

@@ -173,7 +173,8 @@ class ImageRecord(_Record):
     """One date's image: where its date came from, its size (px on the site's grid) and its own ground
     pixel size (m); the bands used for red, green, blue and how they were known; the masks used and
     the share of the site each class of ground not seen removed; the value mapping; the Planet
-    provenance (acquisition time, satellite, instrument, sun elevation, cloud cover)."""
+    provenance (acquisition time, satellite, instrument, sun elevation, cloud cover); for a date without a
+    mask, the share of the site bright and colourless at that date only (clouds?, never masked)."""
 
     date: str
     date_source: str
@@ -186,6 +187,7 @@ class ImageRecord(_Record):
     mask_removed: dict[str, float] = field(default_factory=dict)
     input_mapping: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    cloud_like: float = 0.0  # share of the site bright and colourless at this date only (no mask given)
 
 
 @dataclass(frozen=True)

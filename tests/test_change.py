@@ -561,3 +561,36 @@ def test_a_south_up_first_date_is_warped_north_up_not_misread(tmp_path: Path, pr
     areas = [gpd.read_file(tmp_path / side / "footprints_2002-01-01.gpkg")["area_m2"].sum()
              for side in ("south", "north")]
     assert areas[0] == pytest.approx(areas[1], rel=0.02)  # the same buildings, in the same place
+
+
+def _soft_clouds(image: np.ndarray) -> np.ndarray:
+    """Two soft white clouds over a picture (nothing on the ground changes)."""
+    values = image.astype(np.float32)
+    height, width = values.shape[:2]
+    rows, cols = np.mgrid[:height, :width]
+    for col, row in ((0.3 * width, 0.3 * height), (0.66 * width, 0.62 * height)):
+        cover = np.clip(1.4 * np.exp(-(((cols - col) / (0.16 * width)) ** 2 + ((rows - row) / (0.13 * height)) ** 2)),
+                        0, 1)[..., None]
+        values = values * (1 - cover) + np.array([238, 240, 244]) * cover
+    return values.astype(np.uint8)
+
+
+def test_clouds_without_a_mask_are_said_never_hidden(tmp_path: Path) -> None:
+    """Issue 33: unmasked clouds read as ground invent land clearing and lost buildings. sitewatch cannot tell a
+    cloud from a new white roof well enough to mask it, so it says so: a warning and the share in summary.json
+    (``images[].cloud_like``); the real pair, cloud-free, is not said."""
+    from sitewatch.data.dsifn import read_dsifn_pair
+    from sitewatch.data.pairs import write_pair_rasters
+    from sitewatch.errors import SitewatchWarning
+    from sitewatch.prepare import prepare_site
+
+    pair = read_dsifn_pair(REPO / "data" / "samples", "6_3")
+    clean = write_pair_rasters("real", pair.earlier, pair.later, pair.transform, pair.crs, tmp_path / "real")
+    cloudy = write_pair_rasters("cloudy", pair.earlier, _soft_clouds(pair.earlier), pair.transform, pair.crs,
+                                tmp_path / "cloudy")
+    dates = [dt.date(2012, 5, 1), dt.date(2018, 5, 1)]
+    with pytest.warns(SitewatchWarning, match=r"cloudy_2018-05-01.tif: \d+ % of the site is bright and colourless"):
+        said = prepare_site(cloudy, dates, ChangeRules.default(), tmp_path / "w1", lambda message: None)
+    assert said.images[1].cloud_like >= 0.05 and said.images[0].cloud_like == 0
+    quiet = prepare_site(clean, dates, ChangeRules.default(), tmp_path / "w2", lambda message: None)
+    assert [image.cloud_like for image in quiet.images] == [0, 0]
