@@ -37,6 +37,13 @@ _MASK_ASSETS = ("udm2", "udm")
 #: Parts of a Planet asset's file name (``3B_AnalyticMS_SR_8b``, ``pansharpened``...): a name with a
 #: Planet-like item id but none of these is not taken for a Planet product.
 _ASSET_TOKENS = ("3b", "1b", "analytic", "bgrn", "pansharpened", "ortho", "basic", "8b")
+#: The asset words only a Planet product carries ("ortho" and "basic" also name drone orthos and the like).
+_PLANET_ONLY_TOKENS = ("3b", "1b", "analytic", "bgrn", "pansharpened", "8b", "visual")
+
+
+def named_like_planet_only(path: Path) -> bool:
+    """Whether a file's name carries an asset word only Planet products carry (``3B_AnalyticMS``, ``BGRN``...)."""
+    return item_id(path) is not None and any(token in _asset(path) for token in _PLANET_ONLY_TOKENS)
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,9 @@ def check_mask(mask: Path, image: Path, generic: bool) -> None:
         if generic:
             scale = max(1.0, max(layer.width, layer.height) / 1024)
             sample = layer.read(1, out_shape=(max(1, int(layer.height / scale)), max(1, int(layer.width / scale))))
-            values = np.unique(sample)
+            values = np.unique(sample[~np.isnan(sample)] if sample.dtype.kind == "f" else sample)
+            if layer.nodata is not None:
+                values = values[values != layer.nodata]  # outside the mask's own footprint: no value
             if values.tolist() == [0]:
                 raise SitewatchError(f"{mask}: is 0 everywhere: {image.name} would have seen none of its ground; "
                                      "nothing to compare at this date (leave it out of the series)", setting="mask")
@@ -285,46 +287,61 @@ CLOUD_LIKE_MIN_M2, CLOUD_LIKE_SOFT = 5000.0, 0.35
 CLOUD_LIKE_WARN_SHARE = 0.02
 
 
-def cloud_like_share(date: Path, others: list[Path], pixel_m: float) -> float:
-    """Share (0-1) of the site in soft-edged patches of at least :data:`CLOUD_LIKE_MIN_M2` that are bright,
-    colourless and much brighter than at every other date (on a decimated copy; ``pixel_m``: the site's pixel)."""
-    def stretched(path: Path) -> tuple[np.ndarray, float]:
-        with rasterio.open(path) as dataset:
-            scale = max(1.0, max(dataset.width, dataset.height) / 1024)
-            shape = (max(1, int(dataset.height / scale)), max(1, int(dataset.width / scale)))
-            count = min(3, dataset.count)
-            values = dataset.read(list(range(1, count + 1)), out_shape=(count, *shape),
-                                  resampling=Resampling.average).astype(np.float32)
-        low, high = np.percentile(values, (1, 99))
-        return np.clip((values - low) / max(float(high - low), 1e-6), 0, 1), scale
+def _stretched_brightness(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A date's copy decimated to at most 1,024 px: mean brightness and chroma (1-99 % stretch over the ground it
+    saw, 0-1), where it has data, and the decimation factor."""
+    with rasterio.open(path) as dataset:
+        scale = max(1.0, max(dataset.width, dataset.height) / 1024)
+        shape = (max(1, int(dataset.height / scale)), max(1, int(dataset.width / scale)))
+        count = min(3, dataset.count)
+        values = dataset.read(list(range(1, count + 1)), out_shape=(count, *shape),
+                              resampling=Resampling.average).astype(np.float32)
+        valid = dataset.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+    low, high = np.percentile(values[:, valid], (1, 99)) if valid.any() else (0.0, 1.0)
+    values = np.clip((values - low) / max(float(high - low), 1e-6), 0, 1)
+    chroma = (values.max(axis=0) - values.min(axis=0)) / (values.max(axis=0) + 1e-3)
+    return values.mean(axis=0), chroma, valid, scale
 
-    here, scale = stretched(date)
-    bright = here.mean(axis=0)
-    chroma = (here.max(axis=0) - here.min(axis=0)) / (here.max(axis=0) + 1e-3)
-    brightened = bright - np.min([stretched(other)[0].mean(axis=0) for other in others], axis=0)
-    like = ndimage.binary_opening((bright >= CLOUD_LIKE_BRIGHT) & (chroma <= CLOUD_LIKE_CHROMA)
+
+def cloud_like_share(date: Path, others: list[Path], pixel_m: float,
+                     looks: dict[Path, tuple] | None = None) -> float:
+    """Share (0-1) of the site in soft-edged patches of at least :data:`CLOUD_LIKE_MIN_M2` that are bright,
+    colourless and much brighter than at every other date, where every date has data (on decimated copies;
+    ``pixel_m``: the site's pixel; ``looks``: :func:`_stretched_brightness` of each path, read once)."""
+    looks = looks if looks is not None else {}
+    for path in [date, *others]:
+        if path not in looks:
+            looks[path] = _stretched_brightness(path)
+    bright, chroma, valid, scale = looks[date]
+    dimmest = np.min([looks[other][0] for other in others], axis=0)
+    for other in others:
+        valid = valid & looks[other][2]
+    brightened = np.where(valid, bright - dimmest, 0.0)
+    like = ndimage.binary_opening(valid & (bright >= CLOUD_LIKE_BRIGHT) & (chroma <= CLOUD_LIKE_CHROMA)
                                   & (brightened >= CLOUD_LIKE_BRIGHTENED))
     labels, _ = ndimage.label(like)
     cloud = np.zeros_like(like)
     for index, window in enumerate(ndimage.find_objects(labels), start=1):
-        patch = labels[window] == index
+        rows, cols = (slice(max(part.start - 4, 0), part.stop + 4) for part in window)  # room for the edge ring
+        patch = labels[rows, cols] == index
         if patch.sum() * (pixel_m * scale) ** 2 < CLOUD_LIKE_MIN_M2:
             continue
         # a cloud's edge is soft: just outside the patch the ground is still brighter than at the other date
-        grown = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
-        inside = float(brightened[window][patch].mean())
-        if grown.any() and float(brightened[window][grown].mean()) >= CLOUD_LIKE_SOFT * inside:
-            cloud[window] |= patch
+        ring = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
+        inside = float(brightened[rows, cols][patch].mean())
+        if ring.any() and float(brightened[rows, cols][ring].mean()) >= CLOUD_LIKE_SOFT * inside:
+            cloud[rows, cols] |= patch
     return float(cloud.mean())
 
 
 def say_cloud_like(rasters: list[Path], aligned: list[Path], images: list[DateImage], pixel_m: float) -> None:
     """Record on each date without a mask how much of the site looks like cloud, and warn from a few percent."""
+    looks: dict[Path, tuple] = {}  # each date's copy read once
     for k, image in enumerate(images):
         if image.masks or len(aligned) < 2:
             continue
         others = [path for j, path in enumerate(aligned) if j != k]
-        image.cloud_like = round(cloud_like_share(aligned[k], others, pixel_m), 4)
+        image.cloud_like = round(cloud_like_share(aligned[k], others, pixel_m, looks), 4)
         if image.cloud_like >= CLOUD_LIKE_WARN_SHARE:
             warnings.warn(f"{rasters[k]}: {100 * image.cloud_like:.0f} % of the site is bright and colourless at this "
                           "date only and no usable-data mask was given: clouds? A cloud reads as ground (land cleared, "
@@ -505,11 +522,13 @@ def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[
         shift = estimate_shift(first, grey, rules, (pixel_m[0] * factor, pixel_m[1] * factor))
         shift.dx_px *= factor
         shift.dy_px *= factor
-        if not shift.applied and shift.response >= rules.misregistered_min_response:
+        clear = shift.response >= max(rules.misregistered_min_response, rules.min_shift_response)
+        if clear and not shift.applied:  # a clear peak not applied: beyond the shift sitewatch corrects
+            limit_m = max(rules.max_shift_m, rules.max_shift_px * factor * min(pixel_m))
             raise SitewatchError(
-                f"{name}: lies {shift.dx_m:+.0f} m east and {-shift.dy_m:+.0f} m north of {names[0].name} by the "
-                f"image content (a clear correlation peak, {shift.response:.2f}), more than the "
-                f"{rules.max_shift_m:g} m sitewatch corrects; co-register the dates first (e.g. gdalwarp with "
+                f"{name}: lies {round(shift.dx_m):+d} m east and {round(-shift.dy_m):+d} m north of {names[0].name} "
+                f"by the image content (a clear correlation peak, {shift.response:.2f}), more than the "
+                f"{limit_m:.0f} m sitewatch corrects; co-register the dates first (e.g. gdalwarp with "
                 "ground control points), or raise max_shift_m in a rules file if the shift is real", setting="rules")
         shifts.append(shift)
     return shifts

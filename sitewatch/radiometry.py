@@ -28,7 +28,7 @@ from rasterio.enums import ColorInterp, Resampling
 
 from sitewatch.errors import SitewatchError
 from sitewatch.modelfile import LEGACY, InputMapping
-from sitewatch.planet import product_bands
+from sitewatch.planet import named_like_planet_only, product_bands
 from sitewatch.raster import overview_shape
 
 RGB = ("red", "green", "blue")
@@ -106,9 +106,11 @@ def band_names(dataset: rasterio.DatasetReader) -> tuple[list[str] | None, str]:
     by_interp = ([n or f"band {i + 1}" for i, n in enumerate(named)], "colour interpretation") \
         if {"red", "green", "blue"} <= set(named) else None
     product = product_bands(Path(dataset.name), dataset.count) if dataset.name else None
-    # the file's own colour interpretation outranks a guess from its name alone (an RGBA drone ortho with a
-    # time-stamp name is no Planet BGRN product); Planet metadata beside the file outranks both
-    if product is not None and (by_interp is None or "metadata" in product[1]):
+    # the file's own colour interpretation outranks a loose guess from its name (an RGBA drone ortho named
+    # 20240827_101112_ortho.tif is no Planet BGRN product); Planet metadata beside the file, or a name only Planet
+    # products carry (3B_AnalyticMS, BGRN: GDAL calls every 8-bit 4-band GeoTIFF RGBA), outrank it
+    if product is not None and (by_interp is None or "metadata" in product[1]
+                                or named_like_planet_only(Path(dataset.name))):
         return list(product[0]), product[1]
     return by_interp or (None, "")
 

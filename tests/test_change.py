@@ -594,3 +594,20 @@ def test_clouds_without_a_mask_are_said_never_hidden(tmp_path: Path) -> None:
     assert said.images[1].cloud_like >= 0.05 and said.images[0].cloud_like == 0
     quiet = prepare_site(clean, dates, ChangeRules.default(), tmp_path / "w2", lambda message: None)
     assert [image.cloud_like for image in quiet.images] == [0, 0]
+
+
+def test_nodata_at_another_date_is_not_cloud_like(tmp_path: Path) -> None:
+    """Unchanged bright ground where another date has no data is not 'brighter than at every other date'."""
+    from sitewatch.prepare import cloud_like_share
+
+    pixels = np.full((3, 300, 300), 60, np.uint8)
+    pixels[:, 50:250, 50:250] = 235  # a bright colourless yard, the same at both dates
+    profile = {"driver": "GTiff", "width": 300, "height": 300, "count": 3, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": Affine(2, 0, 500000, 0, -2, 4000000)}
+    with rasterio.open(tmp_path / "a.tif", "w", **profile) as out:
+        out.write(pixels)
+    with rasterio.open(tmp_path / "b.tif", "w", **profile, nodata=0) as out:
+        half = pixels.copy()
+        half[:, :, 150:] = 0  # no data in the east half
+        out.write(half)
+    assert cloud_like_share(tmp_path / "a.tif", [tmp_path / "b.tif"], 2.0) == 0

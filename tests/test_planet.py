@@ -505,3 +505,33 @@ def test_the_files_own_colour_interpretation_outranks_a_planet_like_name(tmp_pat
     with rasterio.open(plain) as dataset:
         guess = band_choice(dataset, list(RGB), None)
     assert guess.bands == [1, 2, 3] and guess.guessed and "3,2,1 for a blue, green, red file" in guess.describe()
+
+
+def test_an_8_bit_analytic_product_that_gdal_calls_rgba_keeps_its_planet_order(tmp_path: Path) -> None:
+    """GDAL gives every 8-bit 4-band GeoTIFF the colour interpretation red, green, blue, alpha: a name only
+    Planet products carry (3B_AnalyticMS) still reads blue, green, red, NIR."""
+    from sitewatch.radiometry import RGB, band_choice
+
+    profile, rgb = _profile(DEMO[1])
+    analytic = tmp_path / "20230101_101010_12_2456_3B_AnalyticMS_SR.tif"
+    with rasterio.open(analytic, "w", **{**profile, "count": 4, "dtype": "uint8"}) as out:
+        out.write(np.concatenate([rgb[::-1], rgb[:1]]))  # blue, green, red, "nir"
+    with rasterio.open(analytic) as dataset:
+        choice = band_choice(dataset, list(RGB), None)
+    assert choice.bands == [3, 2, 1] and choice.has_nir() == 4
+
+
+def test_a_0_1_mask_with_nodata_outside_is_read_not_refused(analytic: dict[str, Path], tmp_path: Path) -> None:
+    from sitewatch.prepare import check_mask
+
+    image = analytic["4b"]
+    with rasterio.open(image) as source:
+        shape = (source.height, source.width)
+        profile = {"driver": "GTiff", "width": shape[1], "height": shape[0], "count": 1, "dtype": "uint8",
+                   "crs": source.crs, "transform": source.transform, "nodata": 255}
+    values = np.ones(shape, np.uint8)
+    values[:, : shape[1] // 3] = 0
+    values[: shape[0] // 5] = 255  # outside the mask's footprint
+    with rasterio.open(tmp_path / "clouds.tif", "w", **profile) as out:
+        out.write(values, 1)
+    check_mask(tmp_path / "clouds.tif", image, generic=True)  # two values and nodata: a mask
