@@ -163,6 +163,8 @@ def choose_model(given: Path | str | None, looks: list[InputLook]) -> ModelChoic
 
 def automatic_use(model: Path) -> str | None:
     """The inputs sitewatch gives a shipped model by itself (``sitewatch info`` says so), None for other files."""
+    if os.environ.get("SITEWATCH_MODEL"):
+        return f"none while $SITEWATCH_MODEL names the model for every input ({os.environ['SITEWATCH_MODEL']})"
     resolved = Path(model).resolve()
     if resolved == model_path(PLANETSCOPE).resolve():
         return f"PlanetScope products and any input of {PLANETSCOPE_FROM_M:g} m pixels or coarser"

@@ -139,8 +139,12 @@ def info(model: Annotated[Path | None, typer.Argument(
         if not model.is_file():
             raise SitewatchError(f"{model}: model file not found")
         metadata, sha = read_model_metadata(model), file_sha256(model)
-    # gsd_range_m is the range of working sizes it trained at; say what an input of each size runs at
-    working = working_sizes_by_input(ModelMetadata.from_document(metadata, model))
+    # gsd_range_m is the range of working sizes it trained at; say what an input of each size runs at (a file
+    # inference would refuse is still printed, with the reason)
+    try:
+        working: dict | str = working_sizes_by_input(ModelMetadata.from_document(metadata, model))
+    except SitewatchError as error:
+        working = f"none: inference refuses this file ({error})"
     typer.echo(json.dumps({"path": str(model), "sha256": sha, **metadata,
                            "working_gsd_m_by_input_gsd_m": working,
                            "chosen_automatically_for": automatic_use(model)}, indent=2))
