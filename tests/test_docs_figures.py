@@ -190,3 +190,13 @@ def test_leave_one_source_out_rules_are_the_bench_result() -> None:
         CARD.split())
     assert all(row["chosen_on_others"] == "multi-scale" for row in rules["multiscale_real_planetscope"])
     assert all(row["chosen_on_others"] == "one pass" for row in rules["multiscale"])
+
+
+def test_more_steps_table_is_the_bench_result() -> None:
+    curve = _result("loso_lr5e4_long.json")["runs"]["loso_lite0_lr5e4_long"]["curve"]
+    window = [entry for entry in curve if 2400 <= entry["step"] <= 2913]
+    means = [sum(entry[key] for entry in window) / len(window)
+             for key in ("shanghai", "inria_austin", "benchmark_samples", "mean")]
+    assert f"| 2,400-2,913 | - | {means[0]:.3f} / {means[1]:.3f} / {means[2]:.3f} / **{means[3]:.3f}** |" in BENCHMARKS
+    last = sum(entry["mean"] for entry in curve[-5:]) / 5
+    assert f"mean of its last five validations {last:.3f}" in " ".join(BENCHMARKS.split())

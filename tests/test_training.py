@@ -39,12 +39,14 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return version
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_cli_fast_dev_run(tmp_path: Path) -> None:
     result = run_cli("train.py", "fit", "--config", SMOKE, "--trainer.fast_dev_run=true",
                      *_overrides(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_smoke_fit_logs_iou_and_writes_checkpoint_and_model(smoke_run: Path) -> None:
     rows = list(csv.DictReader((smoke_run / "metrics.csv").open()))
     ious = [float(r["val/iou"]) for r in rows if r.get("val/iou")]
@@ -56,6 +58,7 @@ def test_smoke_fit_logs_iou_and_writes_checkpoint_and_model(smoke_run: Path) -> 
     assert (smoke_run / "model.safetensors").is_file()
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_checkpoint_carries_inference_metadata(smoke_run: Path) -> None:
     checkpoint = read_checkpoint(smoke_run / "checkpoints" / "latest.ckpt")
     meta = checkpoint["sitewatch"]
@@ -69,6 +72,7 @@ def test_checkpoint_carries_inference_metadata(smoke_run: Path) -> None:
     assert meta["code_version"]
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path: Path) -> None:
     best = next((smoke_run / "checkpoints").glob("best-*.ckpt"))
     out = tmp_path / "model.safetensors"
@@ -85,6 +89,7 @@ def test_export_round_trip_gives_identical_predictions(smoke_run: Path, tmp_path
     assert from_file.gsd_m == 0.5
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_export_blends_with_the_model_fine_tuning_started_from(smoke_run: Path, tmp_path: Path) -> None:
     """WiSE-FT: weight 0 is the base network exactly, 1 the fine-tuned one, 0.5 their midpoint;
     the blend keeps the fine-tuned metadata and records both files and the weight."""
@@ -109,6 +114,7 @@ def test_export_blends_with_the_model_fine_tuning_started_from(smoke_run: Path, 
     assert record == {"base_sha256": file_sha256(base), "tuned_sha256": file_sha256(tuned), "tuned_weight": 0.5}
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_blend_refuses_another_architecture(smoke_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "blend.safetensors"
     result = run_sitewatch("export", str(smoke_run / "checkpoints" / "latest.ckpt"), "--blend-with",
@@ -117,6 +123,7 @@ def test_blend_refuses_another_architecture(smoke_run: Path, tmp_path: Path) -> 
     assert not out.exists()
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_overfitting_real_tiles_raises_iou(samples: Path, tmp_path: Path) -> None:
     """A handful of real chips, trained on themselves: IoU far above the first epoch's."""
     torch.manual_seed(0)
@@ -177,6 +184,7 @@ def test_pickle_checkpoint_with_code_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_truncated_model_file_is_refused(smoke_run: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes((smoke_run / "model.safetensors").read_bytes()[:5000])
@@ -254,6 +262,7 @@ def test_fine_tune_starts_from_an_exported_model(smoke_run: Path, tmp_path: Path
     assert training["init_weights_sha256"] == file_sha256(exported)
 
 
+@pytest.mark.slow  # a training run on the CPU (CI runs it)
 def test_fine_tune_from_a_different_network_is_a_one_line_error(smoke_run: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
