@@ -445,18 +445,20 @@ def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOpt
     """
     layers: list[tuple[str, np.ndarray, rasterio.Affine, object]] = []
     used: list[str] = []
+    try:
+        with rasterio.open(source) as dataset:
+            image_grid = (dataset.transform, dataset.crs)
+            own = dataset.dataset_mask() == 0 if MaskFlags.per_dataset in dataset.mask_flag_enums[0] else None
+    except RasterioIOError as error:
+        raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
     udm = usable_data_mask(source) if use_udm else None
     for path in [p for p in (udm, option.mask) if p is not None]:
         check_mask(Path(path), source, generic=path == option.mask)
-        layers += [_on_image_grid(layer, source) for layer in mask_classes(Path(path), generic=path == option.mask)]
+        layers += [_on_image_grid(layer, image_grid) for layer in mask_classes(Path(path), generic=path == option.mask)]
         used.append(Path(path).name)
-    try:
-        with rasterio.open(source) as dataset:
-            if MaskFlags.per_dataset in dataset.mask_flag_enums[0]:
-                layers.append(("no data (mask band)", dataset.dataset_mask() == 0, dataset.transform, dataset.crs))
-                used.append("mask band of the image")
-    except RasterioIOError as error:
-        raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
+    if own is not None:
+        layers.append(("no data (mask band)", own, *image_grid))
+        used.append("mask band of the image")
     if not layers:
         return None, [], {}
     unseen = np.zeros((reference.height, reference.width), bool)
@@ -498,13 +500,13 @@ def mask_classes(path: Path, generic: bool) -> list[tuple[str, np.ndarray, raste
 
 
 def _on_image_grid(layer: tuple[str, np.ndarray, rasterio.Affine, object],
-                   image: Path) -> tuple[str, np.ndarray, rasterio.Affine, object]:
-    """A mask layer without georeferencing (checked to be the image's size) placed on the image's own grid."""
+                   image_grid: tuple[rasterio.Affine, object]) -> tuple[str, np.ndarray, rasterio.Affine, object]:
+    """A mask layer without georeferencing (checked to be the image's size) placed on the image's own grid
+    (``image_grid``: its transform and CRS)."""
     name, values, transform, crs = layer
     if crs is not None and transform != Affine.identity():
         return layer
-    with rasterio.open(image) as dataset:
-        return name, values, dataset.transform, dataset.crs
+    return name, values, *image_grid
 
 
 def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[float, float],
