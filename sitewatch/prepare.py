@@ -43,6 +43,7 @@ from sitewatch.errors import SitewatchError, SitewatchWarning
 from sitewatch.planet import UDM2_UNSEEN, UDM2_UNUSABLE_BAND, is_udm2, scene_info, usable_data_mask
 from sitewatch.radiometry import RGB, BandChoice, band_choice
 from sitewatch.raster import is_georeferenced, no_grid_reason, open_raster, overview_shape, pixel_size_xy_m
+from sitewatch.rotation import ROTATION_PX, Turn, measure_rotation
 from sitewatch.rules import ChangeRules
 from sitewatch.summary import ShiftRecord
 
@@ -60,15 +61,17 @@ class Shift:
     applied: bool = False
     dx_m: float = 0.0
     dy_m: float = 0.0
+    rotation_deg: float = 0.0  # turned back before the shift was measured (clockwise; sitewatch.rotation)
 
     def inverse(self) -> Shift:
         """The opposite shift (to move first-date footprints onto a later date's pixels)."""
-        return Shift(-self.dx_px, -self.dy_px, self.response, self.applied, -self.dx_m, -self.dy_m)
+        return Shift(-self.dx_px, -self.dy_px, self.response, self.applied, -self.dx_m, -self.dy_m, self.rotation_deg)
 
     def record(self) -> ShiftRecord:
         """The shift as reported (pixels and metres rounded to 3 decimals)."""
         return ShiftRecord(*(round(v, 3) if isinstance(v, float) else v for v in
-                             (self.dx_px, self.dy_px, self.response, self.applied, self.dx_m, self.dy_m)))
+                             (self.dx_px, self.dy_px, self.response, self.applied, self.dx_m, self.dy_m,
+                              self.rotation_deg)))
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
                 rules: ChangeRules, workdir: Path, progress: Callable[[str], None], dates_given: bool,
                 options: list[DateOptions], use_udm: bool) -> PreparedSite:
     """:func:`prepare_site` on the site's north-up grid ``reference`` (the first raster's)."""
-    aligned, images, grounds = [], [], []
+    aligned, images, grounds, turns = [], [], [], []
     for k, (path, option) in enumerate(zip(rasters, options, strict=True)):
         with open_raster(path) as other:
             if k:
@@ -263,7 +266,12 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
         target = workdir / f"{k}_{path.stem}.tif"
         warp_onto(reference, path, target, choice)
         check_has_data(target, path)
-        ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif")
+        turn = measure_turn(reference, aligned[0], target, rules) if k else None
+        if turn is not None:
+            progress(f"turning {path.name} back by {turn.rotation.degrees:+.2f} deg onto {rasters[0].name}")
+            warp_onto(reference, path, target, choice, turn)
+        turns.append(turn)
+        ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif", turn)
         check_some_ground_seen(path, removed)
         aligned.append(target)
         grounds.append(ground)
@@ -273,8 +281,11 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
     pixel_m = pixel_size_xy_m(reference)
     say_cloud_like(rasters, aligned, images, float(np.sqrt(pixel_m[0] * pixel_m[1])))
     grid = (CRS.from_user_input(reference.crs), reference.transform, (reference.height, reference.width))
-    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, registration_shifts(aligned, rules, pixel_m, rasters),
-                        date_sources(rasters, dates_given), images, grounds)
+    shifts = registration_shifts(aligned, rules, pixel_m, rasters)
+    for shift, turn in zip(shifts, turns[1:], strict=True):
+        shift.rotation_deg = turn.rotation.degrees if turn else 0.0
+    return PreparedSite(rasters, dates, aligned, *grid, pixel_m, shifts, date_sources(rasters, dates_given), images,
+                        grounds)
 
 
 #: Ground bright and colourless at one date only (clouds, or a new white roof): the thresholds of
@@ -388,21 +399,24 @@ def check_has_data(aligned: Path, source: Path) -> None:
         raise SitewatchError(f"{source}: every pixel is nodata where it overlaps the first date")
 
 
-def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None = None) -> None:
+def warp_onto(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None = None,
+              turn: Turn | None = None) -> None:
     """Write ``source``'s red, green, blue (and NIR) bands resampled onto ``reference``'s grid (CRS,
     transform, size) as a GeoTIFF whose band descriptions name them (``red, green, blue[, nir]``;
     grey imagery: its one band, ``pan``).
 
-    ``choice``: the bands to take (default: :func:`sitewatch.radiometry.band_choice` of the file).
+    ``choice``: the bands to take (default: :func:`sitewatch.radiometry.band_choice` of the file);
+    ``turn``: a rotation of the source against the first date, turned back in the same resampling.
     A read failure (a truncated file) is an error naming ``source``.
     """
     try:
-        _warp(reference, source, target, choice)
+        _warp(reference, source, target, choice, turn)
     except RasterioIOError as error:
         raise SitewatchError(f"{source}: read failed, file corrupt or truncated ({error})") from None
 
 
-def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None) -> None:
+def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice: BandChoice | None,
+          turn: Turn | None) -> None:
     with rasterio.open(source) as dataset:
         choice = choice or band_choice(dataset, list(RGB), None)
         grey = len(set(choice.bands)) == 1  # one band as grey: a 1-band copy (no colour to read from it)
@@ -413,6 +427,8 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
         declared = dataset.nodata
         own_mask = any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
         options = {"nodata": declared} if declared is not None else {} if own_mask else {"add_alpha": True}
+        if turn is not None:
+            options["src_transform"] = turn.corrected(dataset.transform, dataset.crs)
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
                        width=reference.width, height=reference.height,
                        resampling=Resampling.bilinear, **options) as vrt:
@@ -435,13 +451,13 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
 # --- ground a date did not see -------------------------------------------------------------------
 
 def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOptions, use_udm: bool,
-                target: Path) -> tuple[Path | None, list[str], dict[str, float]]:
+                target: Path, turn: Turn | None = None) -> tuple[Path | None, list[str], dict[str, float]]:
     """The ground mask of one date on ``reference``'s grid (255 seen, 0 not seen), written to ``target``.
 
     From the Planet usable-data mask beside ``source`` (when ``use_udm``), the ``--mask`` raster and
     the source's own mask band (a GDAL ``.msk`` sidecar or internal mask). Returns the mask's path
     (None when nothing masks the date), the mask files used and the share of the site's ground
-    each class removed.
+    each class removed. ``turn``: the date's rotation, turned back with its masks as with its image.
     """
     layers: list[tuple[str, np.ndarray, rasterio.Affine, object]] = []
     used: list[str] = []
@@ -464,6 +480,7 @@ def ground_mask(reference: rasterio.DatasetReader, source: Path, option: DateOpt
     unseen = np.zeros((reference.height, reference.width), bool)
     removed: dict[str, float] = {}
     for name, values, transform, crs in layers:
+        transform = turn.corrected(transform, crs) if turn is not None else transform
         on_grid = np.zeros(unseen.shape, np.uint8)
         reproject(values.astype(np.uint8), on_grid, src_transform=transform, src_crs=crs or reference.crs,
                   dst_transform=reference.transform, dst_crs=reference.crs, resampling=Resampling.nearest)
@@ -534,6 +551,17 @@ def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[
                 "ground control points), or raise max_shift_m in a rules file if the shift is real", setting="rules")
         shifts.append(shift)
     return shifts
+
+
+def measure_turn(reference: rasterio.DatasetReader | WarpedVRT, first: Path, later: Path,
+                 rules: ChangeRules) -> Turn | None:
+    """The rotation of a later date's aligned copy against the first's (:mod:`sitewatch.rotation`), to turn
+    back on ``reference``'s grid; None where none clear enough to matter was measured."""
+    rotation = measure_rotation(grey_image(first, ROTATION_PX)[0], grey_image(later, ROTATION_PX)[0], rules)
+    if not rotation.applied:
+        return None
+    return Turn(rotation, reference.transform, (reference.height, reference.width),
+                CRS.from_user_input(reference.crs))
 
 
 def grey_image(path: Path, limit: int = REGISTRATION_PX) -> tuple[np.ndarray, float]:

@@ -326,7 +326,14 @@ def timeline_svg(summary: SiteSummary) -> Markup:
 
 def _shift_text(summary: SiteSummary) -> str:
     return "; ".join(f"{s.dx_m:+.1f} m east, {-s.dy_m:+.1f} m north ({'corrected' if s.applied else 'not applied'})"
-                     for s in summary.shift) or "none"
+                     + _turn_text(s.rotation_deg) for s in summary.shift) or "none"
+
+
+def _turn_text(rotation_deg: float) -> str:
+    """A later date turned back before the diff (``rotation_deg`` clockwise as it was; sitewatch.rotation)."""
+    if not rotation_deg:
+        return ""
+    return f", turned back {abs(rotation_deg):.1f}° {'anticlockwise' if rotation_deg > 0 else 'clockwise'}"
 
 
 def _coverage_text(summary: SiteSummary) -> str:

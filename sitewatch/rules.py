@@ -142,6 +142,9 @@ class ChangeRules:
     max_shift_m: float
     min_shift_response: float
     misregistered_min_response: float
+    rotation_min_corner_px: float
+    rotation_max_rms_px: float
+    rotation_max_deg: float
     clearing_green_min: float
     clearing_bare_max: float
     clearing_max_pattern_corr: float

@@ -217,6 +217,7 @@ class ShiftRecord(_Record):
     applied: bool
     dx_m: float
     dy_m: float
+    rotation_deg: float = 0.0  # the date turned back by this much (clockwise) before the shift was measured
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ on the ground: an existing subdivision and the one built between the two months)
 value as published (RGB + alpha, EPSG:3857 georeferencing of the window), DEFLATE-compressed; and each
 month's footprints (``labels_match``, ids kept) that touch the window. SpaceNet 7 imagery and labels are
 CC BY-SA 4.0 (``data/README.md``).
+
+Also writes ``data/samples/spacenet7_months_512/<AOI>/images/``: the same two months, rows and columns 0-511
+(~1.9 km; images only), for the tests of the rotation between dates (``tests/test_rotation.py``): the 256 px
+window is too small for a rotation to be measured on PlanetScope texture.
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 AOI = "L15-0331E-1257N_1327_3160_13"
 MONTHS = ("2018_01", "2020_01")
 WINDOW = Window(col_off=100, row_off=0, width=256, height=256)
+ROTATION_WINDOW = Window(col_off=0, row_off=0, width=512, height=512)
+
+
+def write_window(source_path: Path, target_path: Path, window: Window) -> shapely.Polygon:
+    """``window`` of a month's mosaic as published (every band, DEFLATE); returns the window's bounds."""
+    with rasterio.open(source_path) as source:
+        pixels = source.read(window=window)
+        profile = {**source.profile, "width": window.width, "height": window.height, "compress": "deflate",
+                   "transform": source.window_transform(window), "tiled": False}
+        bounds = shapely.box(*source.window_bounds(window))
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(target_path, "w", **profile) as out:
+        out.write(pixels)
+    return bounds
 
 
 def main() -> None:
@@ -33,14 +51,9 @@ def main() -> None:
     target = REPO / "data/samples/spacenet7_dev" / AOI
     for month in MONTHS:
         stem = f"global_monthly_{month}_mosaic_{AOI}"
-        with rasterio.open(args.aoi / "images" / f"{stem}.tif") as source:
-            pixels = source.read(window=WINDOW)
-            profile = {**source.profile, "width": WINDOW.width, "height": WINDOW.height, "compress": "deflate",
-                       "transform": source.window_transform(WINDOW), "tiled": False}
-            bounds = shapely.box(*source.window_bounds(WINDOW))
-        (target / "images").mkdir(parents=True, exist_ok=True)
-        with rasterio.open(target / "images" / f"{stem}.tif", "w", **profile) as out:
-            out.write(pixels)
+        bounds = write_window(args.aoi / "images" / f"{stem}.tif", target / "images" / f"{stem}.tif", WINDOW)
+        write_window(args.aoi / "images" / f"{stem}.tif",
+                     REPO / "data/samples/spacenet7_months_512" / AOI / "images" / f"{stem}.tif", ROTATION_WINDOW)
         labels = gpd.read_file(args.aoi / "labels_match" / f"{stem}_Buildings.geojson")
         kept = labels[labels.intersects(bounds)]
         (target / "labels_match").mkdir(parents=True, exist_ok=True)
