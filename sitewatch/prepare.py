@@ -560,8 +560,8 @@ def measure_turn(reference: rasterio.DatasetReader | WarpedVRT, first: Path, lat
     rotation = measure_rotation(grey_image(first, ROTATION_PX)[0], grey_image(later, ROTATION_PX)[0], rules)
     if not rotation.applied:
         return None
-    return Turn(rotation, reference.transform, (reference.height, reference.width),
-                CRS.from_user_input(reference.crs))
+    site_crs = CRS.from_user_input(reference.crs) if reference.crs else None
+    return Turn(rotation, reference.transform, (reference.height, reference.width), site_crs)
 
 
 def grey_image(path: Path, limit: int = REGISTRATION_PX) -> tuple[np.ndarray, float]:

@@ -121,7 +121,7 @@ class Turn:
     rotation: Rotation
     site_transform: Affine
     site_shape: tuple[int, int]
-    site_crs: CRS
+    site_crs: CRS | None
 
     def corrected(self, transform: Affine, crs: CRS | None) -> Affine:
         """``transform`` (of a raster of the later date, in ``crs``, the site's when None) with its pixels
@@ -129,7 +129,7 @@ class Turn:
         rows, cols = self.site_shape
         in_pixels = Affine.rotation(-self.rotation.degrees, pivot=(cols / 2, rows / 2))
         on_map = self.site_transform @ in_pixels @ ~self.site_transform
-        if crs is None or CRS.from_user_input(crs) == CRS.from_user_input(self.site_crs):
+        if crs is None or self.site_crs is None or CRS.from_user_input(crs) == self.site_crs:
             return on_map @ transform
         # in another CRS: the same correction fitted at three corners of the site (a site is small enough
         # for a projection to be affine across it)
