@@ -133,9 +133,9 @@ class Turn:
             return on_map @ transform
         # in another CRS: the same correction fitted at three corners of the site (a site is small enough
         # for a projection to be affine across it)
-        corners = [self.site_transform * (0, 0), self.site_transform * (cols, 0), self.site_transform * (0, rows)]
+        corners = [self.site_transform @ (0, 0), self.site_transform @ (cols, 0), self.site_transform @ (0, rows)]
         before = np.array(transform_points(self.site_crs, crs, *zip(*corners, strict=True)))
-        after = np.array(transform_points(self.site_crs, crs, *zip(*[on_map * c for c in corners], strict=True)))
+        after = np.array(transform_points(self.site_crs, crs, *zip(*[on_map @ c for c in corners], strict=True)))
         solved = np.linalg.solve(np.column_stack([before.T, np.ones(3)]), after.T)
         return Affine(*solved[:, 0], *solved[:, 1]) @ transform
 

@@ -86,3 +86,31 @@ def test_a_date_turned_2_degrees_is_diffed_like_the_unturned_one(tmp_path: Path)
     never_turned = dataclasses.replace(ChangeRules.default(), rotation_min_corner_px=1e9)
     uncorrected = run_site([first, turned_file], tmp_path / "uncorrected", predictor, rules=never_turned).summary.counts
     assert uncorrected.new + uncorrected.demolished >= counts.new + counts.demolished + 30
+
+
+def test_a_date_in_another_crs_is_turned_about_the_same_ground() -> None:
+    """The correction of a date stored in another CRS (UTM under a Web-Mercator site) moves its pixels onto the
+    same ground as the correction of a date in the site's CRS: within 0.5 m at its corners and centre."""
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform
+    from rasterio.warp import transform as to_crs
+
+    from sitewatch.rotation import Rotation, Turn
+
+    with rasterio.open(FIRST) as dataset:
+        site_transform, shape, site_crs = dataset.transform, dataset.shape, dataset.crs
+        bounds = dataset.bounds
+    utm = CRS.from_epsg(32610)
+    utm_transform, width, height = calculate_default_transform(site_crs, utm, shape[1], shape[0], *bounds)
+    turn = Turn(Rotation(degrees=2.0, applied=True), site_transform, shape, site_crs)
+    corrected_utm = turn.corrected(utm_transform, utm)
+    on_map = turn.corrected(rasterio.Affine.identity(), None)  # the site-CRS correction, as a map of the ground
+    def on_site(transform: rasterio.Affine, pixel: tuple[float, float]) -> tuple[float, float]:
+        x, y = transform @ pixel
+        xs, ys = to_crs(utm, site_crs, [x], [y])
+        return xs[0], ys[0]
+
+    for pixel in [(0, 0), (width, 0), (0, height), (width, height), (width / 2, height / 2)]:
+        want = on_map @ on_site(utm_transform, pixel)
+        got = on_site(corrected_utm, pixel)
+        assert np.hypot(got[0] - want[0], got[1] - want[1]) < 0.5
