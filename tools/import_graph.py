@@ -38,7 +38,7 @@ ORDER = [
     # training
     "model", "training",
     # inference stages, in the order data flows
-    "prepare", "predict", "regularize", "footprints", "coverage", "clearing", "evidence", "change", "pictures",
+    "rotation", "prepare", "predict", "regularize", "footprints", "coverage", "clearing", "evidence", "change", "pictures",
     "report",
     # jobs
     "pipeline", "scot", "evaluate", "outline_quality", "labelled_change", "batch",
