@@ -422,11 +422,12 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
         grey = len(set(choice.bands)) == 1  # one band as grey: a 1-band copy (no colour to read from it)
         bands = choice.bands[:1] if grey else [*choice.bands, *([choice.has_nir()] if choice.has_nir() else [])]
         # a file that declares no nodata has none: pure black pixels (shadows) are ground it saw. Where the
-        # grid reaches beyond the file, an alpha band of the warp says so, kept as the copy's internal mask
-        # (a nodata value of 0 would also blank every black pixel)
+        # grid reaches beyond the file or the file's own alpha band or mask says "no data", the warp's alpha
+        # band says so, kept as the copy's internal mask (a nodata value of 0 would also blank every black
+        # pixel; a warp without that band calls the ground outside the file seen)
         declared = dataset.nodata
-        own_mask = any(MaskFlags.alpha in flags or MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
-        options = {"nodata": declared} if declared is not None else {} if own_mask else {"add_alpha": True}
+        has_alpha = any(MaskFlags.alpha in flags for flags in dataset.mask_flag_enums)  # the warp carries it over
+        options = {"nodata": declared} if declared is not None else {} if has_alpha else {"add_alpha": True}
         if turn is not None:
             options["src_transform"] = turn.corrected(dataset.transform, dataset.crs)
         with WarpedVRT(dataset, crs=reference.crs, transform=reference.transform,
@@ -443,8 +444,8 @@ def _warp(reference: rasterio.DatasetReader, source: Path, target: Path, choice:
                                                                    ColorInterp.blue, ColorInterp.undefined][:len(bands)]
                 for _, window in out.block_windows(1):
                     out.write(vrt.read(bands, window=window), window=window)
-                    if declared is None:  # the file's own alpha or mask, else the warp's alpha band
-                        seen = vrt.dataset_mask(window=window) if own_mask else vrt.read(vrt.count, window=window)
+                    if declared is None:  # the warp's alpha band: the file's footprint, alpha and mask
+                        seen = vrt.dataset_mask(window=window) if has_alpha else vrt.read(vrt.count, window=window)
                         out.write_mask(seen > 0, window=window)
 
 

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 import torch
@@ -165,6 +166,38 @@ def test_black_shadows_in_a_file_without_nodata_are_ground_it_saw(tmp_path: Path
     summary = run_site(rasters, tmp_path / "out", chosen(rasters)).summary
     assert summary.coverage.observed_at_every_date_share > 0.99
     assert summary.counts.not_observed == 0
+
+
+@pytest.mark.parametrize("how", ["internal mask", "alpha band", "no mask"])
+def test_ground_outside_a_later_file_or_under_its_own_mask_is_not_seen(tmp_path: Path, how: str) -> None:
+    """Issue 33 (found in review): a later date with an internal mask and no declared nodata was warped onto the
+    site with every pixel "seen", the ground beyond its footprint included (written as black). The aligned copy's
+    mask is the file's footprint less what its own mask or alpha band hides, whichever way the file says it."""
+    from sitewatch.prepare import warp_onto
+
+    first, later = sorted(DEMO_SITE.glob("*.tif"))
+    with rasterio.open(later) as dataset:
+        window = rasterio.windows.Window(64, 32, 160, 192)  # the later file covers part of the site only
+        pixels, transform, profile = dataset.read(window=window), dataset.window_transform(window), dataset.profile
+    hidden = np.zeros(pixels.shape[1:], bool)
+    hidden[:40, :50] = True  # 2,000 px its own mask hides
+    profile = {**profile, "width": 160, "height": 192, "transform": transform}
+    target = tmp_path / "later.tif"
+    if how == "alpha band":
+        profile["count"] = pixels.shape[0] + 1
+        pixels = np.concatenate([pixels, np.where(hidden, 0, 255).astype(pixels.dtype)[None]])
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(target, "w", **profile) as out:
+        out.write(pixels)
+        if how == "alpha band":
+            out.colorinterp = [*out.colorinterp[:-1], rasterio.enums.ColorInterp.alpha]
+        elif how == "internal mask":
+            out.write_mask(~hidden)
+    with rasterio.open(first) as reference:
+        warp_onto(reference, target, tmp_path / "aligned.tif")
+        site_px = reference.width * reference.height
+    with rasterio.open(tmp_path / "aligned.tif") as aligned:
+        seen = int((aligned.dataset_mask() > 0).sum())
+    assert seen == 160 * 192 - (0 if how == "no mask" else 2000) and seen < site_px
 
 
 def test_an_ungeoreferenced_input_is_refused_before_the_model_loads(tmp_path: Path,
