@@ -3,7 +3,7 @@
     python bench/rotation.py [--data ../shared/data] [--out bench/results/rotation.json]
 
 Every real pair at hand (LEVIR-CD full tiles and crops, DSIFN, consecutive SpaceNet 7 PlanetScope months,
-the demo site) is measured as it is and with its later date turned by 0.5, 1, 2 and 4 degrees (clockwise,
+the demo site) is measured as it is and with its later date turned by 0.5, 1, 2, 4 and 8 degrees (clockwise,
 about the centre, edges mirrored in) by :func:`sitewatch.rotation.measure_rotation` with the shipped rules
 (grey images decimated to at most 1,024 px as in a run). A pair as it is must never be corrected
 (``applied``); a turned one should be, within a fraction of a degree. Prints a table and writes JSON.
@@ -26,7 +26,7 @@ from sitewatch.prepare import grey_image  # noqa: E402
 from sitewatch.rotation import ROTATION_PX, _turned, measure_rotation  # noqa: E402
 from sitewatch.rules import ChangeRules  # noqa: E402
 
-TURNS = (0.0, 0.5, 1.0, 2.0, 4.0)
+TURNS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def real_pairs(data: Path) -> list[tuple[Path, Path]]:

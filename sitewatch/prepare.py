@@ -270,6 +270,7 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
         if turn is not None:
             progress(f"turning {path.name} back by {turn.rotation.degrees:+.2f} deg onto {rasters[0].name}")
             warp_onto(reference, path, target, choice, turn)
+            check_has_data(target, path)
         turns.append(turn)
         ground, masks, removed = ground_mask(reference, path, option, use_udm, workdir / f"{k}_ground.tif", turn)
         check_some_ground_seen(path, removed)

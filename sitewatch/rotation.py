@@ -3,13 +3,16 @@
 Phase correlation over the whole site measures a translation only; a date whose georeference is also
 turned by a degree or two (a poorly orthorectified scene) then drifts apart from the first date towards
 the site's edges, and every building there becomes new at one date and demolished at the other
-(docs/RELIABILITY.md). Here the site is cut into a 4 × 4 grid of overlapping windows, each window's
-shift is measured by phase correlation, and a rotation plus translation is fitted to the windows'
-shifts (outliers, where the ground itself changed, left out); the fit is repeated on the derotated
-image until it converges. Where the fit is clear (enough windows agree to within ``rotation_max_rms_px``)
-and the rotation moves the site's corners by ``rotation_min_corner_px`` or more, the later date's
-georeference is turned back about the site's centre before it is resampled onto the site grid (one
-resampling; its masks turned with it). The translation left over is measured and corrected as before.
+(docs/RELIABILITY.md). Here the site is cut into a grid of overlapping windows (8 × 8, then 4 × 4 on the
+derotated image), each window's shift is measured by phase correlation, and a rotation plus translation
+is fitted to the windows' shifts (outliers, where the ground itself changed, left out); the fit is
+repeated on the derotated image until it converges. Where the fit is clear (enough windows agree to
+within ``rotation_max_rms_px``) and the rotation moves the site's corners by ``rotation_min_corner_px`` or
+more, the later date's georeference is turned back about the site's centre before it is resampled onto the
+site grid (one resampling; its masks turned with it). The translation left over is measured and corrected
+as before. Measured on real pairs (``bench/rotation.py``): turns of 0.5-4° on sites of 1,024 px are found
+within 0.08°, 8° on some; corners are measured in the decimated pixels, so on a site decimated by a factor
+f a rotation moving its corners less than 4 × f full pixels is left alone.
 
 Angles are in degrees, positive clockwise as seen on a north-up map; pixels are those of the grey image
 the rotation is measured on (the site grid decimated to at most :data:`ROTATION_PX`).
@@ -29,12 +32,14 @@ from sitewatch.rules import ChangeRules
 
 #: Longest side (px) of the grey images the rotation is measured on.
 ROTATION_PX = 1024
-#: The site is cut into this many windows along each side (overlapping; each a quarter of the side).
-GRID = 4
-#: Smallest window (px) worth a phase correlation; a window's peak below this response is not used.
+#: Windows along each side, per pass of measure-derotate-measure: first a fine grid of small windows (a small
+#: window stays correlated under a larger rotation), then a coarser grid of larger ones (more precise) on the
+#: image derotated by what the passes before found. Each window is the side ÷ its grid, at least
+#: :data:`MIN_WINDOW_PX`; a window whose peak is below :data:`MIN_WINDOW_RESPONSE` is not used.
+GRIDS = (8, 4, 4, 4)
 MIN_WINDOW_PX, MIN_WINDOW_RESPONSE = 64, 0.1
-#: Fewest windows the fit must keep, and the passes of measure-derotate-measure.
-MIN_WINDOWS, PASSES = 8, 3
+#: Fewest windows a fit must keep.
+MIN_WINDOWS = 8
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,8 @@ class Rotation:
     """The rotation of a later date against the first (degrees clockwise on a north-up map) and how sure.
 
     ``corner_px``: how far the rotation moves the site's corners (measurement pixels); ``rms_px``: how far
-    the windows kept lie from the fitted rotation and translation; ``windows``: the windows kept (of
-    :data:`GRID` ²); ``applied``: turned back before the diff.
+    the windows kept lie from the fitted rotation and translation; ``windows``: the windows the last fit
+    kept; ``applied``: turned back before the diff.
     """
 
     degrees: float = 0.0
@@ -55,34 +60,44 @@ class Rotation:
 
 def measure_rotation(reference: np.ndarray, moving: np.ndarray, rules: ChangeRules) -> Rotation:
     """The rotation of ``moving`` against ``reference`` (grey images on the same grid), fitted to the
-    shifts of windows; ``applied`` where the fit is clear and the corners move enough to matter."""
+    shifts of windows; ``applied`` where the fit is clear and the corners move enough to matter. A pass
+    that finds too few windows keeps what the passes before it found."""
     moving = moving.astype(np.float32)
-    degrees, rms, kept = 0.0, 0.0, 0
-    for _ in range(PASSES):
-        shifts = window_shifts(reference, _turned(moving, -degrees))
-        if len(shifts) < MIN_WINDOWS:
-            return Rotation(windows=len(shifts))
-        step, rms, kept = fit_rotation(shifts)
-        degrees += step
-        if kept < MIN_WINDOWS or abs(step) < 0.01:
+    found, degrees = Rotation(), 0.0
+    for number, grid in enumerate(GRIDS):
+        shifts = window_shifts(reference, _turned(moving, -degrees), grid)
+        step, rms, kept = fit_rotation(shifts) if len(shifts) >= MIN_WINDOWS else (0.0, 0.0, len(shifts))
+        if kept < MIN_WINDOWS:
+            if number == 0:  # the fine grid found too little texture: the coarse one may not
+                continue
             break
-    corner_px = float(np.radians(abs(degrees)) * np.hypot(*reference.shape) / 2)
+        degrees += step
+        found = _judged(degrees, rms, kept, reference.shape, rules)
+        if grid == GRIDS[-1] and abs(step) < 0.01:
+            break
+    return found
+
+
+def _judged(degrees: float, rms: float, kept: int, shape: tuple[int, int], rules: ChangeRules) -> Rotation:
+    """A fitted rotation with how far it moves the corners, and whether the rules turn it back."""
+    corner_px = float(np.radians(abs(degrees)) * np.hypot(*shape) / 2)
     applied = (kept >= MIN_WINDOWS and rms <= rules.rotation_max_rms_px and corner_px >= rules.rotation_min_corner_px
                and abs(degrees) <= rules.rotation_max_deg)
     return Rotation(round(degrees, 3), round(corner_px, 2), round(rms, 2), kept, bool(applied))
 
 
-def window_shifts(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """Per window with a clear phase-correlation peak: its centre (x, y from the image centre, px, y down)
-    and the shift of ``moving`` against ``reference`` there (dx, dy, px); shape (n, 4)."""
+def window_shifts(reference: np.ndarray, moving: np.ndarray, grid: int) -> np.ndarray:
+    """Per window of a ``grid`` × ``grid`` layout (overlapping; fewer where the image is too small for that
+    many distinct windows) with a clear phase-correlation peak: its centre (x, y from the image centre, px,
+    y down) and the shift of ``moving`` against ``reference`` there (dx, dy, px); shape (n, 4)."""
     height, width = reference.shape
-    size = max(MIN_WINDOW_PX, min(height, width) // GRID)
+    size = max(MIN_WINDOW_PX, min(height, width) // grid)
     if size > min(height, width):
         return np.zeros((0, 4))
     hanning = cv2.createHanningWindow((size, size), cv2.CV_32F)
     found = []
-    for top in np.linspace(0, height - size, GRID).astype(int):
-        for left in np.linspace(0, width - size, GRID).astype(int):
+    for top in np.unique(np.linspace(0, height - size, grid).astype(int)):
+        for left in np.unique(np.linspace(0, width - size, grid).astype(int)):
             a = reference[top:top + size, left:left + size]
             b = moving[top:top + size, left:left + size]
             if a.std() < 1e-3 or b.std() < 1e-3:
