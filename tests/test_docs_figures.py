@@ -200,3 +200,18 @@ def test_more_steps_table_is_the_bench_result() -> None:
     assert f"| 2,400-2,913 | - | {means[0]:.3f} / {means[1]:.3f} / {means[2]:.3f} / **{means[3]:.3f}** |" in BENCHMARKS
     last = sum(entry["mean"] for entry in curve[-5:]) / 5
     assert f"mean of its last five validations {last:.3f}" in " ".join(BENCHMARKS.split())
+
+
+def test_trained_on_table_and_rotation_table_are_the_bench_results() -> None:
+    before = _result("heldout.json")["mean_satellite_pixel_iou"]
+    after = _result("heldout_ms_more.json")["mean_satellite_pixel_iou"]
+    cells = " | ".join(f"{before[size]:.3f} → {after[size]:.3f}" for size in ("0.5", "1", "2", "3"))
+    assert f"| mean pixel IoU | {cells} |" in BENCHMARKS
+    pairs = _result("rotation.json")["pairs"]
+    unturned = [pair["rows"][0] for pair in pairs]
+    assert not any(row["applied"] for row in unturned) and len(pairs) == 18
+    large = [row for pair in pairs if pair["shape_px"][0] >= 1000 for row in pair["rows"][1:5]]
+    assert all(row["applied"] and abs(row["measured_deg"] - row["turned_deg"]) <= 0.08 for row in large)
+    small = [row for pair in pairs if pair["shape_px"][0] < 1000 for row in pair["rows"][1:4]]
+    assert sum(row["applied"] for row in small) == 3 and len(small) == 30
+    assert "| LEVIR-CD crops, DSIFN, demo site (10, 256 px) | 0 of 10 | 3 of 30 |" in BENCHMARKS
