@@ -38,8 +38,8 @@ ORDER = [
     # training
     "model", "training",
     # inference stages, in the order data flows
-    "rotation", "prepare", "predict", "regularize", "footprints", "coverage", "clearing", "evidence", "change", "pictures",
-    "report",
+    "rotation", "prepare", "predict", "regularize", "footprints", "coverage", "clearing", "evidence", "change",
+    "pictures", "report",
     # jobs
     "pipeline", "scot", "evaluate", "outline_quality", "labelled_change", "batch",
     # the command line
