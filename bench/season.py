@@ -5,7 +5,7 @@
 Asks whether a warning "the dates are in different seasons" could tell the pairs whose changes are seasonal
 (consecutive SpaceNet 7 PlanetScope months: nearly every new and demolished record false) from the pairs of
 real change (LEVIR-CD, DSIFN, the demo site). Per pair: the share of the site green at each date (excess-green
-index 2g - r - b of chromatic coordinates at least ``clearing_green_min``, as the land-clearing rule reads
+index of ``sitewatch.clearing.excess_green`` at least ``clearing_green_min``, as the land-clearing rule reads
 green) and the shares green at one date only. Grey images decimated to at most 1,024 px. Prints a table and
 writes JSON.
 """
@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from recorded import command_line, repo_path  # noqa: E402 (bench/, the script's folder)
 from rotation import real_pairs  # noqa: E402
 
+from sitewatch.clearing import excess_green  # noqa: E402
 from sitewatch.files import atomic_path  # noqa: E402
 from sitewatch.rules import ChangeRules  # noqa: E402
 
@@ -37,8 +38,7 @@ def green(path: Path, threshold: float) -> np.ndarray:
         factor = max(1.0, max(dataset.width, dataset.height) / 1024)
         shape = (int(dataset.height / factor), int(dataset.width / factor))
         rgb = dataset.read((1, 2, 3), out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
-    red, grn, blue = rgb / (rgb.sum(axis=0) + 1e-6)
-    return 2 * grn - red - blue >= threshold
+    return excess_green(rgb) >= threshold
 
 
 def main() -> None:

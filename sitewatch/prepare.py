@@ -256,6 +256,7 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
                 options: list[DateOptions], use_udm: bool) -> PreparedSite:
     """:func:`prepare_site` on the site's north-up grid ``reference`` (the first raster's)."""
     aligned, images, grounds, turns = [], [], [], []
+    first_grey = np.zeros((0, 0), np.float32)
     for k, (path, option) in enumerate(zip(rasters, options, strict=True)):
         with open_raster(path) as other:
             if k:
@@ -266,7 +267,9 @@ def _prepare_on(reference: rasterio.DatasetReader | WarpedVRT, rasters: list[Pat
         target = workdir / f"{k}_{path.stem}.tif"
         warp_onto(reference, path, target, choice)
         check_has_data(target, path)
-        turn = measure_turn(reference, aligned[0], target, rules) if k else None
+        if k == 1:  # the first date's grey image, read once for every later date's turn
+            first_grey = grey_image(aligned[0], ROTATION_PX)[0]
+        turn = measure_turn(reference, first_grey, target, rules) if k else None
         if turn is not None:
             progress(f"turning {path.name} back by {turn.rotation.degrees:+.2f} deg onto {rasters[0].name}")
             warp_onto(reference, path, target, choice, turn)
@@ -555,11 +558,12 @@ def registration_shifts(aligned: list[Path], rules: ChangeRules, pixel_m: tuple[
     return shifts
 
 
-def measure_turn(reference: rasterio.DatasetReader | WarpedVRT, first: Path, later: Path,
+def measure_turn(reference: rasterio.DatasetReader | WarpedVRT, first_grey: np.ndarray, later: Path,
                  rules: ChangeRules) -> Turn | None:
-    """The rotation of a later date's aligned copy against the first's (:mod:`sitewatch.rotation`), to turn
-    back on ``reference``'s grid; None where none clear enough to matter was measured."""
-    rotation = measure_rotation(grey_image(first, ROTATION_PX)[0], grey_image(later, ROTATION_PX)[0], rules)
+    """The rotation of a later date's aligned copy against the first's (``first_grey``: its
+    :func:`grey_image` at :data:`~sitewatch.rotation.ROTATION_PX`; :mod:`sitewatch.rotation`), to turn back
+    on ``reference``'s grid; None where none clear enough to matter was measured."""
+    rotation = measure_rotation(first_grey, grey_image(later, ROTATION_PX)[0], rules)
     if not rotation.applied:
         return None
     site_crs = CRS.from_user_input(reference.crs) if reference.crs else None

@@ -79,9 +79,10 @@ def measure_rotation(reference: np.ndarray, moving: np.ndarray, rules: ChangeRul
 
 
 def _judged(degrees: float, rms: float, kept: int, shape: tuple[int, int], rules: ChangeRules) -> Rotation:
-    """A fitted rotation with how far it moves the corners, and whether the rules turn it back."""
+    """A fitted rotation (of at least :data:`MIN_WINDOWS` windows) with how far it moves the corners, and
+    whether the rules turn it back."""
     corner_px = float(np.radians(abs(degrees)) * np.hypot(*shape) / 2)
-    applied = (kept >= MIN_WINDOWS and rms <= rules.rotation_max_rms_px and corner_px >= rules.rotation_min_corner_px
+    applied = (rms <= rules.rotation_max_rms_px and corner_px >= rules.rotation_min_corner_px
                and abs(degrees) <= rules.rotation_max_deg)
     return Rotation(round(degrees, 3), round(corner_px, 2), round(rms, 2), kept, bool(applied))
 
